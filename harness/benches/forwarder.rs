@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("forwarder bench: not written yet");
+}
