@@ -1,1 +1,98 @@
-fn main() {}
+//! The `e2e` test target: one trial per scenario x matrix entry, named like
+//! `bookinfo-demo::kind::k8s-1.33::istio-1.30.3` (see `harness::matrix` for the variables).
+//!
+//! `cargo test --test e2e -- --list` works with no cluster and no network. A trial whose
+//! provider cannot run here is reported as ignored with the reason, unless
+//! `ISTIO_E2E_REQUIRE=1`, when it fails. A passing trial compares its results with the
+//! snapshots in `snapshots/` (insta).
+
+use std::path::Path;
+
+use harness::matrix::{self, Entry};
+use harness::runner::{self, RunOptions};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+fn main() -> std::process::ExitCode {
+    harness::install_crypto_provider();
+    let mut args = Arguments::from_args();
+    // Trials share Docker and a machine's ports: one at a time unless asked otherwise.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (entries, notes, errors) = matrix::from_env(&root.join("scenarios"));
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let mut trials: Vec<Trial> = entries.into_iter().map(trial).collect();
+    for d in errors {
+        let name = format!("scenario-file::{}", d.path.display());
+        trials.push(Trial::test(name, move || Err(Failed::from(d.to_string()))));
+    }
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn trial(entry: Entry) -> Trial {
+    let name = entry.name();
+    Trial::ignorable_test(name, move || run_entry(entry)).with_kind("e2e")
+}
+
+fn run_entry(entry: Entry) -> Result<Completion, Failed> {
+    let provider = harness::cluster::provider(&entry.provider).map_err(Failed::from)?;
+    if let Err(why) = provider.check() {
+        let msg = format!("provider {} cannot run here: {why}", entry.provider);
+        if matrix::required() {
+            return Err(Failed::from(format!("{msg} (ISTIO_E2E_REQUIRE=1)")));
+        }
+        eprintln!("ignored {}: {msg}", entry.name());
+        return Ok(Completion::ignored_with(msg));
+    }
+    let opts = RunOptions {
+        provider: Some(entry.provider.clone()),
+        istio_version: entry.istio.clone(),
+        istio_dir: std::env::var_os("ISTIO_E2E_ISTIO_DIR").map(Into::into),
+        kubernetes: entry.kubernetes.clone(),
+        keep_cluster: std::env::var("ISTIO_E2E_KEEP_CLUSTER").is_ok_and(|v| v == "1"),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let diags = harness::scenario::validate(
+        &entry.file,
+        &harness::scenario::validate::ValidateOptions {
+            istio_dir: opts.istio_dir.clone(),
+            provider: opts.provider.clone(),
+        },
+    );
+    if !diags.is_empty() {
+        return Err(Failed::from(
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ));
+    }
+    let result = rt.block_on(runner::run_with(
+        &entry.file,
+        &opts,
+        provider,
+        &runner::StepRunner,
+    ));
+    drop(rt);
+    eprintln!("reports: {}", result.artifacts);
+    if let Some(m) = result.failure_message() {
+        return Err(Failed::from(m));
+    }
+    if !result.passed() {
+        return Err(Failed::from(format!(
+            "{}: {:?}",
+            entry.name(),
+            result.status
+        )));
+    }
+    harness::snapshot::assert_run(&result);
+    Ok(Completion::Completed)
+}

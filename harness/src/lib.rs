@@ -1,10 +1,38 @@
-//! istio-e2e harness library.
+//! # istio-e2e harness
+//!
+//! The library behind the `istio-e2e` CLI and the `e2e` test target: the Istio getting-started
+//! walkthrough as code. The data path reads like the walkthrough:
+//!
+//! scenario file ([`scenario`]) -> typed steps ([`steps`]) -> [`runner`] -> [`results`] ->
+//! [`snapshot`]s and [`report`]s.
+//!
+//! The steps call into one module per concept: [`cluster`] providers, the [`istio`]
+//! lifecycle, [`kube`] operations, the TCP [`forwarder`], and [`probes`] (HTTP, traffic,
+//! Bookinfo, dashboards). [`expect`] holds the expectations every check shares.
 
+pub mod cli;
+pub mod cluster;
+pub mod context;
 pub mod error;
 pub mod expect;
 pub mod forwarder;
+pub mod istio;
+pub mod kube;
+pub mod matrix;
 pub mod probes;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod snapshot;
+pub mod steps;
 
 /// The outputs a step records: named values that later steps read as `${capture.key}` and that
 /// snapshots and reports show.
 pub type Outputs = serde_json::Map<String, serde_json::Value>;
+
+/// Installs the ring TLS provider for rustls once per process (kube, reqwest and
+/// testcontainers all use rustls; with no provider installed, building a client panics).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,539 @@
+//! The `istio-e2e` command line. Exit codes:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | a scenario failed, or validation found problems |
+//! | 2 | bad command line (clap) |
+//! | 3 | the environment cannot run it (no Docker, provider missing, image not built) |
+//! | 130 | interrupted (Ctrl-C) |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::cluster::{self, Provider};
+use crate::runner::{self, RunOptions};
+use crate::scenario::{self, validate::ValidateOptions};
+
+/// Exit code: a scenario failed or a file is invalid.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: the environment cannot run it.
+pub const EXIT_ENV: u8 = 3;
+/// Exit code: interrupted.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Reproducible end-to-end tests for Istio on local Kubernetes clusters.
+#[derive(Debug, Parser)]
+#[command(name = "istio-e2e", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios against a cluster.
+    Run {
+        /// Scenario files.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Cluster provider: kind, minikube, k3s, existing, lab, none.
+        #[arg(long, env = "ISTIO_E2E_PROVIDER")]
+        provider: Option<String>,
+        /// Istio version.
+        #[arg(long, env = "ISTIO_E2E_ISTIO_VERSION")]
+        istio_version: Option<String>,
+        /// A local, extracted Istio release directory to use instead of a download.
+        #[arg(long, env = "ISTIO_E2E_ISTIO_DIR")]
+        istio_dir: Option<PathBuf>,
+        /// Kubernetes version.
+        #[arg(long, env = "ISTIO_E2E_K8S_VERSION")]
+        kubernetes: Option<String>,
+        /// Keep the cluster after the run.
+        #[arg(long)]
+        keep_cluster: bool,
+        /// Keep the cluster only when the run fails.
+        #[arg(long)]
+        keep_on_failure: bool,
+        /// Parent directory of the run's artifacts (default target/istio-e2e).
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
+        /// Compare results with the snapshots in snapshots/ (insta).
+        #[arg(long)]
+        check_snapshots: bool,
+    },
+    /// Check scenario files without a cluster; prints `path:line:col: message` per problem.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// The Istio release directory `${istio.dir}` will be, to check files under it.
+        #[arg(long, env = "ISTIO_E2E_ISTIO_DIR")]
+        istio_dir: Option<PathBuf>,
+    },
+    /// List the trials the e2e matrix would run (scenarios/ and the ISTIO_E2E_* variables).
+    List {
+        /// Scenario directory.
+        #[arg(long, default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Check this machine: Docker, kind, minikube, istioctl, the lab image, inotify limits.
+    Doctor,
+    /// Remove clusters and containers left by earlier runs (found by name prefix and label).
+    Clean,
+    /// Forward a local port to HOST:PORT (the walkthrough's ncat), until Ctrl-C.
+    Forward {
+        /// Listen address; binding anything but loopback exposes the target to other machines.
+        #[arg(long, default_value = "127.0.0.1:8888")]
+        listen: SocketAddr,
+        /// Target HOST:PORT.
+        #[arg(long)]
+        to: String,
+    },
+    /// The offline lab cluster, for use with kubectl.
+    Lab {
+        /// up, down or status.
+        #[command(subcommand)]
+        action: LabAction,
+    },
+}
+
+/// `istio-e2e lab` actions.
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Start the lab node (once) and write target/lab/kubeconfig.
+    Up,
+    /// Remove the lab node started by `up`.
+    Down,
+    /// Say whether the lab node runs and where its kubeconfig is.
+    Status,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    crate::install_crypto_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ISTIO_E2E_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ENV);
+        }
+    };
+    ExitCode::from(rt.block_on(dispatch(cli.command)))
+}
+
+async fn dispatch(cmd: Command) -> u8 {
+    match cmd {
+        Command::Validate {
+            scenarios,
+            istio_dir,
+        } => validate(&scenarios, istio_dir),
+        Command::List { dir } => list(&dir),
+        Command::Run {
+            scenarios,
+            provider,
+            istio_version,
+            istio_dir,
+            kubernetes,
+            keep_cluster,
+            keep_on_failure,
+            artifacts,
+            check_snapshots,
+        } => {
+            let opts = RunOptions {
+                provider,
+                istio_version,
+                istio_dir,
+                kubernetes,
+                keep_cluster,
+                keep_on_failure,
+                artifacts_root: artifacts,
+                ..Default::default()
+            };
+            run(&scenarios, &opts, check_snapshots).await
+        }
+        Command::Doctor => doctor().await,
+        Command::Clean => clean(),
+        Command::Forward { listen, to } => forward(listen, to).await,
+        Command::Lab { action } => lab(action).await,
+    }
+}
+
+fn validate(paths: &[PathBuf], istio_dir: Option<PathBuf>) -> u8 {
+    let mut bad = 0;
+    for p in paths {
+        let diags = match scenario::load(p) {
+            Err(d) => vec![d],
+            Ok(f) => scenario::validate(
+                &f,
+                &ValidateOptions {
+                    istio_dir: istio_dir.clone(),
+                    provider: None,
+                },
+            ),
+        };
+        if diags.is_empty() {
+            println!("{}: ok", p.display());
+        } else {
+            bad += 1;
+            for d in diags {
+                println!("{d}");
+            }
+        }
+    }
+    if bad > 0 { EXIT_FAILED } else { 0 }
+}
+
+fn list(dir: &std::path::Path) -> u8 {
+    let (entries, notes, errors) = crate::matrix::from_env(dir);
+    for e in &entries {
+        println!("{}", e.name());
+    }
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    for d in &errors {
+        eprintln!("{d}");
+    }
+    if errors.is_empty() { 0 } else { EXIT_FAILED }
+}
+
+async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 {
+    let mut files = Vec::new();
+    let mut bad = false;
+    for p in paths {
+        match scenario::load(p) {
+            Ok(f) => {
+                let d = scenario::validate(
+                    &f,
+                    &ValidateOptions {
+                        istio_dir: opts.istio_dir.clone(),
+                        provider: opts.provider.clone(),
+                    },
+                );
+                if d.is_empty() {
+                    files.push(f);
+                } else {
+                    bad = true;
+                    d.iter().for_each(|d| eprintln!("{d}"));
+                }
+            }
+            Err(d) => {
+                bad = true;
+                eprintln!("{d}");
+            }
+        }
+    }
+    if bad {
+        eprintln!(
+            "error: nothing was run: fix the problems above (`istio-e2e validate` checks files without a cluster)"
+        );
+        return EXIT_FAILED;
+    }
+    let mut code = 0;
+    for f in &files {
+        let name = runner::effective_provider(f, opts);
+        let provider = match cluster::provider(&name) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_FAILED;
+            }
+        };
+        if let Err(why) = provider.check() {
+            eprintln!(
+                "error: {}: provider {name} cannot run here: {why}. `istio-e2e doctor` lists what is missing.",
+                f.path.display()
+            );
+            return EXIT_ENV;
+        }
+        let result = runner::run_with(f, opts, provider, &runner::StepRunner).await;
+        eprintln!("reports: {}", result.artifacts);
+        match result.status {
+            crate::results::Status::Passed => {
+                eprintln!("{}: passed", f.scenario.name);
+                if check_snapshots {
+                    let r = result.clone();
+                    if std::panic::catch_unwind(move || crate::snapshot::assert_run(&r)).is_err() {
+                        eprintln!(
+                            "{}: results differ from the snapshots (review with `cargo insta review`)",
+                            f.scenario.name
+                        );
+                        code = EXIT_FAILED;
+                    }
+                }
+            }
+            crate::results::Status::Interrupted => return EXIT_INTERRUPTED,
+            _ => {
+                eprintln!(
+                    "{}: FAILED: {}",
+                    f.scenario.name,
+                    result.failure_message().unwrap_or_default()
+                );
+                code = EXIT_FAILED;
+            }
+        }
+    }
+    code
+}
+
+async fn doctor() -> u8 {
+    let mut missing = 0;
+    let mut line = |ok: bool, what: &str, detail: String| {
+        if !ok {
+            missing += 1;
+        }
+        println!("{} {what}: {detail}", if ok { "ok  " } else { "MISS" });
+    };
+    line(
+        cluster::docker_available().is_ok(),
+        "docker",
+        cluster::docker_available()
+            .err()
+            .unwrap_or_else(|| "daemon answers".into()),
+    );
+    for name in ["kind", "minikube", "k3s", "existing", "lab"] {
+        if let Ok(p) = cluster::provider(name) {
+            let r = p.check();
+            line(
+                r.is_ok(),
+                &format!("provider {name}"),
+                r.err()
+                    .map(|e| format!("{e} (needs {})", p.needs()))
+                    .unwrap_or_else(|| "can run".into()),
+            );
+        }
+    }
+    let istioctl = crate::istio::find_istioctl(None);
+    line(istioctl.is_some(), "istioctl", istioctl.map(|p| p.display().to_string()).unwrap_or_else(|| "not on PATH; pass --istio-dir with a release, or install it from https://istio.io/latest/docs/setup/getting-started/#download".into()));
+    let net = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::lookup_host("github.com:443"),
+    )
+    .await;
+    line(
+        matches!(net, Ok(Ok(_))),
+        "network",
+        if matches!(net, Ok(Ok(_))) {
+            "github.com resolves".into()
+        } else {
+            "github.com does not resolve: downloads (kind, Istio releases) cannot work; use the lab provider and --istio-dir".into()
+        },
+    );
+    for (f, want) in [("max_user_watches", 524288u64), ("max_user_instances", 512)] {
+        let v: u64 = std::fs::read_to_string(format!("/proc/sys/fs/inotify/{f}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        line(
+            v >= want,
+            &format!("fs.inotify.{f}"),
+            format!("{v} (kind with Istio gateways wants {want}+: `sysctl fs.inotify.{f}={want}`)"),
+        );
+    }
+    let kc = std::env::var("KUBECONFIG").ok();
+    println!(
+        "info kubeconfig: {} (used only by provider existing; never written)",
+        kc.unwrap_or_else(|| "KUBECONFIG not set".into())
+    );
+    if missing > 0 { EXIT_ENV } else { 0 }
+}
+
+fn docker_ids(filter: &str) -> Vec<String> {
+    let Some(docker) = cluster::which("docker") else {
+        return vec![];
+    };
+    std::process::Command::new(docker)
+        .args(["ps", "-aq", "--filter", filter])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn clean() -> u8 {
+    let mut n = 0;
+    if let Some(docker) = cluster::which("docker") {
+        for id in docker_ids(&format!("label={}", cluster::lab::LAB_LABEL))
+            .into_iter()
+            .chain(docker_ids("label=io.istio-e2e.run"))
+        {
+            let ok = std::process::Command::new(&docker)
+                .args(["rm", "-f", "-v", &id])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            println!(
+                "{} container {id}",
+                if ok { "removed" } else { "could not remove" }
+            );
+            n += 1;
+        }
+    }
+    if let Some(kind) = cluster::which("kind")
+        && let Ok(o) = std::process::Command::new(&kind)
+            .args(["get", "clusters"])
+            .output()
+    {
+        for c in String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|c| c.starts_with("istio-e2e-"))
+        {
+            let _ = std::process::Command::new(&kind)
+                .args(["delete", "cluster", "--name", c])
+                .status();
+            println!("deleted kind cluster {c}");
+            n += 1;
+        }
+    }
+    if let Some(mk) = cluster::which("minikube")
+        && let Ok(o) = std::process::Command::new(&mk)
+            .args(["profile", "list", "-o", "json"])
+            .output()
+    {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        for p in v
+            .get("valid")
+            .and_then(|x| x.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = p
+                .get("Name")
+                .and_then(|x| x.as_str())
+                .filter(|n| n.starts_with("istio-e2e-"))
+            {
+                let _ = std::process::Command::new(&mk)
+                    .args(["delete", "-p", name])
+                    .status();
+                println!("deleted minikube profile {name}");
+                n += 1;
+            }
+        }
+    }
+    println!("{n} leftovers removed");
+    0
+}
+
+async fn forward(listen: SocketAddr, to: String) -> u8 {
+    if !listen.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {listen} exposes {to} to every machine that can reach this host"
+        );
+    }
+    let fwd = match crate::forwarder::Forwarder::start(crate::forwarder::ForwarderConfig::new(
+        listen,
+        to.clone(),
+    ))
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot listen on {listen}: {e}");
+            return EXIT_ENV;
+        }
+    };
+    eprintln!("forwarding {} -> {to}; Ctrl-C stops", fwd.local_addr());
+    let _ = tokio::signal::ctrl_c().await;
+    let stats = fwd.stop(Duration::from_secs(5)).await;
+    eprintln!(
+        "stopped: {} connections ({} failed), {} bytes up, {} bytes down",
+        stats.accepted, stats.failed, stats.bytes_to_upstream, stats.bytes_to_client
+    );
+    0
+}
+
+const LAB_CLI_RUN: &str = "cli";
+
+async fn lab(action: LabAction) -> u8 {
+    let dir = PathBuf::from("target/lab");
+    let kubeconfig = dir.join("kubeconfig");
+    let name = format!("istio-e2e-lab-{LAB_CLI_RUN}");
+    let running = !docker_ids(&format!("name=^{name}$")).is_empty();
+    match action {
+        LabAction::Status => {
+            if running {
+                println!(
+                    "lab node {name} is running; kubeconfig {}",
+                    kubeconfig.display()
+                );
+            } else {
+                println!("no lab node running (`istio-e2e lab up` starts one)");
+            }
+            0
+        }
+        LabAction::Down => {
+            let ids = docker_ids(&format!("name=^{name}$"));
+            if let Some(docker) = cluster::which("docker") {
+                for id in &ids {
+                    let _ = std::process::Command::new(&docker)
+                        .args(["rm", "-f", "-v", id])
+                        .output();
+                }
+            }
+            println!(
+                "{}",
+                if ids.is_empty() {
+                    "no lab node was running".to_string()
+                } else {
+                    format!("removed lab node {name}")
+                }
+            );
+            0
+        }
+        LabAction::Up => {
+            if running && kubeconfig.exists() {
+                println!("{}", kubeconfig.display());
+                eprintln!("lab node {name} already runs");
+                return 0;
+            }
+            let mut lab = cluster::lab::Lab::default();
+            if let Err(e) = lab.check() {
+                eprintln!("error: {e}");
+                return EXIT_ENV;
+            }
+            let req = cluster::ClusterRequest {
+                run_id: LAB_CLI_RUN.into(),
+                artifacts: dir.clone(),
+                ..Default::default()
+            };
+            match lab.create(&req).await {
+                Ok(info) => {
+                    let _ = lab.teardown(true).await;
+                    println!("{}", info.kubeconfig.display());
+                    eprintln!(
+                        "lab node up at {}; try `kubectl --kubeconfig {} get nodes`; `istio-e2e lab down` removes it",
+                        info.node_address.unwrap_or_default(),
+                        info.kubeconfig.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    let _ = lab.teardown(false).await;
+                    eprintln!("error: {e}");
+                    EXIT_ENV
+                }
+            }
+        }
+    }
+}

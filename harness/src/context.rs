@@ -1,0 +1,122 @@
+//! What the steps of one run share: the cluster, variables, background forwarders and
+//! port-forwards, and what earlier steps recorded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::Outputs;
+use crate::cluster::ClusterInfo;
+use crate::error::StepError;
+use crate::forwarder::Forwarder;
+use crate::kube::portforward::PortForward;
+use crate::scenario::vars::Vars;
+
+/// Something a step started that must be stopped at teardown.
+pub enum Background {
+    /// A TCP forwarder (`forward` step).
+    Forwarder {
+        /// The step that started it.
+        step: String,
+        /// The running forwarder.
+        forwarder: Forwarder,
+    },
+    /// A port-forward to a Service (`port-forward` step).
+    PortForward {
+        /// The step that started it.
+        step: String,
+        /// The running port-forward.
+        handle: PortForward,
+    },
+}
+
+/// Istio as this run sees it.
+#[derive(Debug, Clone, Default)]
+pub struct IstioInfo {
+    /// The release directory (samples, manifests, maybe bin/istioctl).
+    pub dir: Option<PathBuf>,
+    /// The version, when known.
+    pub version: Option<String>,
+    /// The profile for `istio-install` steps.
+    pub profile: String,
+    /// The istioctl binary, when one is available.
+    pub istioctl: Option<PathBuf>,
+    /// True once this run installed Istio (so teardown on an existing cluster uninstalls it).
+    pub installed_by_run: bool,
+}
+
+/// Shared state of one scenario run.
+pub struct Context {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Default namespace for steps that name none.
+    pub namespace: String,
+    /// Variables: built-ins and captures.
+    pub vars: Vars,
+    /// The cluster, once created (none for the `none` provider).
+    pub cluster: Option<ClusterInfo>,
+    /// The run's artifacts directory.
+    pub artifacts: PathBuf,
+    /// Istio release, version, istioctl.
+    pub istio: IstioInfo,
+    /// Things to stop at teardown, in start order.
+    pub background: Vec<Background>,
+    /// Named snapshots recorded by `snapshot` steps, already normalized.
+    pub snapshots: BTreeMap<String, Value>,
+    /// Outputs of finished steps, by display name, for `snapshot` steps.
+    pub step_outputs: BTreeMap<String, Outputs>,
+    /// Objects applied by the current step (`kind/namespace/name`), for diagnostics.
+    pub applied: Vec<String>,
+    /// Namespaces this run created (removed at teardown on existing clusters).
+    pub created_namespaces: Vec<String>,
+    client: Option<kube::Client>,
+}
+
+impl Context {
+    /// A fresh context.
+    pub fn new(scenario: &str, namespace: &str, artifacts: PathBuf) -> Self {
+        Context {
+            scenario: scenario.to_string(),
+            namespace: namespace.to_string(),
+            vars: Vars::default(),
+            cluster: None,
+            artifacts,
+            istio: IstioInfo::default(),
+            background: Vec::new(),
+            snapshots: BTreeMap::new(),
+            step_outputs: BTreeMap::new(),
+            applied: Vec::new(),
+            created_namespaces: Vec::new(),
+            client: None,
+        }
+    }
+
+    /// The Kubernetes client for this run's cluster, made on first use from the cluster's own
+    /// kubeconfig file (never `~/.kube/config`).
+    pub async fn client(&mut self) -> Result<kube::Client, StepError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let Some(cluster) = &self.cluster else {
+            return Err(StepError::fatal(
+                "this step needs a Kubernetes cluster, but the scenario runs with provider `none`",
+            )
+            .with_hint("set `cluster.provider` in the scenario or pass --provider"));
+        };
+        let client =
+            crate::kube::client_for(&cluster.kubeconfig, cluster.context.as_deref()).await?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Forgets the cached client (after the cluster is gone).
+    pub fn drop_client(&mut self) {
+        self.client = None;
+    }
+
+    /// The namespace a step uses: its own, else the scenario's.
+    pub fn ns(&self, own: Option<&String>) -> String {
+        own.cloned().unwrap_or_else(|| self.namespace.clone())
+    }
+}

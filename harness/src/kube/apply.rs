@@ -1,0 +1,374 @@
+//! Server-side apply of any multi-document YAML, CRDs first, with a dry run of the whole input
+//! before anything changes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::runtime::wait::{await_condition, conditions};
+
+use super::{FIELD_MANAGER, describe_error};
+use crate::error::StepError;
+
+/// One YAML document of the input, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// 1-based index of the document in its file (empty documents counted).
+    pub index: usize,
+    /// The object.
+    pub object: DynamicObject,
+}
+
+impl Document {
+    /// `Kind/name` of the object.
+    pub fn kind_name(&self) -> String {
+        let kind = self
+            .object
+            .types
+            .as_ref()
+            .map(|t| t.kind.as_str())
+            .unwrap_or("?");
+        format!(
+            "{kind}/{}",
+            self.object.metadata.name.as_deref().unwrap_or("?")
+        )
+    }
+
+    fn whereis(&self) -> String {
+        format!(
+            "{} document {} ({})",
+            self.file.display(),
+            self.index,
+            self.kind_name()
+        )
+    }
+
+    fn is_crd(&self) -> bool {
+        self.object.types.as_ref().is_some_and(|t| {
+            t.kind == "CustomResourceDefinition"
+                && t.api_version.starts_with("apiextensions.k8s.io/")
+        })
+    }
+}
+
+/// Reads files and directories (their `*.yaml`/`*.yml`/`*.json` in name order) into
+/// documents; empty documents are skipped.
+pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, StepError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| {
+                    StepError::fatal(format!("cannot read directory {}: {e}", p.display()))
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
+                })
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else if p.exists() {
+            files.push(p.clone());
+        } else {
+            return Err(StepError::fatal(format!(
+                "missing manifest {}: no such file or directory",
+                p.display()
+            )));
+        }
+    }
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| StepError::fatal(format!("cannot read {}: {e}", f.display())))?;
+        docs.extend(parse_documents(&f, &text)?);
+    }
+    Ok(docs)
+}
+
+/// Parses multi-document YAML text into objects.
+pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StepError> {
+    let values: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        StepError::fatal(format!(
+            "{}{at}: not valid YAML: {}",
+            file.display(),
+            e.without_snippet()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        if v.is_null() || v.as_object().is_some_and(|o| o.is_empty()) {
+            continue;
+        }
+        if v.get("kind")
+            .and_then(|k| k.as_str())
+            .is_some_and(|k| k.ends_with("List"))
+        {
+            for item in v
+                .get("items")
+                .and_then(|i| i.as_array())
+                .cloned()
+                .unwrap_or_default()
+            {
+                out.push(to_document(file, i + 1, item)?);
+            }
+            continue;
+        }
+        out.push(to_document(file, i + 1, v)?);
+    }
+    Ok(out)
+}
+
+fn to_document(file: &Path, index: usize, v: serde_json::Value) -> Result<Document, StepError> {
+    let object: DynamicObject = serde_json::from_value(v).map_err(|e| {
+        StepError::fatal(format!(
+            "{} document {index}: not a Kubernetes object: {e}",
+            file.display()
+        ))
+    })?;
+    if object.types.is_none() || object.metadata.name.is_none() {
+        return Err(StepError::fatal(format!(
+            "{} document {index}: needs apiVersion, kind and metadata.name",
+            file.display()
+        )));
+    }
+    Ok(Document {
+        file: file.to_path_buf(),
+        index,
+        object,
+    })
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// `Kind/namespace/name` of every object, in apply order.
+    pub objects: Vec<String>,
+    /// Objects whose generation or resourceVersion changed (created or updated).
+    pub changed: usize,
+}
+
+/// Applies documents: CRDs first (waited for `Established`), then a dry run of the rest, then
+/// the rest. A document the server refuses fails the whole step before the rest is changed.
+pub async fn apply(
+    client: &kube::Client,
+    docs: &[Document],
+    default_ns: &str,
+    deadline: Instant,
+) -> Result<ApplyReport, StepError> {
+    let mut report = ApplyReport::default();
+    let (crds, rest): (Vec<&Document>, Vec<&Document>) = docs.iter().partition(|d| d.is_crd());
+    let mut discovery = discover(client).await?;
+
+    // Dry run of everything whose kind is known now (CRs of CRDs in this input are checked
+    // after their CRDs exist).
+    let dry = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    for d in crds.iter().chain(rest.iter()) {
+        if let Some((api, _)) = api_for(client, &discovery, d, default_ns)? {
+            patch(&api, d, &dry).await?;
+        } else if !crd_in_input(&crds, d) {
+            return Err(unknown_kind(d));
+        }
+    }
+
+    if !crds.is_empty() {
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for d in &crds {
+            let (api, _) =
+                api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
+            track(
+                &mut report,
+                d,
+                patch(&api, d, &pp).await?,
+                default_ns,
+                false,
+            );
+        }
+        for d in &crds {
+            let name = d.object.metadata.name.clone().unwrap_or_default();
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::timeout(
+                left,
+                await_condition(crd_api.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .map_err(|_| {
+                StepError::new(format!(
+                    "CRD {name} was not Established before the step's timeout"
+                ))
+            })?
+            .map_err(|e| StepError::new(format!("watching CRD {name}: {e}")))?;
+        }
+        // Discovery lags Established: run it again until every kind of the input resolves.
+        loop {
+            discovery = discover(client).await?;
+            let missing = rest.iter().find(|d| {
+                api_for(client, &discovery, d, default_ns)
+                    .ok()
+                    .flatten()
+                    .is_none()
+            });
+            match missing {
+                None => break,
+                Some(d) if Instant::now() >= deadline => return Err(unknown_kind(d)),
+                Some(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        for d in &rest {
+            if crd_in_input(&crds, d) {
+                let (api, _) =
+                    api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
+                patch(&api, d, &dry).await?;
+            }
+        }
+    }
+
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    for d in &rest {
+        let (api, _) =
+            api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
+        let before = api
+            .get_opt(d.object.metadata.name.as_deref().unwrap_or_default())
+            .await
+            .ok()
+            .flatten();
+        let after = patch(&api, d, &pp).await?;
+        let changed =
+            before.is_none_or(|b| b.metadata.resource_version != after.metadata.resource_version);
+        track(&mut report, d, after, default_ns, changed);
+    }
+    Ok(report)
+}
+
+fn track(
+    report: &mut ApplyReport,
+    d: &Document,
+    obj: DynamicObject,
+    default_ns: &str,
+    changed: bool,
+) {
+    let ns = obj.metadata.namespace.clone();
+    let _ = default_ns;
+    report.objects.push(match ns {
+        Some(ns) => format!(
+            "{}/{ns}/{}",
+            kind_of(d),
+            obj.metadata.name.unwrap_or_default()
+        ),
+        None => format!("{}/{}", kind_of(d), obj.metadata.name.unwrap_or_default()),
+    });
+    if changed {
+        report.changed += 1;
+    }
+}
+
+fn kind_of(d: &Document) -> String {
+    d.object
+        .types
+        .as_ref()
+        .map(|t| t.kind.clone())
+        .unwrap_or_default()
+}
+
+fn crd_in_input(crds: &[&Document], d: &Document) -> bool {
+    let Some(t) = d.object.types.as_ref() else {
+        return false;
+    };
+    let group = t.api_version.split('/').next().unwrap_or("");
+    crds.iter().any(|c| {
+        let spec = c.object.data.get("spec");
+        spec.and_then(|s| s.get("group")).and_then(|g| g.as_str()) == Some(group)
+            && spec
+                .and_then(|s| s.get("names"))
+                .and_then(|n| n.get("kind"))
+                .and_then(|k| k.as_str())
+                == Some(t.kind.as_str())
+    })
+}
+
+fn unknown_kind(d: &Document) -> StepError {
+    let t = d.object.types.as_ref();
+    StepError::fatal(format!(
+        "{}: the cluster does not serve {} {}",
+        d.whereis(),
+        t.map(|t| t.api_version.as_str()).unwrap_or("?"),
+        t.map(|t| t.kind.as_str()).unwrap_or("?"),
+    ))
+    .with_hint("apply the CRD first (in the same step or an earlier one), or check the apiVersion against the cluster's version")
+}
+
+async fn discover(client: &kube::Client) -> Result<Discovery, StepError> {
+    Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|e| describe_error("API discovery", e))
+}
+
+type ApiPair = (Api<DynamicObject>, ApiCapabilities);
+
+fn api_for(
+    client: &kube::Client,
+    discovery: &Discovery,
+    d: &Document,
+    default_ns: &str,
+) -> Result<Option<ApiPair>, StepError> {
+    let t = d.object.types.as_ref().ok_or_else(|| unknown_kind(d))?;
+    let gvk = GroupVersionKind::try_from(t)
+        .map_err(|e| StepError::fatal(format!("{}: {e}", d.whereis())))?;
+    let Some((ar, caps)) = discovery.resolve_gvk(&gvk) else {
+        return Ok(None);
+    };
+    let api = match caps.scope {
+        Scope::Cluster => Api::<DynamicObject>::all_with(client.clone(), &ar),
+        Scope::Namespaced => {
+            let ns = d
+                .object
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_ns.to_string());
+            Api::namespaced_with(client.clone(), &ns, &ar)
+        }
+    };
+    let _: &ApiResource = &ar;
+    Ok(Some((api, caps)))
+}
+
+async fn patch(
+    api: &Api<DynamicObject>,
+    d: &Document,
+    pp: &PatchParams,
+) -> Result<DynamicObject, StepError> {
+    let name = d.object.metadata.name.clone().unwrap_or_default();
+    let mut obj = d.object.clone();
+    // The namespace comes from the Api; a cluster-scoped object must not carry one.
+    obj.metadata.namespace = None;
+    api.patch(&name, pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(s) => StepError::fatal(format!(
+                "{}{}: the API server refused it: {} ({})",
+                d.whereis(),
+                if pp.dry_run {
+                    " (dry run, nothing was changed)"
+                } else {
+                    ""
+                },
+                s.message,
+                s.reason
+            )),
+            other => describe_error(&format!("applying {}", d.whereis()), other),
+        })
+}

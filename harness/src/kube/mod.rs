@@ -1,0 +1,70 @@
+//! Kubernetes operations through kube-rs, the way the walkthrough used kubectl: apply, label,
+//! wait, exec, port-forward, ingress address lookup, and the diagnostics bundle. No kubectl
+//! process is started; every call goes to the cluster's API with the run's own kubeconfig.
+
+pub mod apply;
+pub mod diagnostics;
+pub mod exec;
+pub mod ingress;
+pub mod portforward;
+pub mod wait;
+
+use std::path::Path;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::error::StepError;
+
+/// The field manager of every server-side apply this harness makes.
+pub const FIELD_MANAGER: &str = "istio-e2e";
+
+/// Label put on namespaces and objects a run creates, so `istio-e2e clean` can find them.
+pub const RUN_LABEL: &str = "istio-e2e.io/run";
+
+/// A client for the cluster described by `kubeconfig` (and `context`, or its current one).
+pub async fn client_for(
+    kubeconfig: &Path,
+    context: Option<&str>,
+) -> Result<kube::Client, StepError> {
+    crate::install_crypto_provider();
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| {
+        StepError::fatal(format!(
+            "cannot read kubeconfig {}: {e}",
+            kubeconfig.display()
+        ))
+    })?;
+    let opts = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .map_err(|e| {
+            StepError::fatal(format!("invalid kubeconfig {}: {e}", kubeconfig.display()))
+        })?;
+    kube::Client::try_from(cfg)
+        .map_err(|e| StepError::fatal(format!("cannot build a Kubernetes client: {e}")))
+}
+
+/// Turns a kube error into a step error that says what was being done and what to try.
+pub fn describe_error(what: &str, e: kube::Error) -> StepError {
+    match e {
+        kube::Error::Api(status) => {
+            let fatal = matches!(status.code, 400 | 401 | 403 | 404 | 409 | 422);
+            StepError {
+                message: format!(
+                    "{what}: the API server answered {} {}: {}",
+                    status.code, status.reason, status.message
+                ),
+                hint: match status.code {
+                    401 | 403 => Some("check the kubeconfig's credentials and RBAC".into()),
+                    404 => Some("does the namespace or object exist? is the CRD installed?".into()),
+                    _ => None,
+                },
+                fatal,
+            }
+        }
+        other => StepError::new(format!("{what}: cannot reach the API server: {other}"))
+            .with_hint("is the cluster up? `istio-e2e doctor` checks the kubeconfig"),
+    }
+}

@@ -1,0 +1,421 @@
+//! Watch-based waits: pods ready (every container, an expected container count), deployment
+//! rollouts with `kubectl rollout status` semantics, and any condition. No fixed sleeps: each
+//! wait re-evaluates on every watch event, and the watcher re-lists and resumes when the API
+//! server drops the watch.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kube::api::{Api, ListParams, LogParams, ResourceExt};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::describe_error;
+use crate::error::StepError;
+
+/// What "pods ready" means for one wait.
+#[derive(Debug, Clone, Default)]
+pub struct PodsReady {
+    /// Namespace.
+    pub namespace: String,
+    /// Label selector (`app=ratings`); all pods of the namespace when empty.
+    pub selector: Option<String>,
+    /// Every pod must have exactly this many containers (2 with a sidecar).
+    pub containers: Option<usize>,
+    /// At least this many pods must exist (1 by default).
+    pub min_pods: usize,
+}
+
+/// Why one pod is not ready, in words a person would use.
+pub fn pod_not_ready_reason(pod: &Pod, want_containers: Option<usize>) -> Option<String> {
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
+    let statuses = status
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let total = pod.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+    let ready = statuses.iter().filter(|c| c.ready).count();
+    let mut why = Vec::new();
+    if let Some(w) = want_containers
+        && total != w
+    {
+        why.push(format!(
+            "has {total} containers, expected {w} (is sidecar injection on?)"
+        ));
+    }
+    for c in &statuses {
+        if let Some(wt) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = wt.reason.clone().unwrap_or_default();
+            let msg = wt.message.clone().unwrap_or_default();
+            if reason.contains("ImagePull")
+                || reason == "ErrImagePull"
+                || reason == "InvalidImageName"
+            {
+                why.push(format!(
+                    "container {} {reason}: image {} ({})",
+                    c.name,
+                    c.image,
+                    first_line(&msg)
+                ));
+            } else if !reason.is_empty() {
+                why.push(
+                    format!(
+                        "container {} waiting: {reason} {}",
+                        c.name,
+                        first_line(&msg)
+                    )
+                    .trim_end()
+                    .to_string(),
+                );
+            }
+        } else if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            why.push(format!(
+                "container {} terminated: {} (exit code {})",
+                c.name,
+                t.reason.clone().unwrap_or_default(),
+                t.exit_code
+            ));
+        } else if !c.ready {
+            why.push(format!(
+                "container {} running but not ready (readiness probe failing?)",
+                c.name
+            ));
+        }
+    }
+    if phase == "Pending" && statuses.is_empty() {
+        let cond = status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            })
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c.reason.clone().unwrap_or_default(),
+                    c.message.clone().unwrap_or_default()
+                )
+            });
+        why.push(format!(
+            "Pending{}",
+            cond.map(|c| format!(" ({c})")).unwrap_or_default()
+        ));
+    }
+    let all_ready = phase == "Running" && total > 0 && ready == total;
+    if all_ready && why.is_empty() {
+        return None;
+    }
+    if why.is_empty() {
+        why.push(format!("phase {phase}"));
+    }
+    Some(format!("{ready}/{total} ready, {}", why.join("; ")))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// Waits until the selected pods are all ready; on timeout the error lists each pod that is
+/// not and why (image pull errors with the image, crash loops with log lines, scheduling).
+pub async fn pods_ready(
+    client: &kube::Client,
+    want: &PodsReady,
+    deadline: Instant,
+) -> Result<Vec<Pod>, StepError> {
+    ensure_namespace(client, &want.namespace).await?;
+    let api: Api<Pod> = Api::namespaced(client.clone(), &want.namespace);
+    let mut cfg = watcher::Config::default();
+    if let Some(sel) = &want.selector {
+        cfg = cfg.labels(sel);
+    }
+    let stream = watcher(api.clone(), cfg).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut store: BTreeMap<String, Pod> = BTreeMap::new();
+    let mut init: BTreeMap<String, Pod> = BTreeMap::new();
+    let mut listed = false;
+    let check = |store: &BTreeMap<String, Pod>| -> bool {
+        let live: Vec<&Pod> = store
+            .values()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        live.len() >= want.min_pods.max(1)
+            && live
+                .iter()
+                .all(|p| pod_not_ready_reason(p, want.containers).is_none())
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = match tokio::time::timeout(left, stream.try_next()).await {
+            Err(_) => break,
+            Ok(Ok(Some(ev))) => ev,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                tracing::debug!("pod watch error (the watcher re-lists and resumes): {e}");
+                continue;
+            }
+        };
+        match ev {
+            watcher::Event::Init => init.clear(),
+            watcher::Event::InitApply(p) => {
+                init.insert(p.name_any(), p);
+            }
+            watcher::Event::InitDone => {
+                store = std::mem::take(&mut init);
+                listed = true;
+            }
+            watcher::Event::Apply(p) => {
+                store.insert(p.name_any(), p);
+            }
+            watcher::Event::Delete(p) => {
+                store.remove(&p.name_any());
+            }
+        }
+        if listed && check(&store) {
+            return Ok(store
+                .into_values()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect());
+        }
+    }
+    // Timed out: explain with a fresh list, events and logs.
+    let pods = api
+        .list(&list_params(want.selector.as_deref()))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_else(|_| store.into_values().collect());
+    Err(StepError::new(
+        explain_pods(client, &want.namespace, &pods, want).await,
+    ))
+}
+
+fn list_params(selector: Option<&str>) -> ListParams {
+    match selector {
+        Some(s) => ListParams::default().labels(s),
+        None => ListParams::default(),
+    }
+}
+
+async fn explain_pods(client: &kube::Client, ns: &str, pods: &[Pod], want: &PodsReady) -> String {
+    let sel = want
+        .selector
+        .as_deref()
+        .map(|s| format!(" matching {s}"))
+        .unwrap_or_default();
+    if pods.is_empty() {
+        return format!(
+            "no pods{sel} in namespace {ns} (expected at least {})",
+            want.min_pods.max(1)
+        );
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut lines = Vec::new();
+    for p in pods {
+        let Some(why) = pod_not_ready_reason(p, want.containers) else {
+            continue;
+        };
+        let mut line = format!("pod {}: {why}", p.name_any());
+        let crashing: Vec<String> = p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                c.state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref())
+                    == Some("CrashLoopBackOff")
+            })
+            .map(|c| c.name)
+            .collect();
+        for c in crashing {
+            let lp = LogParams {
+                container: Some(c.clone()),
+                previous: true,
+                tail_lines: Some(5),
+                ..Default::default()
+            };
+            if let Ok(log) = api.logs(&p.name_any(), &lp).await {
+                line.push_str(&format!(
+                    "; last log lines of {c}: {}",
+                    log.trim().replace('\n', " | ")
+                ));
+            }
+        }
+        if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
+            && let Some(ev) = last_event(client, ns, &p.name_any()).await
+        {
+            line.push_str(&format!("; last event: {ev}"));
+        }
+        lines.push(line);
+    }
+    if lines.is_empty() {
+        return format!(
+            "only {} pods{sel} in namespace {ns}, expected at least {}",
+            pods.len(),
+            want.min_pods
+        );
+    }
+    format!(
+        "{} of {} pods{sel} in namespace {ns} not ready: {}",
+        lines.len(),
+        pods.len(),
+        lines.join(". ")
+    )
+}
+
+/// The newest event about an object, as `Reason: message`.
+pub async fn last_event(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().fields(&format!("involvedObject.name={name}"));
+    let mut evs = api.list(&lp).await.ok()?.items;
+    evs.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+    evs.last().map(|e| {
+        format!(
+            "{}: {}",
+            e.reason.clone().unwrap_or_default(),
+            e.message.clone().unwrap_or_default()
+        )
+    })
+}
+
+/// Fails clearly when a namespace does not exist.
+pub async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), StepError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.get_opt(ns).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(StepError::fatal(format!("namespace {ns} does not exist"))
+            .with_hint("create it with an apply step, or check the step's `namespace`")),
+        Err(e) => Err(describe_error(&format!("looking up namespace {ns}"), e)),
+    }
+}
+
+/// Why a deployment's rollout is not complete (`kubectl rollout status` semantics), or None.
+pub fn rollout_pending(d: &Deployment) -> Option<String> {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let generation = d.metadata.generation.unwrap_or(0);
+    let st = d.status.clone().unwrap_or_default();
+    if st.observed_generation.unwrap_or(0) < generation {
+        return Some("waiting for the deployment spec update to be observed".into());
+    }
+    if let Some(c) = st
+        .conditions
+        .as_ref()
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing"))
+        && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    {
+        return Some(format!(
+            "exceeded its progress deadline: {}",
+            c.message.clone().unwrap_or_default()
+        ));
+    }
+    let updated = st.updated_replicas.unwrap_or(0);
+    let replicas = st.replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    if updated < want {
+        return Some(format!("{updated} of {want} updated replicas"));
+    }
+    if replicas > updated {
+        return Some(format!(
+            "{} old replicas pending termination",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Some(format!(
+            "{available} of {updated} updated replicas available"
+        ));
+    }
+    None
+}
+
+/// Waits for deployments (by name, or every one in the namespace) to finish rolling out.
+pub async fn deployments_rolled_out(
+    client: &kube::Client,
+    ns: &str,
+    names: &[String],
+    deadline: Instant,
+) -> Result<Vec<String>, StepError> {
+    ensure_namespace(client, ns).await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let stream = watcher(api.clone(), watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut store: BTreeMap<String, Deployment> = BTreeMap::new();
+    let mut init = BTreeMap::new();
+    let mut listed = false;
+    let pending = |store: &BTreeMap<String, Deployment>| -> Vec<String> {
+        let mut out = Vec::new();
+        if names.is_empty() {
+            if store.is_empty() {
+                out.push(format!("no deployments in namespace {ns}"));
+            }
+            for (n, d) in store {
+                if let Some(w) = rollout_pending(d) {
+                    out.push(format!("deployment {n}: {w}"));
+                }
+            }
+        } else {
+            for n in names {
+                match store.get(n) {
+                    None => out.push(format!("deployment {n} does not exist")),
+                    Some(d) => {
+                        if let Some(w) = rollout_pending(d) {
+                            out.push(format!("deployment {n}: {w}"));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.next()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(Err(e))) => tracing::debug!("deployment watch error (re-listing): {e}"),
+            Ok(Some(Ok(ev))) => match ev {
+                watcher::Event::Init => init.clear(),
+                watcher::Event::InitApply(d) => {
+                    init.insert(d.name_any(), d);
+                }
+                watcher::Event::InitDone => {
+                    store = std::mem::take(&mut init);
+                    listed = true;
+                }
+                watcher::Event::Apply(d) => {
+                    store.insert(d.name_any(), d);
+                }
+                watcher::Event::Delete(d) => {
+                    store.remove(&d.name_any());
+                }
+            },
+        }
+        if listed && pending(&store).is_empty() {
+            return Ok(store
+                .keys()
+                .filter(|k| names.is_empty() || names.contains(k))
+                .cloned()
+                .collect());
+        }
+    }
+    let p = pending(&store);
+    let mut msg = format!("rollout not complete in namespace {ns}: {}", p.join("; "));
+    // Add why the pods are not ready, which is what a person looks at next.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    if let Ok(list) = pods.list(&ListParams::default()).await {
+        let why: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|p| {
+                pod_not_ready_reason(p, None).map(|w| format!("pod {}: {w}", p.name_any()))
+            })
+            .collect();
+        if !why.is_empty() {
+            msg.push_str(&format!(". {}", why.join(". ")));
+        }
+    }
+    Err(StepError::new(msg))
+}

@@ -1,0 +1,170 @@
+//! Reports of a run under its artifacts directory (`target/istio-e2e/<run-id>/`): JUnit XML
+//! (one testcase per step), `results.json`, a Markdown summary (also appended to
+//! `$GITHUB_STEP_SUMMARY` when set), and live progress lines.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use crate::results::{RunResult, Status, StepResult};
+
+/// Writes `results.json`, `junit.xml` and `summary.md` into `dir`, and appends the summary
+/// to `$GITHUB_STEP_SUMMARY` when that is set.
+pub fn write_all(r: &RunResult, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(r).unwrap_or_default(),
+    )?;
+    std::fs::write(dir.join("junit.xml"), junit(r))?;
+    let md = markdown(r);
+    std::fs::write(dir.join("summary.md"), &md)?;
+    if let Ok(p) = std::env::var("GITHUB_STEP_SUMMARY")
+        && !p.is_empty()
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?;
+        f.write_all(md.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// JUnit XML: one suite per run, one testcase per step (cluster setup included).
+pub fn junit(r: &RunResult) -> String {
+    let mut report = Report::new("istio-e2e");
+    let mut suite = TestSuite::new(format!("{}::{}", r.scenario, r.provider));
+    for s in &r.steps {
+        let status = match s.status {
+            Status::Passed => TestCaseStatus::success(),
+            Status::Skipped => TestCaseStatus::skipped(),
+            Status::Failed | Status::Interrupted => {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(s.error.clone().unwrap_or_default());
+                st.set_type(s.kind.clone());
+                st
+            }
+        };
+        let mut tc = TestCase::new(format!("{:02} {}", s.index, s.name), status);
+        tc.set_classname(format!("{}.{}", r.scenario, s.kind));
+        tc.set_time(Duration::from_millis(s.duration_ms));
+        tc.set_system_out(format!(
+            "{}\n{}",
+            s.location,
+            serde_json::to_string_pretty(&s.outputs).unwrap_or_default()
+        ));
+        suite.add_test_case(tc);
+    }
+    report.add_test_suite(suite);
+    report.to_string().unwrap_or_default()
+}
+
+/// A Markdown summary: a table of steps and, on failure, the message and diagnostics path.
+pub fn markdown(r: &RunResult) -> String {
+    let mut s = format!(
+        "### istio-e2e: {} on {} — {}\n\n| # | step | kind | status | time |\n|---|---|---|---|---|\n",
+        r.scenario,
+        r.provider,
+        status_word(r.status)
+    );
+    for st in &r.steps {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1}s |\n",
+            st.index,
+            st.name.replace('|', "\\|"),
+            st.kind,
+            status_word(st.status),
+            st.duration_ms as f64 / 1000.0
+        ));
+    }
+    if let Some(m) = r.failure_message() {
+        s.push_str(&format!("\n**Failure:** {}\n", m.replace('|', "\\|")));
+    }
+    s.push_str(&format!("\nArtifacts: `{}`\n\n", r.artifacts));
+    s
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Passed => "passed",
+        Status::Failed => "FAILED",
+        Status::Skipped => "skipped",
+        Status::Interrupted => "interrupted",
+    }
+}
+
+/// Live progress: a spinner line per step on a terminal; plain timestamped lines when stderr
+/// is not a terminal or `CI` is set.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+}
+
+impl Progress {
+    /// Progress on stderr, chosen for the terminal.
+    pub fn new(quiet: bool) -> Self {
+        Progress { bar: None, quiet }
+    }
+
+    fn fancy() -> bool {
+        std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+    }
+
+    /// A step starts.
+    pub fn start(&mut self, label: &str) {
+        if self.quiet {
+            return;
+        }
+        if Self::fancy() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            self.bar = Some(bar);
+        } else {
+            eprintln!("{} START {label}", now());
+        }
+    }
+
+    /// A step ended.
+    pub fn finish(&mut self, s: &StepResult) {
+        if self.quiet {
+            return;
+        }
+        let line = format!(
+            "{} {:>6.1}s {:02} {}{}",
+            match s.status {
+                Status::Passed => "PASS",
+                Status::Failed => "FAIL",
+                Status::Skipped => "SKIP",
+                Status::Interrupted => "INTR",
+            },
+            s.duration_ms as f64 / 1000.0,
+            s.index,
+            s.name,
+            s.error
+                .as_ref()
+                .map(|e| format!("\n       {e}"))
+                .unwrap_or_default()
+        );
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+            eprintln!("{line}");
+        } else {
+            eprintln!("{} {line}", now());
+        }
+    }
+
+    /// A free-form line (teardown, notes).
+    pub fn note(&mut self, text: &str) {
+        if !self.quiet {
+            eprintln!("{} {text}", now());
+        }
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

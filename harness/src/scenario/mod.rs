@@ -1,0 +1,318 @@
+//! The scenario language: the model of a scenario file, how it is parsed, and how it is
+//! validated before anything touches a cluster.
+//!
+//! A scenario is the walkthrough written down: which cluster, which Istio, and the steps in
+//! order. Each step has one kind (`apply`, `wait`, `http`, ...) and the common fields `name`,
+//! `timeout` and `retry`:
+//!
+//! ```yaml
+//! name: bookinfo-demo
+//! cluster: { provider: kind }
+//! istio: { version: 1.30.3, profile: demo }
+//! steps:
+//!   - name: deploy Bookinfo
+//!     timeout: 2m
+//!     apply: { files: ["${istio.dir}/samples/bookinfo/platform/kube/bookinfo.yaml"] }
+//! ```
+//!
+//! Parsing ([`parse`]) keeps the line and column of every step, so a failure at run time can
+//! point at `scenarios/x.yaml:12:5`; validation ([`validate`]) reports every problem it finds
+//! as `file:line:column: message`.
+
+pub mod parse;
+pub mod validate;
+pub mod vars;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::steps;
+
+pub use parse::{Located, load, parse_str};
+pub use validate::{Diagnostic, validate};
+
+/// A whole scenario file, parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    /// Short name; trial names and snapshot names start with it.
+    pub name: String,
+    /// What the scenario checks, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where it runs: the cluster provider and its options.
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    /// Which Istio: a version to download, a local release directory, the profile.
+    #[serde(default)]
+    pub istio: Option<IstioSpec>,
+    /// Default namespace for steps that name none (`default` unless set).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Deadline for the whole scenario, setup and steps (not teardown).
+    #[serde(default, with = "parse::opt_duration")]
+    pub timeout: Option<Duration>,
+    /// The steps, in order, each with its place in the file.
+    pub steps: Vec<Located<Step>>,
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+
+/// The cluster a scenario runs on. Every field can be overridden from the command line or the
+/// environment (`ISTIO_E2E_PROVIDER`, `ISTIO_E2E_K8S_VERSION`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterSpec {
+    /// The provider used unless overridden: `kind` (the default), `minikube`, `k3s`,
+    /// `existing`, `lab` or `none`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// Other providers this scenario may run on when the matrix asks for them; the scenario's
+    /// own provider is always allowed. A matrix entry for a provider not listed is not made.
+    #[serde(default)]
+    pub providers: Vec<String>,
+    /// Kubernetes version, e.g. `v1.33.1` (kind node image tag, minikube `--kubernetes-version`).
+    #[serde(default)]
+    pub kubernetes: Option<String>,
+    /// Provider configuration file, e.g. the kind config (`kind-config.yaml` by default).
+    #[serde(default)]
+    pub config: Option<String>,
+    /// For `existing`: the kubeconfig file (default `$KUBECONFIG`), never modified.
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
+    /// For `existing`: the context to use.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Node image override (kind node image, lab image).
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+impl ClusterSpec {
+    /// The provider this scenario names, `kind` when it names none.
+    pub fn provider(&self) -> &str {
+        self.provider.as_deref().unwrap_or("kind")
+    }
+
+    /// True when the scenario can run on `provider`.
+    pub fn allows(&self, provider: &str) -> bool {
+        self.provider() == provider || self.providers.iter().any(|p| p == provider)
+    }
+}
+
+/// Which Istio a scenario uses.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IstioSpec {
+    /// Release version, e.g. `1.30.3` (overridable with `ISTIO_E2E_ISTIO_VERSION`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Installation profile, `demo` unless set.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// An already-extracted release directory (`samples/`, `manifests/`, optionally
+    /// `bin/istioctl`) used instead of a download; `--istio-dir` overrides it.
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+/// How often a step is tried again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retry {
+    /// Total attempts, the first included (`retry: 3` tries at most three times).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled after each further failure, capped at 30 s.
+    pub backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 1,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One step: common fields and exactly one kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Display name; the kind and a summary when not given.
+    pub name: Option<String>,
+    /// Deadline for one attempt of the step; the kind's default when not given.
+    pub timeout: Option<Duration>,
+    /// Retries after failures.
+    pub retry: Option<Retry>,
+    /// What the step does.
+    pub kind: StepKind,
+}
+
+impl Step {
+    /// The name shown in reports: the step's `name`, else `<kind> <summary>`.
+    pub fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                let summary = self.kind.summary();
+                if summary.is_empty() {
+                    self.kind.kind_name().to_string()
+                } else {
+                    format!("{} {}", self.kind.kind_name(), summary)
+                }
+            }
+        }
+    }
+
+    /// The effective per-attempt timeout.
+    pub fn effective_timeout(&self) -> Duration {
+        self.timeout.unwrap_or_else(|| self.kind.default_timeout())
+    }
+}
+
+/// Every step kind, one variant each, with the spec that lives beside the code that runs it
+/// (`steps::<kind>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// `istioctl install --set profile=<p> -y` and wait for the profile's components.
+    IstioInstall(steps::istio_install::IstioInstallSpec),
+    /// Any `istioctl` command with expectations on its output and exit code.
+    Istioctl(steps::istioctl::IstioctlSpec),
+    /// Namespace labels, e.g. `istio-injection=enabled`.
+    Label(steps::label::LabelSpec),
+    /// Server-side apply of files, directories and multi-document YAML.
+    Apply(steps::apply::ApplySpec),
+    /// Wait for pods, deployments or any condition.
+    Wait(steps::wait::WaitSpec),
+    /// Run a command in a pod chosen by label selector.
+    Exec(steps::exec::ExecSpec),
+    /// Find a Service port's nodePort and the node address.
+    Ingress(steps::ingress::IngressSpec),
+    /// A TCP forwarder from a host address to a target (the walkthrough's ncat).
+    Forward(steps::forward::ForwardSpec),
+    /// Forward a local port to a Service port (`kubectl port-forward`, `istioctl dashboard`).
+    PortForward(steps::port_forward::PortForwardSpec),
+    /// An HTTP request with expectations, retried until they hold or the timeout.
+    Http(steps::http::HttpSpec),
+    /// N requests with a concurrency limit and a status histogram.
+    Traffic(steps::traffic::TrafficStepSpec),
+    /// PromQL instant queries with expectations.
+    Prometheus(steps::dashboards::PrometheusSpec),
+    /// Grafana health and dashboards.
+    Grafana(steps::dashboards::GrafanaSpec),
+    /// Kiali namespaces and the versioned-app graph.
+    Kiali(steps::dashboards::KialiSpec),
+    /// Jaeger services and traces.
+    Jaeger(steps::dashboards::JaegerSpec),
+    /// Record a named, normalized view of the cluster and earlier steps for snapshots.
+    Snapshot(steps::snapshot::SnapshotSpec),
+}
+
+/// The names of every step kind, as written in scenario files.
+pub const STEP_KINDS: &[&str] = &[
+    "istio-install",
+    "istioctl",
+    "label",
+    "apply",
+    "wait",
+    "exec",
+    "ingress",
+    "forward",
+    "port-forward",
+    "http",
+    "traffic",
+    "prometheus",
+    "grafana",
+    "kiali",
+    "jaeger",
+    "snapshot",
+];
+
+impl StepKind {
+    /// The kind's name as written in a scenario file.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            StepKind::IstioInstall(_) => "istio-install",
+            StepKind::Istioctl(_) => "istioctl",
+            StepKind::Label(_) => "label",
+            StepKind::Apply(_) => "apply",
+            StepKind::Wait(_) => "wait",
+            StepKind::Exec(_) => "exec",
+            StepKind::Ingress(_) => "ingress",
+            StepKind::Forward(_) => "forward",
+            StepKind::PortForward(_) => "port-forward",
+            StepKind::Http(_) => "http",
+            StepKind::Traffic(_) => "traffic",
+            StepKind::Prometheus(_) => "prometheus",
+            StepKind::Grafana(_) => "grafana",
+            StepKind::Kiali(_) => "kiali",
+            StepKind::Jaeger(_) => "jaeger",
+            StepKind::Snapshot(_) => "snapshot",
+        }
+    }
+
+    /// A short summary for display names, e.g. the files applied.
+    pub fn summary(&self) -> String {
+        steps::summary(self)
+    }
+
+    /// The default per-attempt timeout of this kind (installs take minutes, a check seconds).
+    pub fn default_timeout(&self) -> Duration {
+        let secs = match self {
+            StepKind::IstioInstall(_) => 600,
+            StepKind::Istioctl(_) => 120,
+            StepKind::Label(_) => 30,
+            StepKind::Apply(_) => 120,
+            StepKind::Wait(_) => 300,
+            StepKind::Exec(_) => 60,
+            StepKind::Ingress(_) => 60,
+            StepKind::Forward(_) => 10,
+            StepKind::PortForward(_) => 60,
+            StepKind::Http(_) => 120,
+            StepKind::Traffic(_) => 300,
+            StepKind::Prometheus(_)
+            | StepKind::Grafana(_)
+            | StepKind::Kiali(_)
+            | StepKind::Jaeger(_) => 180,
+            StepKind::Snapshot(_) => 60,
+        };
+        Duration::from_secs(secs)
+    }
+
+    /// The variable prefix this step captures into, e.g. `gateway` for `${gateway.port}`.
+    pub fn capture(&self) -> Option<&str> {
+        steps::capture_name(self)
+    }
+}
+
+/// A scenario file read from disk, with its source kept for error messages.
+#[derive(Debug, Clone)]
+pub struct ScenarioFile {
+    /// The path as given (relative paths stay relative, so messages match what the user typed).
+    pub path: PathBuf,
+    /// The file's text.
+    pub source: String,
+    /// The parsed scenario.
+    pub scenario: Scenario,
+}
+
+impl ScenarioFile {
+    /// `path:line:col` for a location in this file.
+    pub fn at(&self, line: u64, column: u64) -> String {
+        format!("{}:{}:{}", self.path.display(), line, column)
+    }
+
+    /// `path:line:col` of step `index`.
+    pub fn step_at(&self, index: usize) -> String {
+        let loc = &self.scenario.steps[index].referenced;
+        self.at(loc.line(), loc.column())
+    }
+}
+
+/// Labels of a label step, or any string map.
+pub type StringMap = BTreeMap<String, String>;

@@ -1,0 +1,283 @@
+//! Validation before any cluster work: every problem as `file:line:column: message`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::vars::{self, BUILTINS, Vars};
+use super::{ScenarioFile, StepKind};
+use crate::steps;
+
+/// One problem in a scenario file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    /// The scenario file as the user named it.
+    pub path: PathBuf,
+    /// 1-based line (0 when the file could not be read at all).
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+    /// What is wrong and, where it helps, what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+/// What validation may assume about the run.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateOptions {
+    /// The Istio release directory `${istio.dir}` will point at (`--istio-dir`, or the
+    /// scenario's `istio.dir`); files under it are checked when it is known.
+    pub istio_dir: Option<PathBuf>,
+    /// The provider the run will use, when overridden.
+    pub provider: Option<String>,
+}
+
+/// The providers a scenario may name.
+pub const PROVIDERS: &[&str] = &["kind", "minikube", "k3s", "existing", "lab", "none"];
+
+/// Checks a parsed scenario; an empty result means it may run.
+pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let s = &file.scenario;
+    let diag = |line: u64, column: u64, message: String| Diagnostic {
+        path: file.path.clone(),
+        line,
+        column,
+        message,
+    };
+    let find = |needle: &str, from: usize| -> (u64, u64) {
+        match file.source.get(from..).and_then(|t| t.find(needle)) {
+            Some(off) => line_col(&file.source, from + off),
+            None => (1, 1),
+        }
+    };
+
+    if s.name.trim().is_empty() {
+        let (l, c) = find("name:", 0);
+        out.push(diag(l, c, "the scenario needs a non-empty `name`".into()));
+    }
+    for p in
+        std::iter::once(s.cluster.provider()).chain(s.cluster.providers.iter().map(|p| p.as_str()))
+    {
+        if !PROVIDERS.contains(&p) {
+            let (l, c) = find(p, 0);
+            out.push(diag(
+                l,
+                c,
+                format!(
+                    "unknown cluster provider `{p}`; use one of: {}",
+                    PROVIDERS.join(", ")
+                ),
+            ));
+        }
+    }
+    if s.steps.is_empty() {
+        let (l, c) = find("steps:", 0);
+        out.push(diag(l, c, "the scenario has no steps".into()));
+    }
+
+    // Where each step starts in the source, to know which captures a reference can see.
+    let starts: Vec<usize> = s
+        .steps
+        .iter()
+        .map(|st| {
+            st.referenced
+                .span()
+                .byte_offset()
+                .map(|b| b as usize)
+                .unwrap_or_else(|| {
+                    offset_of(&file.source, st.referenced.line(), st.referenced.column())
+                })
+        })
+        .collect();
+
+    // Per-step problems.
+    let istio_dir = opts.istio_dir.clone().or_else(|| {
+        s.istio
+            .as_ref()
+            .and_then(|i| i.dir.as_ref())
+            .map(PathBuf::from)
+    });
+    let mut static_vars = Vars::default();
+    if let Some(d) = &istio_dir {
+        static_vars.set("istio.dir", d.display().to_string());
+    }
+    static_vars.set("namespace", s.namespace.clone());
+    for (i, st) in s.steps.iter().enumerate() {
+        let (line, col) = (st.referenced.line(), st.referenced.column());
+        for p in steps::problems(&st.value.kind) {
+            out.push(diag(
+                line,
+                col,
+                format!("{} step: {p}", st.value.kind.kind_name()),
+            ));
+        }
+        if let Some(r) = st.value.retry
+            && r.attempts == 0
+        {
+            out.push(diag(line, col, "retry attempts must be at least 1".into()));
+        }
+        for path in steps::files(&st.value.kind) {
+            if !vars::references(&path)
+                .iter()
+                .all(|r| static_vars.get(&r.name).is_some())
+            {
+                continue; // depends on a capture or an unknown istio.dir: checked at run time
+            }
+            let Ok(expanded) = static_vars.expand(&path) else {
+                continue;
+            };
+            if !Path::new(&expanded).exists() {
+                let (l, c) = find(&path, starts[i]);
+                let via = if expanded != path {
+                    format!(" ({expanded})")
+                } else {
+                    String::new()
+                };
+                out.push(diag(
+                    l,
+                    c,
+                    format!("missing file {path}{via}: no such file or directory; paths are relative to the directory you run from"),
+                ));
+            }
+        }
+    }
+    if let Some(cfg) = &s.cluster.config {
+        let expanded = static_vars.expand(cfg).unwrap_or_else(|_| cfg.clone());
+        if vars::references(cfg).is_empty() && !Path::new(&expanded).exists() {
+            let (l, c) = find(cfg, 0);
+            out.push(diag(
+                l,
+                c,
+                format!("missing file {cfg}: the cluster config does not exist"),
+            ));
+        }
+    }
+
+    // Variables: every `${name}` must be known where it is used.
+    let mut captures_before: Vec<BTreeSet<String>> = Vec::with_capacity(s.steps.len());
+    let mut defined = BTreeSet::new();
+    let mut all_captures: Vec<(usize, String)> = Vec::new();
+    for (i, st) in s.steps.iter().enumerate() {
+        captures_before.push(defined.clone());
+        if let Some(c) = st.value.kind.capture() {
+            for key in steps::capture_keys(&st.value.kind) {
+                defined.insert(format!("{c}.{key}"));
+            }
+            all_captures.push((i, c.to_string()));
+        }
+    }
+    for r in vars::references(&file.source) {
+        let (line, column) = line_col(&file.source, r.offset);
+        if in_comment(&file.source, r.offset) {
+            continue;
+        }
+        let step = starts.iter().rposition(|&start| start <= r.offset);
+        let visible = step.map(|i| &captures_before[i]);
+        let name = r.name.as_str();
+        let known = BUILTINS.contains(&name)
+            || visible.is_some_and(|v| v.contains(name))
+            || std::env::var(name).is_ok();
+        if known {
+            continue;
+        }
+        let prefix = name.split('.').next().unwrap_or(name);
+        let later = all_captures
+            .iter()
+            .find(|(i, c)| c == prefix && step.is_none_or(|s| *i >= s));
+        let message = if let Some((i, _)) = later {
+            format!(
+                "variable `${{{name}}}` is used before step {} (line {}) captures it",
+                i + 1,
+                s.steps[*i].referenced.line()
+            )
+        } else if let Some(keys) = visible.and_then(|v| {
+            let ks: Vec<&String> = v
+                .iter()
+                .filter(|k| k.starts_with(&format!("{prefix}.")))
+                .collect();
+            (!ks.is_empty()).then_some(ks)
+        }) {
+            format!(
+                "unknown variable `${{{name}}}`: `{prefix}` captures {}",
+                keys.iter()
+                    .map(|k| format!("${{{k}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!(
+                "unknown variable `${{{name}}}`: no earlier step captures it, it is not a built-in ({}), and no environment variable has that name",
+                BUILTINS.join(", ")
+            )
+        };
+        out.push(diag(line, column, message));
+    }
+
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn in_comment(source: &str, offset: usize) -> bool {
+    let line_start = source[..offset].rfind('\n').map(|p| p + 1).unwrap_or(0);
+    let before = &source[line_start..offset];
+    before.trim_start().starts_with('#') || before.contains(" #")
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (u64, u64) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() as u64 + 1;
+    let line_start = before.rfind('\n').map(|p| p + 1).unwrap_or(0);
+    let column = source[line_start..offset].chars().count() as u64 + 1;
+    (line, column)
+}
+
+fn offset_of(source: &str, line: u64, column: u64) -> usize {
+    let mut off = 0;
+    for (i, l) in source.split_inclusive('\n').enumerate() {
+        if i as u64 + 1 == line {
+            return off
+                + l.char_indices()
+                    .nth(column.saturating_sub(1) as usize)
+                    .map(|(b, _)| b)
+                    .unwrap_or(0);
+        }
+        off += l.len();
+    }
+    off
+}
+
+/// True for step kinds that talk to a cluster (everything but probes of URLs).
+pub fn needs_cluster(kind: &StepKind) -> bool {
+    !matches!(
+        kind,
+        StepKind::Http(_)
+            | StepKind::Traffic(_)
+            | StepKind::Forward(_)
+            | StepKind::Prometheus(_)
+            | StepKind::Grafana(_)
+            | StepKind::Kiali(_)
+            | StepKind::Jaeger(_)
+    )
+}

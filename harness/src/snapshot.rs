@@ -1,0 +1,228 @@
+//! Snapshots: a normalized view of results, so two good runs give the same snapshot and an
+//! upgrade that changes behavior gives a readable diff. Volatile values are redacted or
+//! bucketed: pod hash suffixes, IP addresses, ports, UIDs, timestamps, durations, attempt and
+//! request counts. Snapshots live in `snapshots/` at the repository root and are compared with
+//! insta (`cargo insta review` to accept a change).
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde_json::{Map, Value, json};
+
+use crate::results::RunResult;
+
+static POD_HASH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b([a-z0-9]+(?:-[a-z0-9]+)*?)-[a-z0-9]{8,10}-[a-z0-9]{5}\b").expect("regex")
+});
+static POD_STS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b([a-z][a-z0-9-]*)-[bcdfghjklmnpqrstvwxz2-9]{5}\b").expect("regex")
+});
+static UID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b").expect("regex")
+});
+static TIMESTAMP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
+        .expect("regex")
+});
+static IP_PORT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{1,3}\.){3}\d{1,3}:\d{1,5}\b").expect("regex"));
+static IP: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{1,3}\.){3}\d{1,3}\b").expect("regex"));
+static LOCALHOST_PORT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\blocalhost:\d{1,5}\b").expect("regex"));
+static DURATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b\d+(\.\d+)?(ms|s|m)\b").expect("regex"));
+static TMP_PATH: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(/tmp|target/istio-e2e)/[^\s\x22']+").expect("regex"));
+
+/// Keys whose values are dropped: they change on every run.
+const DROP_KEYS: &[&str] = &[
+    "duration_ms",
+    "elapsed",
+    "elapsed_ms",
+    "started",
+    "attempts",
+    "run_id",
+    "artifacts",
+    "diagnostics",
+    "location",
+];
+/// Keys whose values are network ports.
+const PORT_KEYS: &[&str] = &["port", "target-port", "node-port", "local-port"];
+/// Keys whose numbers are request or sample counts, bucketed.
+const COUNT_KEYS: &[&str] = &[
+    "count", "total", "requests", "value", "restarts", "changed", "bytes",
+];
+
+/// Redacts volatile parts of a text.
+pub fn redact_text(s: &str) -> String {
+    let s = TIMESTAMP.replace_all(s, "[timestamp]");
+    let s = UID.replace_all(&s, "[uid]");
+    let s = IP_PORT.replace_all(&s, "[ip]:[port]");
+    let s = IP.replace_all(&s, "[ip]");
+    let s = LOCALHOST_PORT.replace_all(&s, "localhost:[port]");
+    let s = TMP_PATH.replace_all(&s, "[path]");
+    let s = DURATION.replace_all(&s, "[duration]");
+    redact_pod_name(&s)
+}
+
+/// `productpage-v1-6b746f74dc-9stp2` -> `productpage-v1-[hash]`.
+pub fn redact_pod_name(s: &str) -> String {
+    let s = POD_HASH.replace_all(s, "$1-[hash]");
+    POD_STS
+        .replace_all(&s, |c: &regex::Captures| {
+            let whole = &c[0];
+            // Only a 5-character suffix with a digit or mixed letters looks like a generated one.
+            let suffix = &whole[whole.len() - 5..];
+            if suffix.chars().any(|ch| ch.is_ascii_digit()) {
+                format!("{}-[hash]", &c[1])
+            } else {
+                whole.to_string()
+            }
+        })
+        .into_owned()
+}
+
+/// Buckets a count: `0`, `1`, `2-9`, `10-99`, `100+`.
+pub fn bucket(n: f64) -> String {
+    match n {
+        x if x <= 0.0 => "0".into(),
+        x if x < 2.0 => "1".into(),
+        x if x < 10.0 => "2-9".into(),
+        x if x < 100.0 => "10-99".into(),
+        _ => "100+".into(),
+    }
+}
+
+/// Normalizes a JSON value for snapshots.
+pub fn normalize(v: Value) -> Value {
+    normalize_at(None, v)
+}
+
+fn normalize_at(key: Option<&str>, v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                if DROP_KEYS.contains(&k.as_str()) {
+                    continue;
+                }
+                let nk = redact_text(&k);
+                out.insert(nk, normalize_at(Some(&k), v));
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| normalize_at(key, x)).collect()),
+        Value::String(s) => {
+            if key.is_some_and(|k| PORT_KEYS.contains(&k)) && s.parse::<u16>().is_ok() {
+                return json!("[port]");
+            }
+            Value::String(redact_text(&s))
+        }
+        Value::Number(n) => {
+            if key.is_some_and(|k| PORT_KEYS.contains(&k)) {
+                json!("[port]")
+            } else if key.is_some_and(|k| {
+                COUNT_KEYS.contains(&k)
+                    || k.chars().all(|c| c.is_ascii_digit())
+                    || k.starts_with('v')
+            }) {
+                json!(bucket(n.as_f64().unwrap_or(0.0)))
+            } else {
+                Value::Number(n)
+            }
+        }
+        other => other,
+    }
+}
+
+/// The normalized view of a whole run: per step, its kind, name, status, outputs and error.
+pub fn run_view(r: &RunResult) -> Value {
+    let steps: Vec<Value> = r
+        .steps
+        .iter()
+        .map(|s| {
+            let mut m = Map::new();
+            m.insert("step".into(), json!(s.index));
+            m.insert("kind".into(), json!(s.kind));
+            m.insert("name".into(), json!(s.name));
+            m.insert(
+                "status".into(),
+                serde_json::to_value(s.status).unwrap_or_default(),
+            );
+            if !s.outputs.is_empty() {
+                m.insert("outputs".into(), Value::Object(s.outputs.clone()));
+            }
+            if let Some(e) = &s.error {
+                m.insert("error".into(), json!(e));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    normalize(json!({
+        "scenario": r.scenario,
+        "status": r.status,
+        "steps": steps,
+    }))
+}
+
+/// The repository's `snapshots/` directory: `ISTIO_E2E_SNAPSHOTS`, else `snapshots` under the
+/// workspace root (the `CARGO_MANIFEST_DIR` of the root package when run by cargo), else
+/// `./snapshots`.
+pub fn snapshot_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("ISTIO_E2E_SNAPSHOTS") {
+        return PathBuf::from(d);
+    }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match here.parent() {
+        Some(root) if root.join("snapshots").is_dir() => root.join("snapshots"),
+        _ => PathBuf::from("snapshots"),
+    }
+}
+
+/// Asserts the run's snapshots with insta: `<scenario>__results` (the normalized run) and one
+/// `<scenario>__<name>` per `snapshot` step. A difference panics with the diff (insta writes
+/// `.snap.new` for `cargo insta review`, except under `CI`).
+pub fn assert_run(r: &RunResult) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(snapshot_dir());
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.set_description(format!("scenario {} ({})", r.scenario, r.file));
+    settings.bind(|| {
+        insta::assert_yaml_snapshot!(format!("{}__results", r.scenario), run_view(r));
+        for (name, v) in &r.snapshots {
+            insta::assert_yaml_snapshot!(format!("{}__{name}", r.scenario), v);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volatile_values_are_redacted() {
+        assert_eq!(
+            redact_pod_name("productpage-v1-6b746f74dc-9stp2"),
+            "productpage-v1-[hash]"
+        );
+        assert_eq!(redact_pod_name("reviews-v3"), "reviews-v3");
+        assert_eq!(
+            redact_text("http://172.18.0.2:31380/productpage"),
+            "http://[ip]:[port]/productpage"
+        );
+        assert_eq!(
+            redact_text("took 12.5s at 2026-11-25T23:40:54Z"),
+            "took [duration] at [timestamp]"
+        );
+        let v = normalize(
+            json!({"port": 31380, "address": "10.0.0.1:80", "histogram": {"200": 57}, "duration_ms": 5}),
+        );
+        assert_eq!(
+            v,
+            json!({"port": "[port]", "address": "[ip]:[port]", "histogram": {"200": "10-99"}})
+        );
+    }
+}

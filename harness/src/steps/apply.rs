@@ -1,0 +1,60 @@
+//! `apply`: server-side apply of files, directories and multi-document YAML (the walkthrough's
+//! `kubectl apply -f`), CRDs first, after a dry run of the whole input.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::Context;
+use crate::error::StepError;
+
+/// Spec of an `apply` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApplySpec {
+    /// Files or directories; `${istio.dir}` and other variables allowed.
+    #[serde(deserialize_with = "crate::expect::one_or_many")]
+    pub files: Vec<String>,
+    /// Namespace for namespaced objects that name none (the scenario's by default).
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+pub(crate) async fn run(
+    s: &ApplySpec,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let paths: Vec<PathBuf> = s.files.iter().map(PathBuf::from).collect();
+    let docs = crate::kube::apply::read_documents(&paths)?;
+    let client = ctx.client().await?;
+    let ns = ctx.ns(s.namespace.as_ref());
+    ctx.applied = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{} ({} document {})",
+                d.kind_name(),
+                d.file.display(),
+                d.index
+            )
+        })
+        .collect();
+    let report = crate::kube::apply::apply(&client, &docs, &ns, deadline).await?;
+    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+    for o in &report.objects {
+        *kinds
+            .entry(o.split('/').next().unwrap_or("").to_string())
+            .or_default() += 1;
+    }
+    let mut out = Outputs::new();
+    out.insert("objects".into(), report.objects.len().into());
+    out.insert(
+        "kinds".into(),
+        serde_json::to_value(kinds).unwrap_or_default(),
+    );
+    out.insert("changed".into(), report.changed.into());
+    Ok(out)
+}

@@ -1,0 +1,54 @@
+//! `http`: a request with expectations (the walkthrough's `curl -s http://$GATEWAY_URL/productpage
+//! | grep -o "<title>.*</title>"`), retried with backoff on connection errors, 5xx and unmet
+//! expectations until the step's timeout, because mesh configuration takes time to propagate.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::Context;
+use crate::error::StepError;
+use crate::expect::Expect;
+
+/// Spec of an `http` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpSpec {
+    /// The URL, e.g. `${forward.url}/productpage`.
+    pub url: String,
+    /// Method, `GET` by default.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Expectations; `status: 200` when none is given.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Capture `${name.status}` and `${name.title}`.
+    #[serde(default)]
+    pub capture: Option<String>,
+}
+
+pub(crate) async fn run(
+    s: &HttpSpec,
+    _ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let mut expect = s.expect.clone();
+    if expect.status.is_none() {
+        expect.status = Some(200);
+    }
+    let check = crate::probes::http::HttpCheck {
+        url: s.url.clone(),
+        method: s.method.clone(),
+        headers: s.headers.clone(),
+        host: None,
+        expect,
+    };
+    let client = crate::probes::client();
+    let outcome = crate::probes::http::check_until(&client, &check, super::left(deadline)).await?;
+    Ok(outcome.to_outputs())
+}

@@ -1,0 +1,90 @@
+//! `istio-install`: the walkthrough's `istioctl install --set profile=demo -y`, after the
+//! compatibility precheck, then a wait for the profile's components to roll out.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::Context;
+use crate::error::StepError;
+
+/// Spec of an `istio-install` step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IstioInstallSpec {
+    /// Profile; the scenario's `istio.profile` (or `demo`) when not given.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// `--set` values, e.g. `meshConfig.enableTracing=true`.
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Install as this revision (canary upgrades).
+    #[serde(default)]
+    pub revision: Option<String>,
+}
+
+pub(crate) async fn run(
+    s: &IstioInstallSpec,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let client = ctx.client().await?;
+    let server = client
+        .apiserver_version()
+        .await
+        .map_err(|e| super::kube_err("reading the cluster's version", e))?;
+    let k8s = server.git_version.clone();
+    let mut out = Outputs::new();
+    if let Some(v) = ctx.istio.version.clone() {
+        match crate::istio::check_compatibility(&v, &k8s) {
+            Err(e) => {
+                return Err(StepError::fatal(e)
+                    .with_hint("pick another Istio version or Kubernetes version"));
+            }
+            Ok(Some(warning)) => {
+                tracing::warn!("{warning}");
+                out.insert("compatibility-warning".into(), warning.into());
+            }
+            Ok(None) => {}
+        }
+    }
+    let Some(istioctl) = ctx.istio.istioctl.clone() else {
+        return Err(StepError::fatal("istioctl not found: neither <istio dir>/bin/istioctl nor istioctl on PATH")
+            .with_hint("set ISTIO_E2E_ISTIO_VERSION so the harness downloads the release, or pass --istio-dir with a release that has bin/istioctl"));
+    };
+    let cluster = ctx
+        .cluster
+        .clone()
+        .ok_or_else(|| StepError::fatal("istio-install needs a cluster"))?;
+    let profile = s
+        .profile
+        .clone()
+        .unwrap_or_else(|| ctx.istio.profile.clone());
+    let argv = crate::istio::istioctl_argv(
+        &crate::istio::install_args(&profile, &s.set, s.revision.as_deref()),
+        &cluster.kubeconfig,
+        cluster.context.as_deref(),
+    );
+    let res = crate::istio::run_istioctl(&istioctl, &argv, deadline).await?;
+    std::fs::write(
+        ctx.artifacts.join("istioctl-install.log"),
+        format!("{}\n{}", res.stdout, res.stderr),
+    )
+    .ok();
+    if res.exit_code != 0 {
+        return Err(StepError::new(format!(
+            "istioctl install exited {}: {}",
+            res.exit_code,
+            crate::expect::excerpt(&format!("{} {}", res.stdout, res.stderr))
+        )));
+    }
+    ctx.istio.installed_by_run = true;
+    let components = crate::istio::profile_components(&profile);
+    let done =
+        crate::kube::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
+            .await?;
+    out.insert("profile".into(), profile.into());
+    out.insert("components".into(), done.into());
+    Ok(out)
+}

@@ -1,0 +1,72 @@
+//! `istioctl`: any istioctl command (e.g. `analyze`) with expectations on its output and exit
+//! code. `istioctl analyze` exits 0 with warnings and 79 only on errors, so scenarios assert
+//! the text "No validation issues found" as well.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::Context;
+use crate::error::StepError;
+use crate::expect::{Expect, Observed};
+
+/// Spec of an `istioctl` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IstioctlSpec {
+    /// Arguments after `istioctl` (the run's `--kubeconfig` is added).
+    pub args: Vec<String>,
+    /// Expectations; exit code 0 unless `expect.exit-code` says otherwise.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Capture `${name.stdout}`.
+    #[serde(default)]
+    pub capture: Option<String>,
+}
+
+pub(crate) async fn run(
+    s: &IstioctlSpec,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let Some(istioctl) = ctx.istio.istioctl.clone() else {
+        return Err(StepError::fatal(
+            "istioctl not found: neither <istio dir>/bin/istioctl nor istioctl on PATH",
+        )
+        .with_hint("install istioctl or use a release directory with bin/istioctl"));
+    };
+    let cluster = ctx
+        .cluster
+        .clone()
+        .ok_or_else(|| StepError::fatal("istioctl needs a cluster"))?;
+    let argv =
+        crate::istio::istioctl_argv(&s.args, &cluster.kubeconfig, cluster.context.as_deref());
+    let res = crate::istio::run_istioctl(&istioctl, &argv, deadline).await?;
+    let mut expect = s.expect.clone();
+    if expect.exit_code.is_none() {
+        expect.exit_code = Some(0);
+    }
+    let combined = format!("{}{}", res.stdout, res.stderr);
+    let misses = expect.check(Observed {
+        status: None,
+        body: &combined,
+        stdout: Some(&combined),
+        exit_code: Some(res.exit_code),
+    });
+    if !misses.is_empty() {
+        return Err(StepError::new(format!(
+            "istioctl {}: {}",
+            s.args.join(" "),
+            misses
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    let mut o = Outputs::new();
+    o.insert("exit-code".into(), res.exit_code.into());
+    o.insert("stdout".into(), res.stdout.trim().to_string().into());
+    Ok(o)
+}

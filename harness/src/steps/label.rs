@@ -1,0 +1,64 @@
+//! `label`: namespace labels, e.g. `istio-injection=enabled` (the walkthrough's
+//! `kubectl label namespace default istio-injection=enabled`). Idempotent; creates the
+//! namespace when it does not exist.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::Context;
+use crate::error::StepError;
+use crate::scenario::StringMap;
+
+/// Spec of a `label` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LabelSpec {
+    /// The namespace (the scenario's when not given).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Labels to set.
+    pub labels: StringMap,
+}
+
+pub(crate) fn problems(s: &LabelSpec) -> Vec<String> {
+    if s.labels.is_empty() {
+        vec!["`labels` is empty".into()]
+    } else {
+        vec![]
+    }
+}
+
+pub(crate) async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+    let client = ctx.client().await?;
+    let ns = ctx.ns(s.namespace.as_ref());
+    let api: Api<Namespace> = Api::all(client);
+    let existed = api
+        .get_opt(&ns)
+        .await
+        .map_err(|e| super::kube_err(&format!("looking up namespace {ns}"), e))?
+        .is_some();
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": ns, "labels": s.labels },
+    });
+    api.patch(
+        &ns,
+        &PatchParams::apply(crate::kube::FIELD_MANAGER),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| super::kube_err(&format!("labeling namespace {ns}"), e))?;
+    if !existed {
+        ctx.created_namespaces.push(ns.clone());
+    }
+    let mut out = Outputs::new();
+    out.insert("namespace".into(), ns.into());
+    out.insert(
+        "labels".into(),
+        serde_json::to_value(&s.labels).unwrap_or_default(),
+    );
+    Ok(out)
+}

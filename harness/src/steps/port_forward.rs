@@ -1,0 +1,56 @@
+//! `port-forward`: a local port to a Service port (the walkthrough's `istioctl dashboard X`
+//! and `kubectl port-forward`), kept until teardown; `${<capture>.url}` reaches it.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::{Background, Context};
+use crate::error::StepError;
+
+/// Spec of a `port-forward` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PortForwardSpec {
+    /// The Service.
+    pub service: String,
+    /// Its namespace (the scenario's when not given).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The Service port, by name or number.
+    pub port: String,
+    /// Local listen address, `127.0.0.1:0` by default.
+    #[serde(default)]
+    pub local: Option<String>,
+    /// Variable prefix; the service name by default.
+    #[serde(default)]
+    pub capture: Option<String>,
+}
+
+pub(crate) async fn run(s: &PortForwardSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+    let client = ctx.client().await?;
+    let ns = ctx.ns(s.namespace.as_ref());
+    let listen: SocketAddr = s
+        .local
+        .as_deref()
+        .unwrap_or("127.0.0.1:0")
+        .parse()
+        .map_err(|_| {
+            StepError::fatal(format!(
+                "`local` {:?} is not an address like 127.0.0.1:9090",
+                s.local
+            ))
+        })?;
+    let pf = crate::kube::portforward::start(client, &ns, &s.service, &s.port, listen).await?;
+    let local = pf.local_addr();
+    let (pod, port) = pf.target().await;
+    ctx.background.push(Background::PortForward {
+        step: format!("port-forward svc/{}:{}", s.service, s.port),
+        handle: pf,
+    });
+    let mut o = super::forward::endpoint_outputs(local);
+    o.insert("pod".into(), pod.into());
+    o.insert("target-port".into(), port.into());
+    Ok(o)
+}

@@ -1,0 +1,214 @@
+//! `wait`: pods ready with every container ready and an expected container count (the
+//! walkthrough's "until every pod is 2/2 Running"), deployment rollouts, or any condition.
+
+use std::time::Instant;
+
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::runtime::wait::await_condition;
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::Context;
+use crate::error::StepError;
+
+/// Spec of a `wait` step: exactly one of `pods`, `deployments`, `condition`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WaitSpec {
+    /// Pods ready.
+    #[serde(default)]
+    pub pods: Option<PodsWait>,
+    /// Deployments rolled out.
+    #[serde(default)]
+    pub deployments: Option<DeploymentsWait>,
+    /// Any object's condition.
+    #[serde(default)]
+    pub condition: Option<ConditionWait>,
+}
+
+/// Pods ready: all pods matching `selector` (or all in the namespace).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PodsWait {
+    /// Namespace (the scenario's when not given).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Label selector, e.g. `app=ratings`.
+    #[serde(default)]
+    pub selector: Option<String>,
+    /// Containers every pod must have (2 = app + sidecar).
+    #[serde(default)]
+    pub containers: Option<usize>,
+    /// At least this many pods (1 by default).
+    #[serde(default)]
+    pub min: Option<usize>,
+}
+
+/// Deployments rolled out (`kubectl rollout status`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeploymentsWait {
+    /// Namespace (the scenario's when not given).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Names; every deployment of the namespace when empty.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// An object's status condition, e.g. a CRD's `Established`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConditionWait {
+    /// apiVersion, e.g. `apps/v1`.
+    pub api_version: String,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+    /// Namespace for namespaced kinds (the scenario's when not given).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The condition type, e.g. `Available`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Expected status, `True` by default.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+pub(crate) fn problems(s: &WaitSpec) -> Vec<String> {
+    let n = [
+        s.pods.is_some(),
+        s.deployments.is_some(),
+        s.condition.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if n == 1 {
+        vec![]
+    } else {
+        vec![format!(
+            "a wait step needs exactly one of `pods`, `deployments`, `condition` (found {n})"
+        )]
+    }
+}
+
+pub(crate) fn summary(s: &WaitSpec) -> String {
+    if let Some(p) = &s.pods {
+        format!(
+            "pods {}{}",
+            p.selector.as_deref().unwrap_or("(all)"),
+            p.containers
+                .map(|c| format!(" {c}/{c}"))
+                .unwrap_or_default()
+        )
+    } else if let Some(d) = &s.deployments {
+        format!(
+            "deployments {}",
+            if d.names.is_empty() {
+                "(all)".to_string()
+            } else {
+                d.names.join(",")
+            }
+        )
+    } else if let Some(c) = &s.condition {
+        format!("{}/{} {}", c.kind, c.name, c.type_)
+    } else {
+        String::new()
+    }
+}
+
+pub(crate) async fn run(
+    s: &WaitSpec,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let client = ctx.client().await?;
+    let mut out = Outputs::new();
+    if let Some(p) = &s.pods {
+        let want = crate::kube::wait::PodsReady {
+            namespace: ctx.ns(p.namespace.as_ref()),
+            selector: p.selector.clone(),
+            containers: p.containers,
+            min_pods: p.min.unwrap_or(1),
+        };
+        let pods = crate::kube::wait::pods_ready(&client, &want, deadline).await?;
+        let mut names: Vec<String> = pods
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        names.sort();
+        out.insert("pods".into(), names.into());
+        out.insert(
+            "ready".into(),
+            pods.iter()
+                .map(|p| {
+                    let n = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+                    format!("{n}/{n}")
+                })
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    } else if let Some(d) = &s.deployments {
+        let ns = ctx.ns(d.namespace.as_ref());
+        let done =
+            crate::kube::wait::deployments_rolled_out(&client, &ns, &d.names, deadline).await?;
+        out.insert("deployments".into(), done.into());
+    } else if let Some(c) = &s.condition {
+        let (group, version) = match c.api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), c.api_version.clone()),
+        };
+        let gvk = GroupVersionKind::gvk(&group, &version, &c.kind);
+        let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk)
+            .await
+            .map_err(|e| super::kube_err(&format!("resolving {} {}", c.api_version, c.kind), e))?;
+        let api: Api<DynamicObject> = match caps.scope {
+            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
+            kube::discovery::Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), &ctx.ns(c.namespace.as_ref()), &ar)
+            }
+        };
+        let want = c.status.clone().unwrap_or_else(|| "True".into());
+        let ty = c.type_.clone();
+        let cond = move |o: Option<&DynamicObject>| {
+            o.and_then(|o| o.data.get("status"))
+                .and_then(|s| s.get("conditions"))
+                .and_then(|cs| cs.as_array())
+                .is_some_and(|cs| {
+                    cs.iter().any(|x| {
+                        x.get("type").and_then(|t| t.as_str()) == Some(ty.as_str())
+                            && x.get("status").and_then(|t| t.as_str()) == Some(want.as_str())
+                    })
+                })
+        };
+        let left = super::left(deadline);
+        tokio::time::timeout(left, await_condition(api, &c.name, cond))
+            .await
+            .map_err(|_| {
+                StepError::new(format!(
+                    "{} {} never had condition {}={}",
+                    c.kind,
+                    c.name,
+                    c.type_,
+                    c.status.clone().unwrap_or_else(|| "True".into())
+                ))
+            })?
+            .map_err(|e| StepError::new(format!("watching {} {}: {e}", c.kind, c.name)))?;
+        out.insert(
+            "condition".into(),
+            format!(
+                "{}={}",
+                c.type_,
+                c.status.clone().unwrap_or_else(|| "True".into())
+            )
+            .into(),
+        );
+    }
+    Ok(out)
+}
