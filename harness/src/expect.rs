@@ -145,7 +145,10 @@ impl Expect {
         let mut out = Vec::new();
         for re in &self.regex {
             if let Err(e) = regex::Regex::new(re) {
-                out.push(format!("invalid regex {re:?}: {e}"));
+                out.push(format!(
+                    "invalid regex {re:?}: {}",
+                    e.to_string().lines().last().unwrap_or_default()
+                ));
             }
         }
         if let Some(sel) = &self.selector

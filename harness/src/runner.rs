@@ -311,9 +311,7 @@ pub async fn run_with<E: Executor>(
                 Some(Err(panic)) => break Err(format!("the step panicked: {panic}")),
                 Some(Ok(Err(_))) => StepError::new(format!(
                     "timed out after {}",
-                    humantime::format_duration(Duration::from_secs(
-                        step.effective_timeout().as_secs()
-                    ))
+                    humantime::format_duration(step.effective_timeout())
                 ))
                 .with_hint(
                     "raise the step's `timeout`, or look at the diagnostics for what it waited on",
