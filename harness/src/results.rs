@@ -102,7 +102,9 @@ impl RunResult {
             f.attempts,
             f.error.clone().unwrap_or_default()
         );
-        if let Some(d) = &self.diagnostics {
+        if let Some(d) = &self.diagnostics
+            && !m.contains("diagnostics in")
+        {
             m.push_str(&format!(" [diagnostics: {d}]"));
         }
         Some(m)

@@ -48,6 +48,13 @@ impl Document {
         )
     }
 
+    fn is_namespace(&self) -> bool {
+        self.object
+            .types
+            .as_ref()
+            .is_some_and(|t| t.kind == "Namespace" && t.api_version == "v1")
+    }
+
     fn is_crd(&self) -> bool {
         self.object.types.as_ref().is_some_and(|t| {
             t.kind == "CustomResourceDefinition"
@@ -95,17 +102,20 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, StepError> {
 
 /// Parses multi-document YAML text into objects.
 pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StepError> {
-    let values: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        StepError::fatal(format!(
-            "{}{at}: not valid YAML: {}",
-            file.display(),
-            e.without_snippet()
-        ))
-    })?;
+    // Kubernetes manifests are YAML 1.1 as kubectl reads them (go-yaml): `0755` is octal.
+    let opts = serde_saphyr::options! { legacy_octal_numbers: true };
+    let values: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(text, opts)
+        .map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            StepError::fatal(format!(
+                "{}{at}: not valid YAML: {}",
+                file.display(),
+                e.without_snippet()
+            ))
+        })?;
     let mut out = Vec::new();
     for (i, v) in values.into_iter().enumerate() {
         if v.is_null() || v.as_object().is_some_and(|o| o.is_empty()) {
@@ -169,7 +179,38 @@ pub async fn apply(
 ) -> Result<ApplyReport, StepError> {
     let mut report = ApplyReport::default();
     let (crds, rest): (Vec<&Document>, Vec<&Document>) = docs.iter().partition(|d| d.is_crd());
+    let (namespaces, rest): (Vec<&Document>, Vec<&Document>) =
+        rest.into_iter().partition(|d| d.is_namespace());
     let mut discovery = discover(client).await?;
+
+    // Namespaces of the input come first: a dry run of an object in a namespace that does not
+    // exist yet is refused by the server. They are checked by a dry run of their own first.
+    if !namespaces.is_empty() {
+        let dry = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        for d in &namespaces {
+            let (api, _) =
+                api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
+            patch(&api, d, &dry).await?;
+        }
+        for d in &namespaces {
+            let (api, _) =
+                api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
+            let existed = api
+                .get_opt(d.object.metadata.name.as_deref().unwrap_or_default())
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+            track(
+                &mut report,
+                d,
+                patch(&api, d, &pp).await?,
+                default_ns,
+                !existed,
+            );
+        }
+    }
 
     // Dry run of everything whose kind is known now (CRs of CRDs in this input are checked
     // after their CRDs exist).
@@ -355,6 +396,7 @@ async fn patch(
     let mut obj = d.object.clone();
     // The namespace comes from the Api; a cluster-scoped object must not carry one.
     obj.metadata.namespace = None;
+    default_port_protocols(&mut obj.data);
     api.patch(&name, pp, &Patch::Apply(&obj))
         .await
         .map_err(|e| match e {
@@ -371,4 +413,45 @@ async fn patch(
             )),
             other => describe_error(&format!("applying {}", d.whereis()), other),
         })
+}
+
+/// Sets `protocol: TCP` on Service and container ports that omit it. Server-side apply on
+/// Kubernetes before 1.21 refuses such ports ("associative list with keys has an element that
+/// omits key field protocol", kubernetes/kubernetes#58477), and Bookinfo's own manifests omit
+/// it; TCP is the API's documented default, so the object means the same.
+pub fn default_port_protocols(data: &mut serde_json::Value) {
+    fn fix_ports(ports: Option<&mut serde_json::Value>) {
+        for p in ports.and_then(|p| p.as_array_mut()).into_iter().flatten() {
+            if let Some(o) = p.as_object_mut() {
+                o.entry("protocol").or_insert_with(|| "TCP".into());
+            }
+        }
+    }
+    fn fix_pod_spec(spec: Option<&mut serde_json::Value>) {
+        let Some(spec) = spec else { return };
+        for key in ["containers", "initContainers"] {
+            for c in spec
+                .get_mut(key)
+                .and_then(|c| c.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
+                fix_ports(c.get_mut("ports"));
+            }
+        }
+    }
+    let Some(spec) = data.get_mut("spec") else {
+        return;
+    };
+    if spec.get("ports").is_some() && spec.get("containers").is_none() {
+        fix_ports(spec.get_mut("ports"));
+    }
+    fix_pod_spec(Some(spec));
+    fix_pod_spec(spec.get_mut("template").and_then(|t| t.get_mut("spec")));
+    fix_pod_spec(
+        spec.get_mut("jobTemplate")
+            .and_then(|j| j.get_mut("spec"))
+            .and_then(|s| s.get_mut("template"))
+            .and_then(|t| t.get_mut("spec")),
+    );
 }
