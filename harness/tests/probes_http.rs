@@ -164,7 +164,7 @@ async fn bookinfo_50_50() -> TestServer {
     let (v1, v3) = (page("tailwind-v1"), page("tailwind-v3"));
     let n = AtomicU64::new(0);
     TestServer::start_sync(move |_| {
-        if n.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if n.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             Response::html(200, v1.clone())
         } else {
             Response::html(200, v3.clone())

@@ -207,7 +207,7 @@ async fn envoy_counters_reach_prometheus_after_traffic_through_envoy() {
     );
     let n = AtomicU64::new(0);
     let upstream = TestServer::start_sync(move |_| {
-        if n.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if n.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             Response::html(200, v1.clone())
         } else {
             Response::html(200, v3.clone())

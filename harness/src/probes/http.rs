@@ -2,7 +2,7 @@
 //! passes.
 //!
 //! Istio configuration takes a while to reach every proxy, so a check retries (with
-//! [`Backoff`](super::Backoff)) on connection errors, on 5xx answers and on failed expectations,
+//! [`Backoff`]) on connection errors, on 5xx answers and on failed expectations,
 //! the way istio.io's doc tests retry `_verify_*` for up to 120 s.
 //!
 //! ```yaml
@@ -152,15 +152,6 @@ impl HttpOutcome {
     }
 }
 
-/// What the last failed attempt saw.
-enum Last {
-    Transport(String),
-    Answer {
-        status: u16,
-        mismatches: Vec<Mismatch>,
-    },
-}
-
 /// Sends the request until the answer meets every expectation, retrying on connection errors,
 /// 5xx answers (unless `expect.status` asks for one) and failed expectations, within `deadline`.
 ///
@@ -183,7 +174,8 @@ pub async fn check_until(
     let method = check.method().map_err(StepError::fatal)?;
     let url = reqwest::Url::parse(&check.url).map_err(|e| StepError::fatal(e.to_string()))?;
     let mut backoff = Backoff::new(deadline);
-    let mut last: Last;
+    let mut last = super::LastFailure::default();
+    let mut last_status: Option<u16> = None;
     loop {
         backoff.begin_attempt();
         let sent = check
@@ -191,16 +183,17 @@ pub async fn check_until(
             .send()
             .await;
         match sent {
-            Err(e) => last = Last::Transport(describe_error(&e)),
+            Err(e) => last.record(describe_error(&e), true),
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match read_body(resp, MAX_BODY_BYTES).await {
-                    Err(e) => {
-                        last = Last::Transport(format!(
+                    Err(e) => last.record(
+                        format!(
                             "status {status}, then reading the body: {}",
                             describe_error(&e)
-                        ))
-                    }
+                        ),
+                        true,
+                    ),
                     Ok(body) => {
                         let mut mismatches = check.expect.check(Observed::http(status, &body));
                         if check.expect.status.is_none() && status >= 500 {
@@ -224,7 +217,12 @@ pub async fn check_until(
                                 elapsed: backoff.elapsed(),
                             });
                         }
-                        last = Last::Answer { status, mismatches };
+                        let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
+                        last_status = Some(status);
+                        last.record(
+                            format!("last status {status}; mismatches: {}", list.join("; ")),
+                            false,
+                        );
                     }
                 }
             }
@@ -238,21 +236,13 @@ pub async fn check_until(
         fmt_duration(deadline),
         backoff.attempts()
     );
-    Err(match last {
-        Last::Transport(e) => {
-            StepError::new(format!("{head}; last error: {e}")).with_hint(HINT_UNREACHABLE)
-        }
-        Last::Answer { status, mismatches } => {
-            let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
-            StepError::new(format!(
-                "{head}; last status {status}; mismatches: {}",
-                list.join("; ")
-            ))
-            .with_hint(
-                "configuration may still be propagating through the mesh: raise the step's \
-                 timeout, or check the route and the expected values",
-            )
-        }
+    let err = StepError::new(format!("{head}; {}", last.describe()));
+    Err(match last_status {
+        None => err.with_hint(HINT_UNREACHABLE),
+        Some(_) => err.with_hint(
+            "configuration may still be propagating through the mesh: raise the step's \
+             timeout, or check the route and the expected values",
+        ),
     })
 }
 

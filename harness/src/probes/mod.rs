@@ -2,7 +2,7 @@
 //!
 //! Every probe reaches its target by a base URL (the port-forward step provides
 //! `http://127.0.0.1:PORT`), polls with [`Backoff`] until its expectations hold or its deadline
-//! passes, and returns a [`StepError`](crate::error::StepError) that names the URL, the number of
+//! passes, and returns a [`StepError`] that names the URL, the number of
 //! attempts and everything that did not hold.
 //!
 //! | probe | endpoint | what it asserts |
@@ -26,6 +26,8 @@ pub mod traffic;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::error::StepError;
 
 /// The longest a single request may take inside a polling loop; the loop's deadline cuts it
 /// shorter.
@@ -62,6 +64,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Time that must be left for a last attempt squeezed in before the deadline (half of it
+    /// is waited, the other half is the attempt's timeout).
+    pub const MIN_LAST_TRY: Duration = Duration::from_millis(400);
+
     /// The default pacing: 200 ms after the first attempt, doubling up to 2 s, at most 10 000
     /// attempts, all within `budget`.
     pub fn new(budget: Duration) -> Self {
@@ -112,8 +118,9 @@ impl Backoff {
 
     /// Waits before the next attempt. Returns `false`, without waiting, when the deadline has
     /// passed or the attempt count is used up. When the next delay would reach the deadline, it
-    /// waits half of what is left instead and allows that one last attempt, so the loop neither
-    /// sleeps into its deadline for nothing nor runs past it.
+    /// waits half of what is left instead and allows that one last attempt (if at least
+    /// [`Backoff::MIN_LAST_TRY`] is left), so the loop neither sleeps into its deadline for
+    /// nothing nor runs past it.
     pub async fn wait(&mut self) -> bool {
         let left = self.remaining();
         if left.is_zero() || self.attempts >= self.max_attempts || self.last_chance_used {
@@ -121,6 +128,9 @@ impl Backoff {
         }
         if self.delay >= left {
             self.last_chance_used = true;
+            if left < Self::MIN_LAST_TRY {
+                return false;
+            }
             tokio::time::sleep(left / 2).await;
             return true;
         }
@@ -241,6 +251,109 @@ pub(crate) async fn get_json(
     })
 }
 
+/// What one attempt of a polling probe concluded.
+pub(crate) enum Attempt<T> {
+    /// Every expectation held.
+    Done(T),
+    /// Not yet: why, and whether it was a transport error (for the hint).
+    Retry { reason: String, transport: bool },
+    /// Retrying cannot help.
+    Fatal(StepError),
+}
+
+impl<T> Attempt<T> {
+    /// A transport (or HTTP) failure from [`get_json`]/[`get_text`].
+    pub(crate) fn unreachable(reason: String) -> Self {
+        let transport = !reason.starts_with("HTTP ") && !reason.starts_with("the answer");
+        Attempt::Retry { reason, transport }
+    }
+
+    /// An answer that does not show what is expected yet.
+    pub(crate) fn not_yet(reason: impl Into<String>) -> Self {
+        Attempt::Retry {
+            reason: reason.into(),
+            transport: false,
+        }
+    }
+}
+
+/// Runs `attempt` (given each try's timeout) until it is done, fatal, or `deadline` passes; the
+/// error then names `what`, the attempts and the last reason, with `hint` (or the unreachable
+/// hint, when the last failure was a transport error).
+pub(crate) async fn poll<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    hint: &str,
+    mut attempt: F,
+) -> Result<T, StepError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Attempt<T>>,
+{
+    let mut backoff = Backoff::new(deadline);
+    let mut last = LastFailure::default();
+    loop {
+        backoff.begin_attempt();
+        match attempt(backoff.per_try()).await {
+            Attempt::Done(t) => return Ok(t),
+            Attempt::Fatal(e) => return Err(e),
+            Attempt::Retry { reason, transport } => last.record(reason, transport),
+        }
+        if !backoff.wait().await {
+            break;
+        }
+    }
+    Err(StepError::new(format!(
+        "{what} did not pass within {} ({} attempts): {}",
+        fmt_duration(deadline),
+        backoff.attempts(),
+        last.describe()
+    ))
+    .with_hint(if last.never_answered() {
+        HINT_UNREACHABLE
+    } else {
+        hint
+    }))
+}
+
+/// The failures a polling loop saw, so its error shows what the target last answered even when
+/// the very last attempt only timed out.
+#[derive(Debug, Default)]
+pub(crate) struct LastFailure {
+    answer: Option<String>,
+    transport: Option<String>,
+    last_was_transport: bool,
+}
+
+impl LastFailure {
+    /// Records one failed attempt.
+    pub(crate) fn record(&mut self, reason: String, transport: bool) {
+        self.last_was_transport = transport;
+        if transport {
+            self.transport = Some(reason);
+        } else {
+            self.answer = Some(reason);
+        }
+    }
+
+    /// True when no attempt got an answer (only transport errors).
+    pub(crate) fn never_answered(&self) -> bool {
+        self.answer.is_none()
+    }
+
+    /// The last answer's problem, and the last transport error if that came after it.
+    pub(crate) fn describe(&self) -> String {
+        match (&self.answer, &self.transport) {
+            (Some(a), Some(t)) if self.last_was_transport => {
+                format!("{a}; the last attempt failed: {t}")
+            }
+            (Some(a), _) => a.clone(),
+            (None, Some(t)) => format!("last error: {t}"),
+            (None, None) => "no attempt was made".to_string(),
+        }
+    }
+}
+
 /// A duration for messages, to the millisecond (`1m 30s`, `250ms`).
 pub(crate) fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
@@ -276,8 +389,8 @@ mod tests {
                 break;
             }
         }
-        // Waits of 20, 40, 80 and 80 ms, then half of what is left for a last attempt: about
-        // six attempts on an idle machine, fewer when the sleeps overshoot.
+        // Waits of 20, 40 and 80 ms, then 80 ms; the 80 ms left are too little for a last
+        // attempt: four attempts on an idle machine, fewer when the sleeps overshoot.
         assert!((2..=6).contains(&n), "{n} attempts");
         assert_eq!(b.attempts(), n);
         assert!(
@@ -286,6 +399,22 @@ mod tests {
             b.elapsed()
         );
         assert!(!b.wait().await, "a finished backoff stays finished");
+    }
+
+    #[test]
+    fn a_last_timeout_does_not_hide_the_last_answer() {
+        let mut l = LastFailure::default();
+        assert_eq!(l.describe(), "no attempt was made");
+        l.record("connect error: refused".into(), true);
+        assert!(l.never_answered());
+        assert_eq!(l.describe(), "last error: connect error: refused");
+        l.record("dashboards: \"X\" not found".into(), false);
+        l.record("timeout error".into(), true);
+        assert!(!l.never_answered());
+        assert_eq!(
+            l.describe(),
+            "dashboards: \"X\" not found; the last attempt failed: timeout error"
+        );
     }
 
     #[test]

@@ -233,8 +233,9 @@ pub fn check(series: &[Series], expect: &PromExpect) -> Vec<Mismatch> {
     } else {
         format!("{} series with those labels", matching.len())
     };
+    // Written so that a NaN sum fails every bound.
     if let Some(min) = expect.value_min
-        && !(sum >= min)
+        && sum.partial_cmp(&min).is_none_or(|o| o.is_lt())
     {
         out.push(Mismatch {
             what: "value-min".into(),
@@ -242,7 +243,10 @@ pub fn check(series: &[Series], expect: &PromExpect) -> Vec<Mismatch> {
         });
     }
     if let Some(want) = expect.value_equals
-        && !((sum - want).abs() < 1e-9)
+        && (sum - want)
+            .abs()
+            .partial_cmp(&1e-9)
+            .is_none_or(|o| o.is_ge())
     {
         out.push(Mismatch {
             what: "value-equals".into(),
@@ -339,17 +343,12 @@ pub async fn query_until(
     let url = reqwest::Url::parse_with_params(&endpoint, [("query", q.query.as_str())])
         .map_err(|e| StepError::fatal(format!("base URL {base_url:?}: {e}")))?;
     let mut backoff = Backoff::new(deadline);
-    let mut last_transport: bool;
-    let mut last: String;
+    let mut last = super::LastFailure::default();
     loop {
         backoff.begin_attempt();
         match get_text(client, url.as_str(), backoff.per_try()).await {
-            Err(e) => {
-                last = e;
-                last_transport = true;
-            }
+            Err(e) => last.record(e, true),
             Ok((status, body)) => {
-                last_transport = false;
                 let doc: Option<Value> = serde_json::from_str(&body).ok();
                 let prom_error = doc.as_ref().and_then(|d| {
                     let kind = d.get("errorType")?.as_str()?;
@@ -366,7 +365,7 @@ pub async fn query_until(
                 }
                 match (status, doc) {
                     (200, Some(doc)) => match parse_result(&doc) {
-                        Err(e) => last = format!("unexpected answer: {e}"),
+                        Err(e) => last.record(format!("unexpected answer: {e}"), false),
                         Ok(series) => {
                             let mismatches = check(&series, &q.expect);
                             if mismatches.is_empty() {
@@ -374,16 +373,19 @@ pub async fn query_until(
                             }
                             let list: Vec<String> =
                                 mismatches.iter().map(|m| m.to_string()).collect();
-                            last = list.join("; ");
+                            last.record(list.join("; "), false);
                         }
                     },
-                    (200, None) => last = format!("the answer is not JSON: {}", excerpt(&body)),
-                    (status, _) => {
-                        last = format!(
+                    (200, None) => {
+                        last.record(format!("the answer is not JSON: {}", excerpt(&body)), false)
+                    }
+                    (status, _) => last.record(
+                        format!(
                             "HTTP {status}: {}",
                             prom_error.unwrap_or_else(|| excerpt(&body))
-                        )
-                    }
+                        ),
+                        false,
+                    ),
                 }
             }
         }
@@ -392,12 +394,13 @@ pub async fn query_until(
         }
     }
     let err = StepError::new(format!(
-        "Prometheus query {:?} at {endpoint} did not pass within {} ({} attempts): {last}",
+        "Prometheus query {:?} at {endpoint} did not pass within {} ({} attempts): {}",
         q.query,
         fmt_duration(deadline),
-        backoff.attempts()
+        backoff.attempts(),
+        last.describe()
     ));
-    Err(if last_transport {
+    Err(if last.never_answered() {
         err.with_hint(HINT_UNREACHABLE)
     } else {
         err.with_hint(
