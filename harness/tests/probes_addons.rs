@@ -126,7 +126,7 @@ async fn grafana_names_the_missing_dashboard() {
         &client(),
         &replay.server.base_url(),
         &grafana::GrafanaCheck::default(),
-        Duration::from_millis(800),
+        Duration::from_millis(1500),
     )
     .await
     .unwrap_err();
@@ -214,7 +214,7 @@ async fn kiali_graph_without_reviews_v3_fails_naming_v3() {
         &client(),
         &replay.server.base_url(),
         &kiali::KialiCheck::default(),
-        Duration::from_millis(800),
+        Duration::from_millis(1500),
     )
     .await
     .unwrap_err();
@@ -247,7 +247,7 @@ async fn kiali_names_an_unlisted_namespace_and_an_empty_graph() {
         namespace: "bookinfo".into(),
         ..Default::default()
     };
-    let err = kiali::check_until(&c, &base, &other_ns, Duration::from_millis(500))
+    let err = kiali::check_until(&c, &base, &other_ns, Duration::from_millis(1200))
         .await
         .unwrap_err();
     assert!(
@@ -264,7 +264,7 @@ async fn kiali_names_an_unlisted_namespace_and_an_empty_graph() {
         nodes: vec![],
         ..Default::default()
     };
-    let err = kiali::check_until(&c, &base, &any_node, Duration::from_millis(500))
+    let err = kiali::check_until(&c, &base, &any_node, Duration::from_millis(1200))
         .await
         .unwrap_err();
     assert!(
@@ -281,7 +281,7 @@ async fn kiali_on_a_closed_port_hints_at_the_forward() {
         &client(),
         &base,
         &kiali::KialiCheck::default(),
-        Duration::from_millis(500),
+        Duration::from_millis(1200),
     )
     .await
     .unwrap_err();
@@ -378,7 +378,7 @@ async fn jaeger_without_traces_fails_with_the_tracing_hint() {
         &client(),
         &replay.server.base_url(),
         &jaeger::JaegerCheck::default(),
-        Duration::from_millis(800),
+        Duration::from_millis(1500),
     )
     .await
     .unwrap_err();
@@ -387,7 +387,10 @@ async fn jaeger_without_traces_fails_with_the_tracing_hint() {
             .contains("traces: expected at least 1 traces with productpage.default"),
         "{err}"
     );
-    assert!(err.message.ends_with("got 0"), "{err}");
+    assert!(
+        err.message.contains("from http") && err.message.contains("got 0"),
+        "{err}"
+    );
     assert!(
         err.hint.as_deref().unwrap().contains("Istio 1.22"),
         "{err:?}"
@@ -410,16 +413,16 @@ async fn jaeger_counts_traces_and_names_unlisted_services() {
         min_traces: 3,
         ..Default::default()
     };
-    let err = jaeger::check_until(&c, &base, &three, Duration::from_millis(500))
+    let err = jaeger::check_until(&c, &base, &three, Duration::from_millis(1200))
         .await
         .unwrap_err();
-    assert!(err.message.ends_with("got 2"), "{err}");
+    assert!(err.message.contains("got 2"), "{err}");
 
     let other = jaeger::JaegerCheck {
         services: vec!["httpbin.default".into()],
         ..Default::default()
     };
-    let err = jaeger::check_until(&c, &base, &other, Duration::from_millis(500))
+    let err = jaeger::check_until(&c, &base, &other, Duration::from_millis(1200))
         .await
         .unwrap_err();
     assert!(
