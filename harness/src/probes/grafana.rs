@@ -57,6 +57,17 @@ impl Default for GrafanaCheck {
     }
 }
 
+impl GrafanaCheck {
+    /// Problems with the spec itself: a blank dashboard title.
+    pub fn problems(&self) -> Vec<String> {
+        self.dashboards
+            .iter()
+            .filter(|d| d.trim().is_empty())
+            .map(|_| "dashboards: a title is empty".to_string())
+            .collect()
+    }
+}
+
 /// Titles of the dashboards (`type` `dash-db`, or no type) in a `/api/search` answer.
 pub fn dashboard_titles(search: &Value) -> Result<BTreeSet<String>, String> {
     let hits = search.as_array().ok_or("the search answer is not a list")?;
@@ -147,6 +158,13 @@ pub async fn check_until(
     check: &GrafanaCheck,
     deadline: Duration,
 ) -> Result<Outputs, StepError> {
+    let problems = check.problems();
+    if !problems.is_empty() {
+        return Err(StepError::fatal(format!(
+            "Grafana check is not valid: {}",
+            problems.join("; ")
+        )));
+    }
     poll(
         &format!("Grafana check at {base_url}"),
         deadline,
@@ -181,5 +199,11 @@ mod tests {
         let c: GrafanaCheck = serde_json::from_value(serde_json::json!({})).unwrap();
         assert_eq!(c, GrafanaCheck::default());
         assert_eq!(c.dashboards.len(), 3);
+        assert!(c.problems().is_empty());
+        let blank = GrafanaCheck {
+            dashboards: vec![" ".into()],
+            ..Default::default()
+        };
+        assert_eq!(blank.problems().len(), 1);
     }
 }
