@@ -1,0 +1,500 @@
+//! Traffic: exactly `requests` GETs, `concurrency` at a time, counted by status and, for
+//! Bookinfo product pages, by the `reviews` version that served them.
+//!
+//! Prometheus, Kiali and Jaeger only show something after traffic flowed (istio.io's tests send
+//! 50 requests first). The report is a histogram, so a run shows what the mesh did, e.g.
+//! `{"200": 48, "503": 2}` and `{"v1": 25, "v3": 23}`.
+//!
+//! ```yaml
+//! url: http://127.0.0.1:8080/productpage
+//! requests: 100
+//! concurrency: 8        # default
+//! expect-status: 200    # what counts as a success; default: any 2xx
+//! min-success: 95%      # a count (95) or a percentage ("95%") of the requests
+//! max-failures: 5
+//! reviews-split:
+//!   weights: { v1: 50, v3: 50 }
+//!   tolerance: 15
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::bookinfo::{ProductPage, ReviewsSplit};
+use super::{
+    HINT_UNREACHABLE, MAX_BODY_BYTES, PER_TRY_TIMEOUT, error_kind, fmt_duration, read_body,
+};
+use crate::Outputs;
+use crate::error::StepError;
+use crate::expect::Mismatch;
+
+/// The most requests one traffic step may send.
+pub const MAX_REQUESTS: u32 = 100_000;
+/// The most requests in flight at once.
+pub const MAX_CONCURRENCY: u32 = 256;
+
+/// What traffic to send and what it must show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrafficSpec {
+    /// The URL to GET, e.g. `http://127.0.0.1:8080/productpage`.
+    pub url: String,
+    /// How many requests to send, exactly.
+    pub requests: u32,
+    /// How many requests may be in flight at once (default 8).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Extra request headers (e.g. `end-user: jason` for a header-matched route).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// A `Host` header to send instead of the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The status that counts as a success; any 2xx when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<u16>,
+    /// At least this many requests must succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_success: Option<Threshold>,
+    /// At most this many requests may fail (a wrong status or no answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<Threshold>,
+    /// The split of `reviews` versions the product pages must show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviews_split: Option<ReviewsSplit>,
+}
+
+fn default_concurrency() -> u32 {
+    8
+}
+
+impl TrafficSpec {
+    /// `requests` GETs of `url`, 8 at a time, with no expectations.
+    pub fn new(url: impl Into<String>, requests: u32) -> Self {
+        TrafficSpec {
+            url: url.into(),
+            requests,
+            concurrency: default_concurrency(),
+            headers: BTreeMap::new(),
+            host: None,
+            expect_status: None,
+            min_success: None,
+            max_failures: None,
+            reviews_split: None,
+        }
+    }
+
+    /// Problems with the spec itself, found before anything is sent.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = reqwest::Url::parse(&self.url) {
+            out.push(format!("url {:?} is not a valid URL: {e}", self.url));
+        }
+        if self.requests == 0 || self.requests > MAX_REQUESTS {
+            out.push(format!(
+                "requests must be 1 to {MAX_REQUESTS}, not {}",
+                self.requests
+            ));
+        }
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+            out.push(format!(
+                "concurrency must be 1 to {MAX_CONCURRENCY}, not {}",
+                self.concurrency
+            ));
+        }
+        for (k, v) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(v).is_err()
+            {
+                out.push(format!("header {k:?}: {v:?} is not a valid header"));
+            }
+        }
+        if let Some(h) = &self.host
+            && reqwest::header::HeaderValue::from_str(h).is_err()
+        {
+            out.push(format!("host {h:?} is not a valid Host header"));
+        }
+        for (name, t) in [
+            ("min-success", &self.min_success),
+            ("max-failures", &self.max_failures),
+        ] {
+            if let Some(Threshold::Percent(p)) = t
+                && !(0.0..=100.0).contains(p)
+            {
+                out.push(format!("{name} must be 0% to 100%, not {p}%"));
+            }
+        }
+        if let Some(s) = &self.reviews_split {
+            out.extend(s.problems());
+        }
+        out
+    }
+
+    fn is_success(&self, status: u16) -> bool {
+        match self.expect_status {
+            Some(want) => status == want,
+            None => (200..300).contains(&status),
+        }
+    }
+}
+
+/// A number of requests, or a percentage of all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ThresholdRepr", into = "ThresholdRepr")]
+pub enum Threshold {
+    /// That many requests (`95`).
+    Count(u64),
+    /// That share of the requests, in percent (`"95%"`).
+    Percent(f64),
+}
+
+impl Threshold {
+    /// The threshold as a number of requests out of `total`.
+    pub fn of(self, total: u64) -> f64 {
+        match self {
+            Threshold::Count(n) => n as f64,
+            Threshold::Percent(p) => p * total as f64 / 100.0,
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Threshold::Count(n) => write!(f, "{n}"),
+            Threshold::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ThresholdRepr {
+    Count(u64),
+    Text(String),
+}
+
+impl TryFrom<ThresholdRepr> for Threshold {
+    type Error = String;
+    fn try_from(r: ThresholdRepr) -> Result<Self, String> {
+        match r {
+            ThresholdRepr::Count(n) => Ok(Threshold::Count(n)),
+            ThresholdRepr::Text(s) => {
+                let t = s.trim();
+                if let Some(p) = t.strip_suffix('%') {
+                    p.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| p.is_finite())
+                        .map(Threshold::Percent)
+                        .ok_or_else(|| format!("{s:?} is not a percentage like \"95%\""))
+                } else {
+                    t.parse::<u64>().map(Threshold::Count).map_err(|_| {
+                        format!("{s:?} is neither a count (95) nor a percentage (\"95%\")")
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl From<Threshold> for ThresholdRepr {
+    fn from(t: Threshold) -> Self {
+        match t {
+            Threshold::Count(n) => ThresholdRepr::Count(n),
+            Threshold::Percent(_) => ThresholdRepr::Text(t.to_string()),
+        }
+    }
+}
+
+/// What the traffic did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficReport {
+    /// Requests sent (equals the spec's `requests` when [`send`] returns `Ok`).
+    pub total: u64,
+    /// Requests that got the expected status.
+    pub succeeded: u64,
+    /// Requests that got another status or no answer.
+    pub failed: u64,
+    /// Requests by status code (`"200"`, `"503"`) or transport error (`"error: connect"`,
+    /// `"error: timeout"`, …).
+    pub histogram: BTreeMap<String, u64>,
+    /// Bookinfo product pages by the `reviews` version that served them (`"v1"`, `"v3"`,
+    /// `"unavailable"`, …); empty when no answer was a product page.
+    pub reviews: BTreeMap<String, u64>,
+    /// Time from the first request to the last answer.
+    pub elapsed: Duration,
+}
+
+impl TrafficReport {
+    /// The step outputs: `total`, `histogram` and `reviews` (both objects of counts).
+    pub fn to_outputs(&self) -> Outputs {
+        let mut out = Outputs::new();
+        out.insert("total".into(), Value::from(self.total));
+        out.insert("histogram".into(), counts(&self.histogram));
+        out.insert("reviews".into(), counts(&self.reviews));
+        out
+    }
+
+    /// Every expectation of `spec` that this report does not meet.
+    pub fn mismatches(&self, spec: &TrafficSpec) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        let success = match spec.expect_status {
+            Some(s) => format!("status {s}"),
+            None => "a 2xx status".to_string(),
+        };
+        if let Some(t) = spec.min_success
+            && (self.succeeded as f64) < t.of(self.total) - 1e-9
+        {
+            out.push(Mismatch {
+                what: "min-success".into(),
+                message: format!(
+                    "expected at least {t} of {} requests to get {success}, {} did",
+                    self.total, self.succeeded
+                ),
+            });
+        }
+        if let Some(t) = spec.max_failures
+            && (self.failed as f64) > t.of(self.total) + 1e-9
+        {
+            out.push(Mismatch {
+                what: "max-failures".into(),
+                message: format!(
+                    "expected at most {t} of {} requests to fail, {} did (not {success})",
+                    self.total, self.failed
+                ),
+            });
+        }
+        if let Some(split) = &spec.reviews_split {
+            out.extend(split.check(&self.reviews));
+        }
+        out
+    }
+}
+
+fn counts(h: &BTreeMap<String, u64>) -> Value {
+    Value::Object(
+        h.iter()
+            .map(|(k, v)| (k.clone(), Value::from(*v)))
+            .collect(),
+    )
+}
+
+/// Renders a histogram for messages: `200×48, 503×2`.
+pub fn fmt_histogram(h: &BTreeMap<String, u64>) -> String {
+    if h.is_empty() {
+        return "nothing".to_string();
+    }
+    h.iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What one request got.
+enum One {
+    Answer {
+        status: u16,
+        page: Option<super::bookinfo::ReviewsVersion>,
+    },
+    Error(&'static str),
+    NotSent,
+}
+
+async fn one(
+    client: &reqwest::Client,
+    spec: &TrafficSpec,
+    url: &reqwest::Url,
+    stop_at: Instant,
+) -> One {
+    let left = stop_at.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return One::NotSent;
+    }
+    let mut req = client.get(url.clone()).timeout(left.min(PER_TRY_TIMEOUT));
+    for (k, v) in &spec.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    if let Some(h) = &spec.host {
+        req = req.header(reqwest::header::HOST, h.as_str());
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return One::Error(error_kind(&e)),
+    };
+    let status = resp.status().as_u16();
+    let html = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("html"));
+    // The body is always read, so the connection can be reused; only HTML is parsed.
+    match read_body(resp, MAX_BODY_BYTES).await {
+        Err(e) => One::Error(error_kind(&e)),
+        Ok(body) => One::Answer {
+            status,
+            page: if html || body.contains("<title>") {
+                ProductPage::parse(&body).map(|p| p.version)
+            } else {
+                None
+            },
+        },
+    }
+}
+
+/// Sends exactly `spec.requests` GETs, at most `spec.concurrency` at a time, all within
+/// `deadline`, and checks the report against the spec's expectations.
+///
+/// Each request may take up to [`PER_TRY_TIMEOUT`]; one that fails counts as
+/// `error: <kind>`. Requests are not retried: the point is to count what the mesh does. Fails
+/// (with the histogram in the message) when the deadline passes before every request was sent,
+/// or when an expectation does not hold; a spec with problems fails at once, fatally.
+pub async fn send(
+    client: &reqwest::Client,
+    spec: &TrafficSpec,
+    deadline: Duration,
+) -> Result<TrafficReport, StepError> {
+    let problems = spec.problems();
+    if !problems.is_empty() {
+        return Err(StepError::fatal(format!(
+            "traffic to {:?} is not valid: {}",
+            spec.url,
+            problems.join("; ")
+        )));
+    }
+    let url = reqwest::Url::parse(&spec.url).map_err(|e| StepError::fatal(e.to_string()))?;
+    let start = Instant::now();
+    let stop_at = start + deadline;
+    let results: Vec<One> = futures::stream::iter(0..spec.requests)
+        .map(|_| one(client, spec, &url, stop_at))
+        .buffer_unordered(spec.concurrency as usize)
+        .collect()
+        .await;
+
+    let mut report = TrafficReport {
+        total: 0,
+        succeeded: 0,
+        failed: 0,
+        histogram: BTreeMap::new(),
+        reviews: BTreeMap::new(),
+        elapsed: start.elapsed(),
+    };
+    let mut not_sent = 0u64;
+    for r in results {
+        match r {
+            One::NotSent => not_sent += 1,
+            One::Error(kind) => {
+                report.total += 1;
+                report.failed += 1;
+                *report
+                    .histogram
+                    .entry(format!("error: {kind}"))
+                    .or_default() += 1;
+            }
+            One::Answer { status, page } => {
+                report.total += 1;
+                if spec.is_success(status) {
+                    report.succeeded += 1;
+                } else {
+                    report.failed += 1;
+                }
+                *report.histogram.entry(status.to_string()).or_default() += 1;
+                if let Some(v) = page {
+                    *report.reviews.entry(v.as_str().to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let seen = format!(
+        "statuses: {}; reviews: {}",
+        fmt_histogram(&report.histogram),
+        fmt_histogram(&report.reviews)
+    );
+    if not_sent > 0 {
+        return Err(StepError::new(format!(
+            "GET {url}: only {} of {} requests were sent within {} ({seen})",
+            report.total,
+            spec.requests,
+            fmt_duration(deadline)
+        ))
+        .with_hint("raise the step's timeout, raise concurrency, or send fewer requests"));
+    }
+    let mismatches = report.mismatches(spec);
+    if !mismatches.is_empty() {
+        let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
+        let all_unreachable = report
+            .histogram
+            .keys()
+            .all(|k| k.starts_with("error: connect"));
+        let err = StepError::new(format!(
+            "GET {url} ×{}: {} ({seen})",
+            spec.requests,
+            list.join("; ")
+        ));
+        return Err(if all_unreachable {
+            err.with_hint(HINT_UNREACHABLE)
+        } else {
+            err
+        });
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_read_counts_and_percentages() {
+        let t: Threshold = serde_json::from_value(serde_json::json!(95)).unwrap();
+        assert_eq!(t, Threshold::Count(95));
+        let t: Threshold = serde_json::from_value(serde_json::json!("95%")).unwrap();
+        assert_eq!(t, Threshold::Percent(95.0));
+        assert_eq!(t.of(200), 190.0);
+        assert_eq!(serde_json::to_value(t).unwrap(), serde_json::json!("95%"));
+        let e = serde_json::from_value::<Threshold>(serde_json::json!("lots")).unwrap_err();
+        assert!(e.to_string().contains("neither a count"), "{e}");
+    }
+
+    #[test]
+    fn report_mismatches_name_the_numbers() {
+        let mut spec = TrafficSpec::new("http://127.0.0.1:1/", 10);
+        spec.min_success = Some(Threshold::Percent(90.0));
+        spec.max_failures = Some(Threshold::Count(0));
+        let report = TrafficReport {
+            total: 10,
+            succeeded: 8,
+            failed: 2,
+            histogram: [("200".to_string(), 8), ("503".to_string(), 2)].into(),
+            reviews: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+        };
+        let m: Vec<String> = report
+            .mismatches(&spec)
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        assert_eq!(
+            m,
+            vec![
+                "min-success: expected at least 90% of 10 requests to get a 2xx status, 8 did",
+                "max-failures: expected at most 0 of 10 requests to fail, 2 did (not a 2xx status)",
+            ]
+        );
+        assert_eq!(fmt_histogram(&report.histogram), "200×8, 503×2");
+    }
+
+    #[test]
+    fn spec_problems() {
+        let mut spec = TrafficSpec::new("nope", 0);
+        spec.concurrency = 0;
+        spec.min_success = Some(Threshold::Percent(120.0));
+        assert_eq!(spec.problems().len(), 4, "{:?}", spec.problems());
+    }
+}
