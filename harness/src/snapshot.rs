@@ -189,7 +189,7 @@ pub fn assert_run(r: &RunResult) {
     settings.set_snapshot_path(snapshot_dir());
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
-    settings.set_description(format!("scenario {} ({})", r.scenario, r.file));
+    settings.set_description(format!("scenario {}", r.scenario));
     settings.bind(|| {
         insta::assert_yaml_snapshot!(format!("{}__results", r.scenario), run_view(r));
         for (name, v) in &r.snapshots {

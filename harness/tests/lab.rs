@@ -15,14 +15,22 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, ResourceExt};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
-static RT: LazyLock<tokio::runtime::Runtime> =
-    LazyLock::new(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap());
+static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+});
 
 /// One lab node per purpose, started on first use and removed at the end.
-static NODES: LazyLock<Mutex<Vec<(String, Lab, ClusterInfo)>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+static NODES: LazyLock<Mutex<Vec<(String, Lab, ClusterInfo)>>> =
+    LazyLock::new(|| Mutex::new(Vec::new()));
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn samples() -> PathBuf {
@@ -33,12 +41,18 @@ fn node(purpose: &str) -> Result<(kube::Client, ClusterInfo), Failed> {
     let mut nodes = NODES.lock().unwrap();
     if let Some((_, _, info)) = nodes.iter().find(|(p, _, _)| p == purpose) {
         let info = info.clone();
-        let client = RT.block_on(harness::kube::client_for(&info.kubeconfig, None)).map_err(|e| e.to_string())?;
+        let client = RT
+            .block_on(harness::kube::client_for(&info.kubeconfig, None))
+            .map_err(|e| e.to_string())?;
         return Ok((client, info));
     }
     let mut lab = Lab::default();
     let dir = tempfile::tempdir().unwrap().keep();
-    let req = ClusterRequest { run_id: format!("labtest-{purpose}-{}", std::process::id()), artifacts: dir, ..Default::default() };
+    let req = ClusterRequest {
+        run_id: format!("labtest-{purpose}-{}", std::process::id()),
+        artifacts: dir,
+        ..Default::default()
+    };
     let info = match RT.block_on(lab.create(&req)) {
         Ok(i) => i,
         Err(e) => {
@@ -46,7 +60,9 @@ fn node(purpose: &str) -> Result<(kube::Client, ClusterInfo), Failed> {
             return Err(format!("lab node did not start: {e}").into());
         }
     };
-    let client = RT.block_on(harness::kube::client_for(&info.kubeconfig, None)).map_err(|e| e.to_string())?;
+    let client = RT
+        .block_on(harness::kube::client_for(&info.kubeconfig, None))
+        .map_err(|e| e.to_string())?;
     nodes.push((purpose.to_string(), lab, info.clone()));
     Ok((client, info))
 }
@@ -58,7 +74,9 @@ fn lab_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
                 return Err(format!("the lab cannot run here: {why} (ISTIO_E2E_REQUIRE=1)").into());
             }
             eprintln!("ignored: the lab cannot run here: {why}");
-            return Ok(Completion::ignored_with(format!("the lab cannot run here: {why}")));
+            return Ok(Completion::ignored_with(format!(
+                "the lab cannot run here: {why}"
+            )));
         }
         f().map(|_| Completion::Completed)
     })
@@ -75,8 +93,15 @@ fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
 
 async fn create_ns(client: &kube::Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
-    let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-    api.patch(ns, &kube::api::PatchParams::apply("istio-e2e-test"), &kube::api::Patch::Apply(&body)).await.unwrap();
+    let body =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    api.patch(
+        ns,
+        &kube::api::PatchParams::apply("istio-e2e-test"),
+        &kube::api::Patch::Apply(&body),
+    )
+    .await
+    .unwrap();
 }
 
 /// The real Istio 1.12.1 CRDs, Bookinfo, its gateway and the addons: every object is created,
@@ -91,22 +116,64 @@ fn real_istio_samples_apply_and_image_pulls_fail_clearly() -> Result<(), Failed>
             s.join("samples/bookinfo/networking/bookinfo-gateway.yaml"),
         ];
         let docs = apply::read_documents(&files).map_err(|e| e.to_string())?;
-        let report = apply::apply(&client, &docs, "default", deadline(180)).await.map_err(|e| e.to_string())?;
-        ensure(report.objects.len() == docs.len(), format!("{} objects for {} documents", report.objects.len(), docs.len()))?;
+        let report = apply::apply(&client, &docs, "default", deadline(180))
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(
+            report.objects.len() == docs.len(),
+            format!(
+                "{} objects for {} documents",
+                report.objects.len(),
+                docs.len()
+            ),
+        )?;
         create_ns(&client, "istio-system").await;
-        let addons: Vec<PathBuf> = ["prometheus", "grafana", "jaeger", "kiali"].iter().map(|a| s.join(format!("samples/addons/{a}.yaml"))).collect();
+        let addons: Vec<PathBuf> = ["prometheus", "grafana", "jaeger", "kiali"]
+            .iter()
+            .map(|a| s.join(format!("samples/addons/{a}.yaml")))
+            .collect();
         let adocs = apply::read_documents(&addons).map_err(|e| e.to_string())?;
-        let areport = apply::apply(&client, &adocs, "istio-system", deadline(120)).await.map_err(|e| e.to_string())?;
-        ensure(areport.objects.len() == adocs.len(), format!("addons: {} objects for {} documents", areport.objects.len(), adocs.len()))?;
-        eprintln!("applied {} + {} objects", report.objects.len(), areport.objects.len());
+        let areport = apply::apply(&client, &adocs, "istio-system", deadline(120))
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(
+            areport.objects.len() == adocs.len(),
+            format!(
+                "addons: {} objects for {} documents",
+                areport.objects.len(),
+                adocs.len()
+            ),
+        )?;
+        eprintln!(
+            "applied {} + {} objects",
+            report.objects.len(),
+            areport.objects.len()
+        );
 
-        let want = wait::PodsReady { namespace: "default".into(), selector: Some("app=ratings".into()), containers: None, min_pods: 1 };
+        let want = wait::PodsReady {
+            namespace: "default".into(),
+            selector: Some("app=ratings".into()),
+            containers: None,
+            min_pods: 1,
+        };
         let t0 = Instant::now();
-        let err = wait::pods_ready(&client, &want, deadline(45)).await.err().ok_or("Bookinfo's ratings became ready without its image")?;
-        ensure(t0.elapsed() < Duration::from_secs(60), "the wait overran its timeout")?;
+        let err = wait::pods_ready(&client, &want, deadline(45))
+            .await
+            .err()
+            .ok_or("Bookinfo's ratings became ready without its image")?;
+        ensure(
+            t0.elapsed() < Duration::from_secs(60),
+            "the wait overran its timeout",
+        )?;
         let msg = err.to_string();
-        ensure(msg.contains("ImagePullBackOff") || msg.contains("ErrImagePull"), format!("no image pull reason in: {msg}"))?;
-        ensure(msg.contains("docker.io/istio/examples-bookinfo-ratings-v1:1.16.2"), format!("no image in: {msg}"))?;
+        ensure(
+            msg.contains("ImagePullBackOff") || msg.contains("ErrImagePull"),
+            format!("no image pull reason in: {msg}"),
+        )?;
+        ensure(
+            msg.contains("docker.io/istio/examples-bookinfo-ratings-v1:1.16.2"),
+            format!("no image in: {msg}"),
+        )?;
         eprintln!("wait failed as expected: {msg}");
         Ok(())
     })
@@ -118,32 +185,95 @@ fn standins_ready_exec_port_forward_and_ingress() -> Result<(), Failed> {
     let (client, info) = node("standins")?;
     RT.block_on(async {
         let m = root().join("fixtures/lab/manifests");
-        let docs = apply::read_documents(&[m.join("istio-system.yaml"), m.join("bookinfo.yaml")]).map_err(|e| e.to_string())?;
-        apply::apply(&client, &docs, "default", deadline(60)).await.map_err(|e| e.to_string())?;
-        let want = wait::PodsReady { namespace: "default".into(), selector: None, containers: Some(2), min_pods: 6 };
-        let pods = wait::pods_ready(&client, &want, deadline(180)).await.map_err(|e| e.to_string())?;
+        let docs = apply::read_documents(&[m.join("istio-system.yaml"), m.join("bookinfo.yaml")])
+            .map_err(|e| e.to_string())?;
+        apply::apply(&client, &docs, "default", deadline(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let want = wait::PodsReady {
+            namespace: "default".into(),
+            selector: None,
+            containers: Some(2),
+            min_pods: 6,
+        };
+        let pods = wait::pods_ready(&client, &want, deadline(180))
+            .await
+            .map_err(|e| e.to_string())?;
         ensure(pods.len() == 6, format!("{} pods", pods.len()))?;
-        wait::deployments_rolled_out(&client, "istio-system", &["istio-ingressgateway".into()], deadline(120)).await.map_err(|e| e.to_string())?;
+        wait::deployments_rolled_out(
+            &client,
+            "istio-system",
+            &["istio-ingressgateway".into()],
+            deadline(120),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
 
-        let pod = exec::first_ready_pod(&client, "default", "app=ratings").await.map_err(|e| e.to_string())?;
-        let cmd: Vec<String> = ["wget", "-qO-", "http://productpage:9080/productpage"].iter().map(|s| s.to_string()).collect();
-        let out = exec::exec(&client, "default", &pod, Some("ratings"), &cmd).await.map_err(|e| e.to_string())?;
-        ensure(out.exit_code == 0 && out.stdout.contains("<title>Simple Bookstore App</title>"), format!("exec: {out:?}"))?;
-        let bad: Vec<String> = ["sh", "-c", "exit 3"].iter().map(|s| s.to_string()).collect();
-        let out = exec::exec(&client, "default", &pod, Some("ratings"), &bad).await.map_err(|e| e.to_string())?;
+        let pod = exec::first_ready_pod(&client, "default", "app=ratings")
+            .await
+            .map_err(|e| e.to_string())?;
+        let cmd: Vec<String> = ["wget", "-qO-", "http://productpage:9080/productpage"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = exec::exec(&client, "default", &pod, Some("ratings"), &cmd)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(
+            out.exit_code == 0 && out.stdout.contains("<title>Simple Bookstore App</title>"),
+            format!("exec: {out:?}"),
+        )?;
+        let bad: Vec<String> = ["sh", "-c", "exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = exec::exec(&client, "default", &pod, Some("ratings"), &bad)
+            .await
+            .map_err(|e| e.to_string())?;
         ensure(out.exit_code == 3, format!("exit code {}", out.exit_code))?;
 
-        let pf = portforward::start(client.clone(), "default", "productpage", "9080", "127.0.0.1:0".parse().unwrap()).await.map_err(|e| e.to_string())?;
+        let pf = portforward::start(
+            client.clone(),
+            "default",
+            "productpage",
+            "9080",
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let body = http_get(&format!("http://{}/productpage", pf.local_addr())).await?;
         ensure(body.contains("Simple Bookstore App"), "port-forward page")?;
         pf.stop();
 
-        let ing = ingress::find(&client, "istio-system", "istio-ingressgateway", "http2", info.node_address.as_deref()).await.map_err(|e| e.to_string())?;
-        let body = http_get(&format!("http://{}:{}/productpage", ing.host, ing.node_port)).await?;
+        let ing = ingress::find(
+            &client,
+            "istio-system",
+            "istio-ingressgateway",
+            "http2",
+            info.node_address.as_deref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let body = http_get(&format!(
+            "http://{}:{}/productpage",
+            ing.host, ing.node_port
+        ))
+        .await?;
         ensure(body.contains("Simple Bookstore App"), "nodePort page")?;
         // Without the provider's address the node's InternalIP / the pod's hostIP is used.
-        let ing2 = ingress::find(&client, "istio-system", "istio-ingressgateway", "http2", None).await.map_err(|e| e.to_string())?;
-        ensure(ing2.host == ing.host, format!("{} vs {}", ing2.host, ing.host))?;
+        let ing2 = ingress::find(
+            &client,
+            "istio-system",
+            "istio-ingressgateway",
+            "http2",
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        ensure(
+            ing2.host == ing.host,
+            format!("{} vs {}", ing2.host, ing.host),
+        )?;
         Ok(())
     })
 }
@@ -167,12 +297,28 @@ fn wait_survives_a_deleted_pod() -> Result<(), Failed> {
     let (client, _) = node("standins")?;
     RT.block_on(async {
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-        let victim = exec::first_ready_pod(&client, "default", "app=details").await.map_err(|e| e.to_string())?;
-        pods.delete(&victim, &DeleteParams::default()).await.map_err(|e| e.to_string())?;
-        let want = wait::PodsReady { namespace: "default".into(), selector: Some("app=details".into()), containers: Some(2), min_pods: 1 };
-        let ready = wait::pods_ready(&client, &want, deadline(120)).await.map_err(|e| e.to_string())?;
-        ensure(ready.iter().all(|p| p.name_any() != victim), "the deleted pod was counted as ready")?;
-        wait::deployments_rolled_out(&client, "default", &["details-v1".into()], deadline(60)).await.map_err(|e| e.to_string())?;
+        let victim = exec::first_ready_pod(&client, "default", "app=details")
+            .await
+            .map_err(|e| e.to_string())?;
+        pods.delete(&victim, &DeleteParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let want = wait::PodsReady {
+            namespace: "default".into(),
+            selector: Some("app=details".into()),
+            containers: Some(2),
+            min_pods: 1,
+        };
+        let ready = wait::pods_ready(&client, &want, deadline(120))
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(
+            ready.iter().all(|p| p.name_any() != victim),
+            "the deleted pod was counted as ready",
+        )?;
+        wait::deployments_rolled_out(&client, "default", &["details-v1".into()], deadline(60))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(())
     })
 }
@@ -196,13 +342,31 @@ fn invalid_third_document_creates_nothing() -> Result<(), Failed> {
 fn reapply_is_a_no_op() -> Result<(), Failed> {
     let (client, _) = node("standins")?;
     RT.block_on(async {
-        let docs = apply::read_documents(&[root().join("fixtures/lab/manifests/bookinfo.yaml")]).map_err(|e| e.to_string())?;
-        apply::apply(&client, &docs, "default", deadline(60)).await.map_err(|e| e.to_string())?;
+        let docs = apply::read_documents(&[root().join("fixtures/lab/manifests/bookinfo.yaml")])
+            .map_err(|e| e.to_string())?;
+        apply::apply(&client, &docs, "default", deadline(60))
+            .await
+            .map_err(|e| e.to_string())?;
         let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
-        let gen_before = deps.get("reviews-v2").await.map_err(|e| e.to_string())?.metadata.generation;
-        let again = apply::apply(&client, &docs, "default", deadline(60)).await.map_err(|e| e.to_string())?;
-        let gen_after = deps.get("reviews-v2").await.map_err(|e| e.to_string())?.metadata.generation;
-        ensure(again.changed == 0, format!("{} objects changed on re-apply", again.changed))?;
+        let gen_before = deps
+            .get("reviews-v2")
+            .await
+            .map_err(|e| e.to_string())?
+            .metadata
+            .generation;
+        let again = apply::apply(&client, &docs, "default", deadline(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let gen_after = deps
+            .get("reviews-v2")
+            .await
+            .map_err(|e| e.to_string())?
+            .metadata
+            .generation;
+        ensure(
+            again.changed == 0,
+            format!("{} objects changed on re-apply", again.changed),
+        )?;
         ensure(gen_before == gen_after, "generation changed")?;
         Ok(())
     })
@@ -212,13 +376,36 @@ fn reapply_is_a_no_op() -> Result<(), Failed> {
 fn wait_on_a_missing_namespace_says_so() -> Result<(), Failed> {
     let (client, _) = node("standins")?;
     RT.block_on(async {
-        let want = wait::PodsReady { namespace: "no-such-ns".into(), selector: None, containers: None, min_pods: 1 };
+        let want = wait::PodsReady {
+            namespace: "no-such-ns".into(),
+            selector: None,
+            containers: None,
+            min_pods: 1,
+        };
         let t0 = Instant::now();
-        let e = wait::pods_ready(&client, &want, deadline(60)).await.err().ok_or("no error")?;
-        ensure(t0.elapsed() < Duration::from_secs(10), "it waited instead of failing")?;
-        ensure(e.to_string().starts_with("namespace no-such-ns does not exist"), e.to_string())?;
+        let e = wait::pods_ready(&client, &want, deadline(60))
+            .await
+            .err()
+            .ok_or("no error")?;
+        ensure(
+            t0.elapsed() < Duration::from_secs(10),
+            "it waited instead of failing",
+        )?;
+        ensure(
+            e.to_string()
+                .starts_with("namespace no-such-ns does not exist"),
+            e.to_string(),
+        )?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-        ensure(!pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.is_empty(), "no pods at all")?;
+        ensure(
+            !pods
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .is_empty(),
+            "no pods at all",
+        )?;
         Ok(())
     })
 }
@@ -228,12 +415,27 @@ fn main() -> std::process::ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let trials = vec![
-        lab_trial("lab::real_istio_samples_apply_and_image_pulls_fail_clearly", real_istio_samples_apply_and_image_pulls_fail_clearly),
-        lab_trial("lab::standins_ready_exec_port_forward_and_ingress", standins_ready_exec_port_forward_and_ingress),
-        lab_trial("lab::wait_survives_a_deleted_pod", wait_survives_a_deleted_pod),
-        lab_trial("lab::invalid_third_document_creates_nothing", invalid_third_document_creates_nothing),
+        lab_trial(
+            "lab::real_istio_samples_apply_and_image_pulls_fail_clearly",
+            real_istio_samples_apply_and_image_pulls_fail_clearly,
+        ),
+        lab_trial(
+            "lab::standins_ready_exec_port_forward_and_ingress",
+            standins_ready_exec_port_forward_and_ingress,
+        ),
+        lab_trial(
+            "lab::wait_survives_a_deleted_pod",
+            wait_survives_a_deleted_pod,
+        ),
+        lab_trial(
+            "lab::invalid_third_document_creates_nothing",
+            invalid_third_document_creates_nothing,
+        ),
         lab_trial("lab::reapply_is_a_no_op", reapply_is_a_no_op),
-        lab_trial("lab::wait_on_a_missing_namespace_says_so", wait_on_a_missing_namespace_says_so),
+        lab_trial(
+            "lab::wait_on_a_missing_namespace_says_so",
+            wait_on_a_missing_namespace_says_so,
+        ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     let nodes: Vec<_> = NODES.lock().unwrap().drain(..).collect();

@@ -196,19 +196,7 @@ pub async fn apply(
         for d in &namespaces {
             let (api, _) =
                 api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
-            let existed = api
-                .get_opt(d.object.metadata.name.as_deref().unwrap_or_default())
-                .await
-                .ok()
-                .flatten()
-                .is_some();
-            track(
-                &mut report,
-                d,
-                patch(&api, d, &pp).await?,
-                default_ns,
-                !existed,
-            );
+            apply_tracked(&api, d, &pp, &mut report).await?;
         }
     }
 
@@ -229,13 +217,7 @@ pub async fn apply(
         for d in &crds {
             let (api, _) =
                 api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
-            track(
-                &mut report,
-                d,
-                patch(&api, d, &pp).await?,
-                default_ns,
-                false,
-            );
+            apply_tracked(&api, d, &pp, &mut report).await?;
         }
         for d in &crds {
             let name = d.object.metadata.name.clone().unwrap_or_default();
@@ -280,39 +262,33 @@ pub async fn apply(
     for d in &rest {
         let (api, _) =
             api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
-        let before = api
-            .get_opt(d.object.metadata.name.as_deref().unwrap_or_default())
-            .await
-            .ok()
-            .flatten();
-        let after = patch(&api, d, &pp).await?;
-        let changed =
-            before.is_none_or(|b| b.metadata.resource_version != after.metadata.resource_version);
-        track(&mut report, d, after, default_ns, changed);
+        apply_tracked(&api, d, &pp, &mut report).await?;
     }
     Ok(report)
 }
 
-fn track(
-    report: &mut ApplyReport,
+/// Applies one document and records it; "changed" means created or given a new
+/// resourceVersion (a no-op apply keeps the old one).
+async fn apply_tracked(
+    api: &Api<DynamicObject>,
     d: &Document,
-    obj: DynamicObject,
-    default_ns: &str,
-    changed: bool,
-) {
-    let ns = obj.metadata.namespace.clone();
-    let _ = default_ns;
-    report.objects.push(match ns {
-        Some(ns) => format!(
-            "{}/{ns}/{}",
-            kind_of(d),
-            obj.metadata.name.unwrap_or_default()
-        ),
-        None => format!("{}/{}", kind_of(d), obj.metadata.name.unwrap_or_default()),
-    });
+    pp: &PatchParams,
+    report: &mut ApplyReport,
+) -> Result<(), StepError> {
+    let name = d.object.metadata.name.as_deref().unwrap_or_default();
+    let before = api.get_opt(name).await.ok().flatten();
+    let after = patch(api, d, pp).await?;
+    let changed =
+        before.is_none_or(|b| b.metadata.resource_version != after.metadata.resource_version);
+    let object = match &after.metadata.namespace {
+        Some(ns) => format!("{}/{ns}/{name}", kind_of(d)),
+        None => format!("{}/{name}", kind_of(d)),
+    };
+    report.objects.push(object);
     if changed {
         report.changed += 1;
     }
+    Ok(())
 }
 
 fn kind_of(d: &Document) -> String {

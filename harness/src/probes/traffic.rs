@@ -93,7 +93,9 @@ impl TrafficSpec {
     /// Problems with the spec itself, found before anything is sent.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Err(e) = reqwest::Url::parse(&self.url) {
+        if let Err(e) = reqwest::Url::parse(&self.url)
+            && !self.url.contains("${")
+        {
             out.push(format!("url {:?} is not a valid URL: {e}", self.url));
         }
         if self.requests == 0 || self.requests > MAX_REQUESTS {

@@ -24,6 +24,9 @@ pub struct HttpSpec {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Host header override (e.g. a Gateway's `hosts` entry while connecting to an IP).
+    #[serde(default)]
+    pub host: Option<String>,
     /// Expectations; `status: 200` when none is given.
     #[serde(default)]
     pub expect: Expect,
@@ -32,22 +35,30 @@ pub struct HttpSpec {
     pub capture: Option<String>,
 }
 
+fn check_of(s: &HttpSpec) -> crate::probes::http::HttpCheck {
+    let mut expect = s.expect.clone();
+    if expect.status.is_none() {
+        expect.status = Some(200);
+    }
+    crate::probes::http::HttpCheck {
+        url: s.url.clone(),
+        method: s.method.clone(),
+        headers: s.headers.clone(),
+        host: s.host.clone(),
+        expect,
+    }
+}
+
+pub(crate) fn problems(s: &HttpSpec) -> Vec<String> {
+    check_of(s).problems()
+}
+
 pub(crate) async fn run(
     s: &HttpSpec,
     _ctx: &mut Context,
     deadline: Instant,
 ) -> Result<Outputs, StepError> {
-    let mut expect = s.expect.clone();
-    if expect.status.is_none() {
-        expect.status = Some(200);
-    }
-    let check = crate::probes::http::HttpCheck {
-        url: s.url.clone(),
-        method: s.method.clone(),
-        headers: s.headers.clone(),
-        host: None,
-        expect,
-    };
+    let check = check_of(s);
     let client = crate::probes::client();
     let outcome = crate::probes::http::check_until(&client, &check, super::left(deadline)).await?;
     Ok(outcome.to_outputs())

@@ -67,12 +67,12 @@ pub fn problems(kind: &StepKind) -> Vec<String> {
         StepKind::Ingress(_) => vec![],
         StepKind::Forward(s) => forward::problems(s),
         StepKind::PortForward(_) => vec![],
-        StepKind::Http(s) => s.expect.problems(),
-        StepKind::Traffic(s) => traffic::problems(s),
-        StepKind::Prometheus(_)
-        | StepKind::Grafana(_)
-        | StepKind::Kiali(_)
-        | StepKind::Jaeger(_) => vec![],
+        StepKind::Http(s) => http::problems(s),
+        StepKind::Traffic(s) => s.problems(),
+        StepKind::Prometheus(s) => s.queries.iter().flat_map(|q| q.problems()).collect(),
+        StepKind::Grafana(s) => s.expect.problems(),
+        StepKind::Kiali(s) => s.expect.problems(),
+        StepKind::Jaeger(s) => s.expect.problems(),
         StepKind::Snapshot(s) => snapshot::problems(s),
     }
 }
@@ -140,7 +140,8 @@ pub fn capture_name(kind: &StepKind) -> Option<&str> {
 /// The keys a capturing step defines (`${capture.key}`).
 pub fn capture_keys(kind: &StepKind) -> &'static [&'static str] {
     match kind {
-        StepKind::Exec(_) | StepKind::Istioctl(_) => &["stdout", "exit-code"],
+        StepKind::Exec(_) => &["stdout", "exit-code", "title", "pod"],
+        StepKind::Istioctl(_) => &["stdout", "exit-code"],
         StepKind::Ingress(_) => &["host", "port", "address", "url", "load-balancer"],
         StepKind::Forward(_) | StepKind::PortForward(_) => &["host", "port", "address", "url"],
         StepKind::Http(_) => &["status", "title"],

@@ -10,17 +10,6 @@ use crate::error::StepError;
 /// Spec of a `traffic` step.
 pub type TrafficStepSpec = crate::probes::traffic::TrafficSpec;
 
-pub(crate) fn problems(s: &TrafficStepSpec) -> Vec<String> {
-    let mut p = Vec::new();
-    if s.requests == 0 {
-        p.push("`requests` must be at least 1".to_string());
-    }
-    if s.concurrency == 0 {
-        p.push("`concurrency` must be at least 1".to_string());
-    }
-    p
-}
-
 pub(crate) async fn run(
     s: &TrafficStepSpec,
     _ctx: &mut Context,
