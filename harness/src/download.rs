@@ -618,7 +618,8 @@ pub struct Verified {
     pub sha256: String,
     /// Where it comes from.
     pub url: String,
-    /// True when it was already in the cache and no request was made.
+    /// True when the file was already in the cache (not downloaded again). No request was
+    /// made when its lock entry existed; otherwise only the checksum file was fetched.
     pub cached: bool,
 }
 
@@ -1064,7 +1065,15 @@ fn unpack_release(archive: &Path, sha: &str, dir: &Path) -> Result<(), DownloadE
         if dir.exists() {
             fs::remove_dir_all(dir).map_err(DownloadError::io("cannot replace", dir))?;
         }
-        fs::rename(&root, dir).map_err(DownloadError::io("cannot move", &root))
+        fs::rename(&root, dir).or_else(|e| {
+            // Another process unpacked the same archive first: use its copy.
+            let theirs = fs::read_to_string(dir.join(EXTRACTED_MARKER));
+            if theirs.is_ok_and(|m| m.trim() == sha) {
+                Ok(())
+            } else {
+                Err(DownloadError::io("cannot move", &root)(e))
+            }
+        })
     })();
     let _ = fs::remove_dir_all(&staging);
     res
