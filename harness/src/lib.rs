@@ -8,11 +8,13 @@
 //!
 //! The steps call into one module per concept: [`cluster`] providers, the [`istio`]
 //! lifecycle, [`kube`] operations, the TCP [`forwarder`], and [`probes`] (HTTP, traffic,
-//! Bookinfo, dashboards). [`expect`] holds the expectations every check shares.
+//! Bookinfo, dashboards). [`expect`] holds the expectations every check shares, and
+//! [`download`] fetches kind, minikube and Istio releases, verified against the lock file.
 
 pub mod cli;
 pub mod cluster;
 pub mod context;
+pub mod download;
 pub mod error;
 pub mod expect;
 pub mod forwarder;
