@@ -165,7 +165,7 @@ fn failing_run_fails_clearly_and_leaves_nothing() -> Result<(), Failed> {
         return Err(format!("exit {:?}, expected 1:\n{}", run.code, run.stderr).into());
     }
     let want =
-        "fixtures/scenarios/lab/fails.yaml:13:5: step 4 `a check that fails on purpose` (exec)";
+        "fixtures/scenarios/lab/fails.yaml:10:5: step 4 `a check that fails on purpose` (exec)";
     if !run.stderr.contains(want) || !run.stderr.contains("an answer that never comes") {
         return Err(format!(
             "the failure message does not say where and what:\n{}",

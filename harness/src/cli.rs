@@ -96,6 +96,16 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Show the differences between two runs' normalized results (exit 0 equal, 1 different).
+    Compare {
+        /// Run A: a run directory (target/istio-e2e/<run-id>) or its results.json.
+        a: PathBuf,
+        /// Run B.
+        b: PathBuf,
+        /// Also write the differences as Markdown to this file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
     /// The offline lab cluster, for use with kubectl.
     Lab {
         /// up, down or status.
@@ -173,6 +183,7 @@ async fn dispatch(cmd: Command) -> u8 {
         Command::Clean => clean(),
         Command::Forward { listen, to } => forward(listen, to).await,
         Command::Lab { action } => lab(action).await,
+        Command::Compare { a, b, markdown } => compare(&a, &b, markdown.as_deref()),
     }
 }
 
@@ -461,6 +472,26 @@ async fn forward(listen: SocketAddr, to: String) -> u8 {
         stats.accepted, stats.failed, stats.bytes_to_upstream, stats.bytes_to_client
     );
     0
+}
+
+fn compare(a: &std::path::Path, b: &std::path::Path, markdown: Option<&std::path::Path>) -> u8 {
+    let (ra, rb) = match (crate::compare::load(a), crate::compare::load(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return EXIT_ENV;
+        }
+    };
+    let diffs = crate::compare::compare(&ra, &rb);
+    let (na, nb) = (a.display().to_string(), b.display().to_string());
+    print!("{}", crate::compare::to_text(&na, &nb, &diffs));
+    if let Some(m) = markdown
+        && let Err(e) = std::fs::write(m, crate::compare::to_markdown(&na, &nb, &diffs))
+    {
+        eprintln!("error: cannot write {}: {e}", m.display());
+        return EXIT_ENV;
+    }
+    if diffs.is_empty() { 0 } else { EXIT_FAILED }
 }
 
 const LAB_CLI_RUN: &str = "cli";

@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod context;
 pub mod download;
 pub mod error;

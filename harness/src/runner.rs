@@ -178,17 +178,88 @@ pub async fn run_with<E: Executor>(
     let mut status = Status::Passed;
     let mut diagnostics = None;
     let mut interrupted = false;
+    // Ctrl-C (SIGINT) and SIGTERM stop the current step; teardown still runs.
     let ctrl_c = async {
         if opts.no_signal_handler {
             futures::future::pending::<()>().await
-        } else {
-            let _ = tokio::signal::ctrl_c().await;
+        }
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
         }
     };
     let mut ctrl_c = std::pin::pin!(ctrl_c.fuse());
 
+    // The Istio release: a local directory, or a verified download for the version, when the
+    // scenario uses one (istio steps or `${istio.dir}` paths).
+    let uses_istio = file.source.contains("${istio.dir}")
+        || s.steps.iter().any(|st| {
+            matches!(
+                st.value.kind,
+                StepKind::IstioInstall(_) | StepKind::Istioctl(_)
+            )
+        });
+    if uses_istio {
+        let t0 = Instant::now();
+        let lock = PathBuf::from(crate::download::LOCK_FILE);
+        let prepared = crate::download::prepare_istio(
+            ctx.istio.dir.as_deref(),
+            ctx.istio.version.as_deref(),
+            &lock,
+        )
+        .await;
+        let (st, error, mut outputs) = match prepared {
+            Ok(Some(rel)) => {
+                ctx.istio.istioctl = rel
+                    .istioctl
+                    .clone()
+                    .or_else(|| crate::istio::find_istioctl(None));
+                ctx.istio.dir = Some(rel.dir.clone());
+                ctx.vars.set("istio.dir", rel.dir.display().to_string());
+                (Status::Passed, None, Outputs::new())
+            }
+            Ok(None) => (Status::Passed, None, Outputs::new()),
+            Err(e) => (
+                Status::Failed,
+                Some(crate::error::StepError::from(e).to_string()),
+                Outputs::new(),
+            ),
+        };
+        outputs.insert(
+            "version".into(),
+            ctx.istio.version.clone().unwrap_or_default().into(),
+        );
+        outputs.insert("istioctl".into(), ctx.istio.istioctl.is_some().into());
+        let r = StepResult {
+            index: 0,
+            kind: "istio-release".into(),
+            name: "istio: release".into(),
+            location: file.at(1, 1),
+            status: st,
+            duration_ms: t0.elapsed().as_millis() as u64,
+            attempts: 1,
+            outputs,
+            error,
+        };
+        progress.finish(&r);
+        if st != Status::Passed {
+            status = st;
+        }
+        results.push(r);
+    }
+
     // Cluster setup.
-    if provider.name() != "none" {
+    if provider.name() != "none" && status == Status::Passed {
         progress.start(&format!("cluster: {}", provider.name()));
         let t0 = Instant::now();
         let req = ClusterRequest {
@@ -212,7 +283,7 @@ pub async fn run_with<E: Executor>(
                 interrupted = true;
                 (
                     Status::Interrupted,
-                    Some("interrupted by Ctrl-C while creating the cluster".to_string()),
+                    Some("interrupted (Ctrl-C or SIGTERM) while creating the cluster".to_string()),
                     Outputs::new(),
                 )
             }
@@ -306,7 +377,7 @@ pub async fn run_with<E: Executor>(
             let err = match res {
                 None => {
                     interrupted = true;
-                    break Err("interrupted by Ctrl-C".into());
+                    break Err("interrupted by Ctrl-C (or SIGTERM)".into());
                 }
                 Some(Err(panic)) => break Err(format!("the step panicked: {panic}")),
                 Some(Ok(Err(_))) => StepError::new(format!(

@@ -410,6 +410,31 @@ fn wait_on_a_missing_namespace_says_so() -> Result<(), Failed> {
     })
 }
 
+/// The compatibility precheck against the lab's real server version (1.20): Istio 1.12 passes,
+/// Istio 1.30 is refused with the clear error, before anything is installed.
+fn compatibility_precheck_on_the_labs_version() -> Result<(), Failed> {
+    let (client, _) = node("standins")?;
+    let v = RT
+        .block_on(client.apiserver_version())
+        .map_err(|e| e.to_string())?;
+    ensure(
+        v.git_version.starts_with("v1.20."),
+        format!("the lab is {}", v.git_version),
+    )?;
+    harness::istio::check_compatibility("1.12.1", &v.git_version)
+        .map_err(|e| format!("1.12.1 refused: {e}"))?;
+    let e = harness::istio::check_compatibility("1.30.3", &v.git_version)
+        .err()
+        .ok_or("1.30.3 accepted on 1.20")?;
+    ensure(
+        e == format!(
+            "Istio 1.30.3 needs Kubernetes 1.32 or newer (supported: 1.32 to 1.36); this cluster is Kubernetes {}",
+            v.git_version
+        ),
+        e,
+    )
+}
+
 fn main() -> std::process::ExitCode {
     harness::install_crypto_provider();
     let mut args = Arguments::from_args();
@@ -435,6 +460,10 @@ fn main() -> std::process::ExitCode {
         lab_trial(
             "lab::wait_on_a_missing_namespace_says_so",
             wait_on_a_missing_namespace_says_so,
+        ),
+        lab_trial(
+            "lab::compatibility_precheck_on_the_labs_version",
+            compatibility_precheck_on_the_labs_version,
         ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
@@ -373,22 +373,53 @@ async fn patch(
     // The namespace comes from the Api; a cluster-scoped object must not carry one.
     obj.metadata.namespace = None;
     default_port_protocols(&mut obj.data);
-    api.patch(&name, pp, &Patch::Apply(&obj))
-        .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) => StepError::fatal(format!(
-                "{}{}: the API server refused it: {} ({})",
-                d.whereis(),
-                if pp.dry_run {
-                    " (dry run, nothing was changed)"
-                } else {
-                    ""
-                },
-                s.message,
-                s.reason
-            )),
-            other => describe_error(&format!("applying {}", d.whereis()), other),
-        })
+    let refused = |e: kube::Error| match e {
+        kube::Error::Api(s) => StepError::fatal(format!(
+            "{}{}: the API server refused it: {} ({})",
+            d.whereis(),
+            if pp.dry_run {
+                " (dry run, nothing was changed)"
+            } else {
+                ""
+            },
+            s.message,
+            s.reason
+        )),
+        other => describe_error(&format!("applying {}", d.whereis()), other),
+    };
+    match api.patch(&name, pp, &Patch::Apply(&obj)).await {
+        // Server-side apply cannot represent lists with duplicate keys, e.g. two container
+        // ports with the same number (Istio's grafana.yaml; kubernetes/kubernetes#113482).
+        // kubectl's client-side apply takes them; so does a create or replace.
+        Err(kube::Error::Api(s)) if s.message.contains("duplicate entries for key") => {
+            create_or_replace(api, &name, &obj, pp.dry_run)
+                .await
+                .map_err(refused)
+        }
+        other => other.map_err(refused),
+    }
+}
+
+/// Creates the object, or replaces the existing one (keeping its resourceVersion), the way
+/// `kubectl create` / `kubectl replace` would.
+async fn create_or_replace(
+    api: &Api<DynamicObject>,
+    name: &str,
+    obj: &DynamicObject,
+    dry_run: bool,
+) -> Result<DynamicObject, kube::Error> {
+    let pp = PostParams {
+        dry_run,
+        field_manager: Some(FIELD_MANAGER.to_string()),
+    };
+    match api.get_opt(name).await? {
+        None => api.create(&pp, obj).await,
+        Some(existing) => {
+            let mut o = obj.clone();
+            o.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(name, &pp, &o).await
+        }
+    }
 }
 
 /// Sets `protocol: TCP` on Service and container ports that omit it. Server-side apply on

@@ -170,7 +170,7 @@ mod tests {
                 },
                 Reference {
                     name: "HOME".into(),
-                    offset: 18
+                    offset: 17
                 }
             ]
         );
