@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::watcher;
-use testcontainers_modules::testcontainers::bollard::models::DeviceMapping;
+use testcontainers_modules::testcontainers::bollard::models::{DeviceMapping, PortBinding};
 use testcontainers_modules::testcontainers::core::{ContainerPort, ExecCommand, Mount, WaitFor};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{ContainerAsync, GenericImage, ImageExt};
@@ -110,6 +110,13 @@ impl Provider for Lab {
                 .with_mount(Mount::tmpfs_mount("/tmp"))
                 .with_mount(Mount::tmpfs_mount("/var/lib/containerd"))
                 .with_host_config_modifier(|hc| {
+                    // Publish the apiserver on loopback only (a free port), never on every
+                    // interface as publish-all would.
+                    hc.publish_all_ports = Some(false);
+                    hc.port_bindings = Some(std::collections::HashMap::from([(
+                        "6443/tcp".to_string(),
+                        Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+                    )]));
                     hc.masked_paths = Some(vec![]);
                     hc.readonly_paths = Some(vec![]);
                     hc.device_cgroup_rules = Some(vec!["a *:* rwm".into()]);
