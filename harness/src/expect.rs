@@ -176,6 +176,22 @@ impl Expect {
         out
     }
 
+    /// Checks a finished command's output: like [`Expect::check`], with the exit code expected
+    /// to be 0 unless `exit-code` says otherwise. The mismatches come back as one sentence
+    /// (`None` when every expectation held).
+    pub fn check_command(&self, stdout: &str, exit_code: i32) -> Option<String> {
+        let mut e = self.clone();
+        e.exit_code.get_or_insert(0);
+        let misses = e.check(Observed::command(stdout, exit_code));
+        (!misses.is_empty()).then(|| {
+            misses
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
     /// Checks every expectation against what was observed; an empty result means all held.
     pub fn check(&self, seen: Observed<'_>) -> Vec<Mismatch> {
         let mut out = Vec::new();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::expect::{Expect, Observed};
+use crate::expect::Expect;
 
 /// Spec of an `exec` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,25 +62,15 @@ pub(crate) async fn run(
     };
     let out =
         crate::kube::exec::exec(&client, &ns, &pod, s.container.as_deref(), &s.command).await?;
-    let mut expect = s.expect.clone();
-    if expect.exit_code.is_none() {
-        expect.exit_code = Some(0);
-    }
-    let misses = expect.check(Observed::command(&out.stdout, out.exit_code));
-    if !misses.is_empty() {
+    if let Some(misses) = s.expect.check_command(&out.stdout, out.exit_code) {
         let stderr = if out.stderr.trim().is_empty() {
             String::new()
         } else {
             format!("; stderr: {}", crate::expect::excerpt(&out.stderr))
         };
         return Err(StepError::new(format!(
-            "`{}` in pod {ns}/{pod}: {}{stderr}",
-            s.command.join(" "),
-            misses
-                .iter()
-                .map(|m| m.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
+            "`{}` in pod {ns}/{pod}: {misses}{stderr}",
+            s.command.join(" ")
         )));
     }
     let mut o = Outputs::new();

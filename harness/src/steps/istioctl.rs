@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::expect::{Expect, Observed};
+use crate::expect::Expect;
 
 /// Spec of an `istioctl` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,26 +43,12 @@ pub(crate) async fn run(
     let argv =
         crate::istio::istioctl_argv(&s.args, &cluster.kubeconfig, cluster.context.as_deref());
     let res = crate::istio::run_istioctl(&istioctl, &argv, deadline).await?;
-    let mut expect = s.expect.clone();
-    if expect.exit_code.is_none() {
-        expect.exit_code = Some(0);
-    }
+    // istioctl prints its verdicts (e.g. "No validation issues found") on stderr.
     let combined = format!("{}{}", res.stdout, res.stderr);
-    let misses = expect.check(Observed {
-        status: None,
-        body: &combined,
-        stdout: Some(&combined),
-        exit_code: Some(res.exit_code),
-    });
-    if !misses.is_empty() {
+    if let Some(misses) = s.expect.check_command(&combined, res.exit_code) {
         return Err(StepError::new(format!(
-            "istioctl {}: {}",
-            s.args.join(" "),
-            misses
-                .iter()
-                .map(|m| m.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
+            "istioctl {}: {misses}",
+            s.args.join(" ")
         )));
     }
     let mut o = Outputs::new();
