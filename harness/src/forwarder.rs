@@ -71,15 +71,18 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 /// How long [`ForwarderConfig::new`] lets an upstream connection attempt take.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Size of the per-direction buffer of the buffered copy.
+/// Size of the per-direction buffer every connection starts with.
+const SMALL_BUF_SIZE: usize = 16 * 1024;
+
+/// Size of the per-direction buffer of a bulk transfer copied through user space.
 const BUF_SIZE: usize = 256 * 1024;
 
 /// Where a [`Forwarder`] listens and where it forwards to.
@@ -188,18 +191,23 @@ enum Command {
     /// Close the listener, then acknowledge.
     CloseListener(oneshot::Sender<()>),
     /// Close the listener, wait for open connections until the deadline, cut the rest, end.
-    Stop(Instant),
+    Stop(std::time::Instant),
 }
 
 /// A running TCP forwarder; see the [module documentation](self).
 ///
+/// It runs on a thread of its own (a single-threaded Tokio runtime), so it serves at the same
+/// pace whatever the caller's runtime is busy with, and a connection's two directions never
+/// wake each other across threads.
+///
 /// Stop it with [`Forwarder::stop`] to let open connections finish; dropping it closes the
-/// listener and cuts open connections at once (no task keeps the port).
+/// listener and cuts open connections at once (its thread then ends; nothing keeps the port).
 pub struct Forwarder {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
-    task: Option<JoinHandle<()>>,
+    /// Fires (or is dropped) when the forwarder's thread is done.
+    finished: oneshot::Receiver<()>,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -217,21 +225,15 @@ impl Forwarder {
     /// Binds `cfg.listen` now and starts forwarding to `cfg.target` with the default
     /// [`CopyMode`].
     ///
-    /// Must be called within a Tokio runtime, which then runs the forwarder. A bind error is
-    /// returned with the address in its message.
+    /// A bind error is returned with the address in its message. The forwarder runs on its own
+    /// thread; its log events go to the subscriber that is the default where `start` is called.
     pub async fn start(cfg: ForwarderConfig) -> io::Result<Forwarder> {
         Self::start_with_mode(cfg, CopyMode::default()).await
     }
 
     /// Like [`Forwarder::start`], copying bytes the given way (the benchmark compares them).
     pub async fn start_with_mode(cfg: ForwarderConfig, mode: CopyMode) -> io::Result<Forwarder> {
-        let listener = TcpListener::bind(cfg.listen).await.map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("forwarder: cannot listen on {}: {e}", cfg.listen),
-            )
-        })?;
-        let local_addr = listener.local_addr()?;
+        let listen_addr = cfg.listen;
         let shared = Arc::new(Shared {
             target: cfg.target,
             connect_timeout: cfg.connect_timeout,
@@ -239,13 +241,60 @@ impl Forwarder {
             counters: Counters::default(),
         });
         let (commands, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = oneshot::channel();
+        let (finished_tx, finished) = oneshot::channel();
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let span = tracing::Span::current();
+        let thread_shared = Arc::clone(&shared);
+        // The runtime is made and dropped on the forwarder's thread: a runtime may not be
+        // dropped within the caller's async context.
+        std::thread::Builder::new()
+            .name(format!("forwarder {listen_addr}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let _span = span.enter();
+                    rt.block_on(async move {
+                        let listener = match listen(listen_addr) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let _ = ready_tx.send(listener.local_addr());
+                        serve(listener, thread_shared, rx).await;
+                    });
+                });
+                // Connection tasks are gone with `serve`; do not wait for a name lookup that
+                // may still be running on the blocking pool.
+                rt.shutdown_background();
+                let _ = finished_tx.send(());
+            })?;
+        let local_addr = ready
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the forwarder thread ended early")))
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("forwarder: cannot listen on {listen_addr}: {e}"),
+                )
+            })?;
         tracing::info!(listen = %local_addr, target = %shared.target, ?mode, "forwarder listening");
-        let task = tokio::spawn(serve(listener, Arc::clone(&shared), rx));
         Ok(Forwarder {
             local_addr,
             shared,
             commands,
-            task: Some(task),
+            finished,
         })
     }
 
@@ -270,32 +319,38 @@ impl Forwarder {
 
     /// Stops accepting now, lets open connections finish for up to `drain`, then cuts the ones
     /// still open; returns the final counters (with `active` at 0).
-    pub async fn stop(mut self, drain: Duration) -> ForwarderStats {
-        let now = Instant::now();
+    pub async fn stop(self, drain: Duration) -> ForwarderStats {
+        let now = std::time::Instant::now();
         // A drain too long to represent means "wait for them all": a year will do.
         let deadline = now
             .checked_add(drain)
             .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
-        if let Some(task) = self.task.take()
-            && self.commands.send(Command::Stop(deadline)).is_ok()
-            && let Err(e) = task.await
-        {
-            tracing::warn!(listen = %self.local_addr, error = %e, "forwarder task failed");
+        let Forwarder {
+            local_addr,
+            shared,
+            commands,
+            finished,
+        } = self;
+        if commands.send(Command::Stop(deadline)).is_ok() {
+            // Err: the thread ended without saying so (it panicked); the counters still hold.
+            let _ = finished.await;
         }
-        let stats = self.stats();
-        tracing::info!(listen = %self.local_addr, ?stats, "forwarder stopped");
+        let stats = shared.counters.snapshot();
+        tracing::info!(listen = %local_addr, ?stats, "forwarder stopped");
         stats
     }
 }
 
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        // Aborting the accept task drops the listener and the set of connection tasks, which
-        // aborts them in turn.
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
+/// A listening socket on `addr` (with `SO_REUSEADDR`, as usual for servers, and a backlog
+/// large enough for bursts of connections). Must be called within the forwarder's runtime.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Accepts until told to stop, then drains. Owns the listener and every connection task.
@@ -310,7 +365,7 @@ async fn serve(
         tokio::select! {
             biased;
             cmd = commands.recv() => match cmd {
-                // The handle is gone (its Drop aborts this task too).
+                // The handle was dropped: close everything now.
                 None => return,
                 Some(Command::CloseListener(ack)) => {
                     if let Some(l) = listener.take() {
@@ -345,7 +400,7 @@ async fn serve(
     if !conns.is_empty() {
         tracing::info!(open = conns.len(), "forwarder draining open connections");
     }
-    let drained = tokio::time::timeout_at(deadline, async {
+    let drained = tokio::time::timeout_at(Instant::from_std(deadline), async {
         while conns.join_next().await.is_some() {}
     })
     .await
@@ -420,29 +475,19 @@ async fn proxy(mut client: TcpStream, mut upstream: TcpStream, shared: &Shared) 
 }
 
 /// Copies one direction until end-of-file, then shuts down the write side (half-close).
+///
+/// Every direction starts with `read`/`write` through a small buffer: requests and small
+/// answers cost one `read` and one `write` each and nothing to set up. A read that fills the
+/// buffer means a bulk transfer: the direction then moves to `splice(2)` ([`CopyMode::Splice`])
+/// or to a large buffer ([`CopyMode::Buffered`], or when `splice` is unavailable).
 async fn pump(
     mut from: ReadHalf<'_>,
     mut to: WriteHalf<'_>,
     mode: CopyMode,
     counter: &AtomicU64,
 ) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    if mode == CopyMode::Splice {
-        match splice::Pipe::new() {
-            Ok(pipe) => {
-                if splice::pump(from.as_ref(), to.as_ref(), &pipe, counter).await? {
-                    return to.shutdown().await;
-                }
-                tracing::debug!("splice(2) refused for this connection; copying through a buffer");
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "no pipe for splice(2); copying through a buffer");
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = mode;
-    let mut buf = Vec::with_capacity(BUF_SIZE);
+    let mut buf = Vec::with_capacity(SMALL_BUF_SIZE);
+    let mut try_splice = cfg!(target_os = "linux") && mode == CopyMode::Splice;
     loop {
         buf.clear();
         // `read_buf` fills the spare capacity: no zeroing of the buffer for each connection.
@@ -452,6 +497,30 @@ async fn pump(
         }
         to.write_all(&buf).await?;
         counter.fetch_add(n as u64, Ordering::Relaxed);
+        if n < buf.capacity() {
+            continue;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = &mut try_splice;
+        #[cfg(target_os = "linux")]
+        if try_splice {
+            try_splice = false;
+            match splice::Pipe::new() {
+                Ok(pipe) => {
+                    if splice::pump(from.as_ref(), to.as_ref(), &pipe, counter).await? {
+                        return to.shutdown().await;
+                    }
+                    tracing::debug!("splice(2) refused; copying through a buffer");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "no pipe for splice(2); copying through a buffer")
+                }
+            }
+        }
+        if buf.capacity() < BUF_SIZE {
+            buf.clear();
+            buf.reserve_exact(BUF_SIZE);
+        }
     }
 }
 
