@@ -452,6 +452,17 @@ pub async fn run_with<E: Executor>(
                     ),
                 )
                 .await;
+                if let (Some(istioctl), Some(cluster)) = (&ctx.istio.istioctl, &ctx.cluster)
+                    && ctx.istio.installed_by_run
+                {
+                    crate::istio::diagnostics(
+                        istioctl,
+                        &cluster.kubeconfig,
+                        cluster.context.as_deref(),
+                        &dir,
+                    )
+                    .await;
+                }
                 if let Ok(b) = bundle {
                     if let Some(e) = &mut r.error {
                         e.push_str(&format!(" [{}]", b.summary()));
@@ -494,6 +505,44 @@ pub async fn run_with<E: Executor>(
             for ns in &ctx.created_namespaces {
                 let _ = api.delete(ns, &Default::default()).await;
                 teardown.push(format!("deleted namespace {ns}"));
+            }
+        }
+    }
+    // On a cluster that outlives the run, Istio goes only if this run installed it.
+    if provider.name() == "existing"
+        && ctx.istio.installed_by_run
+        && let (Some(istioctl), Some(cluster)) = (ctx.istio.istioctl.clone(), ctx.cluster.clone())
+    {
+        let argv = crate::istio::istioctl_argv(
+            &crate::istio::uninstall_args(),
+            &cluster.kubeconfig,
+            cluster.context.as_deref(),
+        );
+        match crate::istio::run_istioctl(
+            &istioctl,
+            &argv,
+            Instant::now() + Duration::from_secs(300),
+        )
+        .await
+        {
+            Ok(r) if r.exit_code == 0 => {
+                teardown.push("uninstalled Istio (istioctl uninstall --purge -y)".into())
+            }
+            Ok(r) => teardown.push(format!(
+                "istioctl uninstall exited {}: {}",
+                r.exit_code,
+                r.stderr.trim()
+            )),
+            Err(e) => teardown.push(format!("istioctl uninstall failed: {e}")),
+        }
+        if let Ok(client) = ctx.client().await {
+            let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+            if api
+                .delete("istio-system", &Default::default())
+                .await
+                .is_ok()
+            {
+                teardown.push("deleted namespace istio-system".into());
             }
         }
     }

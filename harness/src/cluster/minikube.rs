@@ -87,3 +87,26 @@ impl Provider for Minikube {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_uses_the_docker_driver_and_the_requested_version() {
+        assert_eq!(
+            start_args("istio-e2e-r1", Some("v1.33.1")),
+            [
+                "start",
+                "-p",
+                "istio-e2e-r1",
+                "--driver=docker",
+                "--kubernetes-version=v1.33.1"
+            ]
+        );
+        assert_eq!(
+            start_args("p", None),
+            ["start", "-p", "p", "--driver=docker"]
+        );
+    }
+}

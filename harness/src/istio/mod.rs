@@ -182,6 +182,50 @@ pub async fn run_istioctl(
     })
 }
 
+/// The argv of the uninstall used on existing clusters: `istioctl uninstall --purge -y`.
+pub fn uninstall_args() -> Vec<String> {
+    vec!["uninstall".into(), "--purge".into(), "-y".into()]
+}
+
+/// Adds `istioctl analyze -A` and `istioctl proxy-status` output to a diagnostics bundle
+/// (best effort, a minute at most each); returns the files written.
+pub async fn diagnostics(
+    istioctl: &Path,
+    kubeconfig: &Path,
+    context: Option<&str>,
+    dir: &Path,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (file, args) in [
+        ("istioctl-analyze.txt", vec!["analyze", "-A"]),
+        ("istioctl-proxy-status.txt", vec!["proxy-status"]),
+    ] {
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let argv = istioctl_argv(&args, kubeconfig, context);
+        let text = match run_istioctl(
+            istioctl,
+            &argv,
+            Instant::now() + std::time::Duration::from_secs(60),
+        )
+        .await
+        {
+            Ok(r) => format!(
+                "$ istioctl {}\nexit code {}\n{}{}",
+                args.join(" "),
+                r.exit_code,
+                r.stdout,
+                r.stderr
+            ),
+            Err(e) => format!("$ istioctl {}\n{e}\n", args.join(" ")),
+        };
+        let p = dir.join(file);
+        if std::fs::write(&p, text).is_ok() {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
