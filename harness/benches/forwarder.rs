@@ -10,8 +10,8 @@
 //! `harness/benches/README.md`.
 //!
 //! Environment (all optional):
-//! - `FWD_BENCH_SECS` (5): seconds of each wrk run; 0 skips them (downloads only).
-//! - `FWD_BENCH_ROUNDS` (2): rounds over all targets; the best figure of each counts.
+//! - `FWD_BENCH_SECS` (3): seconds of each wrk run; 0 skips them (downloads only).
+//! - `FWD_BENCH_ROUNDS` (3): rounds over all targets; the best figure of each counts.
 //! - `FWD_BENCH_BIG_MIB` (1024): size of the big file in MiB.
 //! - `FWD_BENCH_BIG_TIMEOUT_SECS` (60): a download taking longer is abandoned.
 //! - `FWD_BENCH_NGINX_WORKERS` (2): nginx worker processes.
@@ -79,8 +79,8 @@ struct Settings {
 impl Settings {
     fn from_env() -> Result<Settings, String> {
         Ok(Settings {
-            secs: env_num("FWD_BENCH_SECS", 5)?,
-            rounds: env_num("FWD_BENCH_ROUNDS", 2)?.clamp(1, 20) as u32,
+            secs: env_num("FWD_BENCH_SECS", 3)?,
+            rounds: env_num("FWD_BENCH_ROUNDS", 3)?.clamp(1, 20) as u32,
             big_bytes: env_num("FWD_BENCH_BIG_MIB", 1024)?.max(1) << 20,
             big_timeout: Duration::from_secs(env_num("FWD_BENCH_BIG_TIMEOUT_SECS", 60)?.max(1)),
             nginx_workers: env_num("FWD_BENCH_NGINX_WORKERS", 2)?.clamp(1, 64) as u32,
@@ -171,6 +171,7 @@ struct Target {
 }
 
 fn run() -> Result<(), String> {
+    let started = Instant::now();
     let settings = Settings::from_env()?;
     let dir = tempfile::Builder::new()
         .prefix("fwd-bench-")
@@ -254,6 +255,10 @@ fn run() -> Result<(), String> {
     }
     drop(nginx);
     println!("{}", table(&rows, &settings));
+    eprintln!(
+        "forwarder bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -317,7 +322,7 @@ fn measure_round(t: &mut Target, settings: &Settings, nginx_pid: u32) {
         } else {
             relay_pid.map(|pid| {
                 // A forking relay's children count once reaped: let them finish first.
-                wait_no_children(pid, Duration::from_secs(2));
+                wait_no_children(pid, Duration::from_millis(500));
                 tree_cpu(pid)
             })
         };
@@ -479,20 +484,13 @@ fn wait_serving(url: &str, limit: Duration) -> Result<(), String> {
 
 /// One HTTP/1.0 GET of the page, with a bounded wait.
 fn get_page(addr: SocketAddr) -> Result<(), String> {
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect: {e}"))?;
-    sock.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    sock.write_all(b"GET /index.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .map_err(|e| format!("send: {e}"))?;
-    let mut got = Vec::new();
-    sock.read_to_end(&mut got)
-        .map_err(|e| format!("read: {e}"))?;
-    if got.starts_with(b"HTTP/1.1 200") && got.len() > PAGE_BYTES {
-        Ok(())
-    } else {
-        Err(format!("short or bad answer ({} bytes)", got.len()))
-    }
+    http_get(
+        addr,
+        "/index.html",
+        PAGE_BYTES as u64,
+        Duration::from_secs(5),
+    )
+    .map(|_| ())
 }
 
 /// Runs wrk for `secs` seconds with 2 threads and 8 connections; returns requests/s and a
@@ -530,51 +528,74 @@ fn wrk(url: &str, secs: u64, close: bool) -> Result<(f64, Option<String>), Strin
     Ok((rps, (!errors.is_empty()).then(|| errors.join("; "))))
 }
 
-/// Downloads the big file once over HTTP/1.0 and returns the wall time from connect to the
-/// last byte; fails unless exactly `len` body bytes arrive.
+/// Downloads the big file once and returns the wall time from connect to the last byte.
 fn download(addr: SocketAddr, len: u64, limit: Duration) -> Result<Duration, String> {
+    http_get(addr, "/big.bin", len, limit).map_err(|e| format!("download: {e}"))
+}
+
+/// GETs `path` over HTTP/1.0 and reads the body up to its Content-Length, which must be `len`;
+/// returns the wall time from connect to the last byte. The end is found by the length, not by
+/// the connection closing: `ncat --sh-exec` does not close the client's side when the upstream
+/// closes.
+fn http_get(addr: SocketAddr, path: &str, len: u64, limit: Duration) -> Result<Duration, String> {
     let started = Instant::now();
     let mut sock =
         TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("connect {addr}: {e}"))?;
     sock.set_read_timeout(Some(limit))
         .map_err(|e| e.to_string())?;
-    sock.write_all(b"GET /big.bin HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    write!(sock, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .map_err(|e| format!("send request: {e}"))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut head = Vec::new();
-    let mut body: u64 = 0;
-    let mut in_body = false;
+    // Body bytes received and expected, once the headers are in.
+    let mut body: Option<(u64, u64)> = None;
     loop {
+        if let Some((got, expected)) = body
+            && got >= expected
+        {
+            break;
+        }
         if started.elapsed() > limit {
-            return Err(format!("download over {limit:?}, abandoned"));
+            return Err(format!("over {limit:?}, abandoned"));
         }
         let n = match sock.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Err(format!("connection closed early (body: {body:?})")),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("download: {e}")),
+            Err(e) => return Err(format!("read: {e}")),
         };
-        if in_body {
-            body += n as u64;
+        if let Some((got, _)) = &mut body {
+            *got += n as u64;
             continue;
         }
         head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
-                let status = String::from_utf8_lossy(&head[..end.min(80)]).into_owned();
-                return Err(format!("download: unexpected response {status:?}"));
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if head.len() > 64 * 1024 {
+                return Err("no end of headers".to_owned());
             }
-            body = (head.len() - end - 4) as u64;
-            in_body = true;
-        } else if head.len() > 64 * 1024 {
-            return Err("download: no end of headers".to_owned());
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&head[..end]).into_owned();
+        if !headers.starts_with("HTTP/1.1 200") && !headers.starts_with("HTTP/1.0 200") {
+            return Err(format!("unexpected response {:?}", headers.lines().next()));
         }
+        let expected = headers
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<u64>().ok())?
+            })
+            .ok_or("no Content-Length")?;
+        body = Some(((head.len() - end - 4) as u64, expected));
     }
     let took = started.elapsed();
-    if body != len {
-        return Err(format!("download: got {body} body bytes, expected {len}"));
+    match body {
+        Some((got, expected)) if got == expected && expected == len => Ok(took),
+        other => Err(format!(
+            "body (got, announced) {other:?}, expected {len} bytes"
+        )),
     }
-    Ok(took)
 }
 
 /// A child process killed (and reaped) when dropped.
@@ -606,8 +627,9 @@ fn start_nginx(dir: &Path, port: u16, settings: &Settings) -> Result<Running, St
         let _ = writeln!(page, "<p>line {i} of the benchmark page</p>");
         i += 1;
     }
-    page.truncate(PAGE_BYTES - 15);
-    page.push_str("</body></html>");
+    let tail = "</body></html>\n";
+    page.truncate(PAGE_BYTES - tail.len());
+    page.push_str(tail);
     std::fs::write(www.join("index.html"), page).map_err(|e| io_err("page", e))?;
     // Sparse: instant to create; nginx serves the zeros from the page cache.
     let big = std::fs::File::create(www.join("big.bin")).map_err(|e| io_err("big file", e))?;
@@ -723,6 +745,15 @@ fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), String> {
     }
 }
 
+/// A ratio with two decimals, or three significant digits when small (ncat's new-conn).
+fn ratio_text(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.2e}")
+    }
+}
+
 /// The Markdown table of all rows, with each target's ratio to direct nginx.
 fn table(rows: &[Row], settings: &Settings) -> String {
     let direct = &rows[0];
@@ -751,14 +782,14 @@ fn table(rows: &[Row], settings: &Settings) -> String {
         let ratio = |mine: &Result<f64, String>, theirs: &Result<f64, String>| match (mine, theirs)
         {
             _ if is_direct => "1.00".to_owned(),
-            (Ok(m), Ok(d)) if *d > 0.0 => format!("{:.2}", m / d),
+            (Ok(m), Ok(d)) if *d > 0.0 => ratio_text(m / d),
             _ => "-".to_owned(),
         };
         let secs = |r: &Result<Duration, String>| r.as_ref().ok().map(Duration::as_secs_f64);
         // For time, lower is better: the ratio is direct / target.
         let time_ratio = match (secs(&direct.big), secs(&row.big)) {
             _ if is_direct => "1.00".to_owned(),
-            (Some(d), Some(m)) if m > 0.0 => format!("{:.2}", d / m),
+            (Some(d), Some(m)) if m > 0.0 => ratio_text(d / m),
             _ => "-".to_owned(),
         };
         let rate = |r: &Result<f64, String>| match r {
