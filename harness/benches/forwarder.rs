@@ -284,19 +284,16 @@ fn start_forwarder(name: &str, mode: CopyMode, upstream: SocketAddr) -> Result<T
 
 /// Starts an external forwarder process listening on `port`.
 fn start_process(name: &str, program: &str, args: &[String], port: u16) -> Result<Target, String> {
-    let child = Command::new(program)
-        .args(args)
-        // A pipe kept open for the process's life: ncat in listen mode exits once its stdin
-        // reaches end-of-file, --keep-open or not.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {program}: {e}"))?;
-    let running = Running {
-        name: name.to_owned(),
-        child,
-    };
+    let running = Running::spawn(
+        name,
+        Command::new(program)
+            .args(args)
+            // A pipe kept open for the process's life: ncat in listen mode exits once its
+            // stdin reaches end-of-file, --keep-open or not.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(addr, name)?;
     Ok(Target {
@@ -598,17 +595,61 @@ fn http_get(addr: SocketAddr, path: &str, len: u64, limit: Duration) -> Result<D
     }
 }
 
-/// A child process killed (and reaped) when dropped.
+/// A child process in a process group of its own (with whatever it forks: nginx's workers,
+/// socat's and ncat's per-connection children), stopped and reaped when dropped.
 struct Running {
     name: String,
     child: Child,
 }
 
+impl Running {
+    /// Spawns `cmd` as the leader of a new process group that gets SIGTERM if the bench dies.
+    fn spawn(name: &str, cmd: &mut Command) -> Result<Running, String> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+        // async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Killing nginx's master with SIGKILL would orphan its workers: if the bench
+                // itself dies, have the kernel send the gentler SIGTERM instead.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("starting {name}: {e}"))?;
+        Ok(Running {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    /// Sends `signal` to the whole process group.
+    fn signal_group(&self, signal: libc::c_int) {
+        // SAFETY: kill only sends a signal, to the group this child leads (pgid = its pid).
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), signal) };
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Err(e) = self.child.kill() {
-            eprintln!("forwarder bench: killing {}: {e}", self.name);
+        // SIGTERM to the group: nginx's master and workers, socat and ncat with their
+        // children all exit; SIGKILL whatever is left after 5 s.
+        self.signal_group(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    eprintln!("forwarder bench: waiting for {}: {e}", self.name);
+                    break;
+                }
+            }
         }
+        self.signal_group(libc::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -672,22 +713,19 @@ http {{
     std::fs::write(&conf_path, conf).map_err(|e| io_err("nginx.conf", e))?;
     let program = find_program("nginx").ok_or("nginx vanished")?;
     let log = std::fs::File::create(dir.join("nginx.stderr")).map_err(|e| io_err("log", e))?;
-    let child = Command::new(program)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting nginx: {e}"))?;
-    let mut running = Running {
-        name: "nginx".to_owned(),
-        child,
-    };
+    let mut running = Running::spawn(
+        "nginx",
+        Command::new(program)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log),
+    )?;
     // nginx exits at once on a bad config: say why instead of timing out later.
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
