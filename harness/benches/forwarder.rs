@@ -229,8 +229,11 @@ fn run() -> Result<(), String> {
     for round in 1..=settings.rounds {
         for t in &mut targets {
             eprintln!(
-                "forwarder bench: round {round}/{}: {} on {}",
-                settings.rounds, t.row.name, t.addr
+                "forwarder bench: [{:.0} s] round {round}/{}: {} on {}",
+                started.elapsed().as_secs_f64(),
+                settings.rounds,
+                t.row.name,
+                t.addr
             );
             measure_round(t, &settings, nginx.child.id());
         }
