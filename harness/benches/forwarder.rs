@@ -10,8 +10,8 @@
 //! `harness/benches/README.md`.
 //!
 //! Environment (all optional):
-//! - `FWD_BENCH_SECS` (5): seconds of each wrk run; 0 skips them (downloads only).
-//! - `FWD_BENCH_ROUNDS` (2): rounds over all targets; the best figure of each counts.
+//! - `FWD_BENCH_SECS` (3): seconds of each wrk run; 0 skips them (downloads only).
+//! - `FWD_BENCH_ROUNDS` (3): rounds over all targets; the best figure of each counts.
 //! - `FWD_BENCH_BIG_MIB` (1024): size of the big file in MiB.
 //! - `FWD_BENCH_BIG_TIMEOUT_SECS` (60): a download taking longer is abandoned.
 //! - `FWD_BENCH_NGINX_WORKERS` (2): nginx worker processes.
@@ -79,8 +79,8 @@ struct Settings {
 impl Settings {
     fn from_env() -> Result<Settings, String> {
         Ok(Settings {
-            secs: env_num("FWD_BENCH_SECS", 5)?,
-            rounds: env_num("FWD_BENCH_ROUNDS", 2)?.clamp(1, 20) as u32,
+            secs: env_num("FWD_BENCH_SECS", 3)?,
+            rounds: env_num("FWD_BENCH_ROUNDS", 3)?.clamp(1, 20) as u32,
             big_bytes: env_num("FWD_BENCH_BIG_MIB", 1024)?.max(1) << 20,
             big_timeout: Duration::from_secs(env_num("FWD_BENCH_BIG_TIMEOUT_SECS", 60)?.max(1)),
             nginx_workers: env_num("FWD_BENCH_NGINX_WORKERS", 2)?.clamp(1, 64) as u32,
@@ -171,6 +171,7 @@ struct Target {
 }
 
 fn run() -> Result<(), String> {
+    let started = Instant::now();
     let settings = Settings::from_env()?;
     let dir = tempfile::Builder::new()
         .prefix("fwd-bench-")
@@ -228,8 +229,11 @@ fn run() -> Result<(), String> {
     for round in 1..=settings.rounds {
         for t in &mut targets {
             eprintln!(
-                "forwarder bench: round {round}/{}: {} on {}",
-                settings.rounds, t.row.name, t.addr
+                "forwarder bench: [{:.0} s] round {round}/{}: {} on {}",
+                started.elapsed().as_secs_f64(),
+                settings.rounds,
+                t.row.name,
+                t.addr
             );
             measure_round(t, &settings, nginx.child.id());
         }
@@ -254,6 +258,10 @@ fn run() -> Result<(), String> {
     }
     drop(nginx);
     println!("{}", table(&rows, &settings));
+    eprintln!(
+        "forwarder bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -279,19 +287,16 @@ fn start_forwarder(name: &str, mode: CopyMode, upstream: SocketAddr) -> Result<T
 
 /// Starts an external forwarder process listening on `port`.
 fn start_process(name: &str, program: &str, args: &[String], port: u16) -> Result<Target, String> {
-    let child = Command::new(program)
-        .args(args)
-        // A pipe kept open for the process's life: ncat in listen mode exits once its stdin
-        // reaches end-of-file, --keep-open or not.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {program}: {e}"))?;
-    let running = Running {
-        name: name.to_owned(),
-        child,
-    };
+    let running = Running::spawn(
+        name,
+        Command::new(program)
+            .args(args)
+            // A pipe kept open for the process's life: ncat in listen mode exits once its
+            // stdin reaches end-of-file, --keep-open or not.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_listening(addr, name)?;
     Ok(Target {
@@ -317,7 +322,7 @@ fn measure_round(t: &mut Target, settings: &Settings, nginx_pid: u32) {
         } else {
             relay_pid.map(|pid| {
                 // A forking relay's children count once reaped: let them finish first.
-                wait_no_children(pid, Duration::from_secs(2));
+                wait_no_children(pid, Duration::from_millis(500));
                 tree_cpu(pid)
             })
         };
@@ -479,20 +484,13 @@ fn wait_serving(url: &str, limit: Duration) -> Result<(), String> {
 
 /// One HTTP/1.0 GET of the page, with a bounded wait.
 fn get_page(addr: SocketAddr) -> Result<(), String> {
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect: {e}"))?;
-    sock.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    sock.write_all(b"GET /index.html HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .map_err(|e| format!("send: {e}"))?;
-    let mut got = Vec::new();
-    sock.read_to_end(&mut got)
-        .map_err(|e| format!("read: {e}"))?;
-    if got.starts_with(b"HTTP/1.1 200") && got.len() > PAGE_BYTES {
-        Ok(())
-    } else {
-        Err(format!("short or bad answer ({} bytes)", got.len()))
-    }
+    http_get(
+        addr,
+        "/index.html",
+        PAGE_BYTES as u64,
+        Duration::from_secs(5),
+    )
+    .map(|_| ())
 }
 
 /// Runs wrk for `secs` seconds with 2 threads and 8 connections; returns requests/s and a
@@ -530,64 +528,131 @@ fn wrk(url: &str, secs: u64, close: bool) -> Result<(f64, Option<String>), Strin
     Ok((rps, (!errors.is_empty()).then(|| errors.join("; "))))
 }
 
-/// Downloads the big file once over HTTP/1.0 and returns the wall time from connect to the
-/// last byte; fails unless exactly `len` body bytes arrive.
+/// Downloads the big file once and returns the wall time from connect to the last byte.
 fn download(addr: SocketAddr, len: u64, limit: Duration) -> Result<Duration, String> {
+    http_get(addr, "/big.bin", len, limit).map_err(|e| format!("download: {e}"))
+}
+
+/// GETs `path` over HTTP/1.0 and reads the body up to its Content-Length, which must be `len`;
+/// returns the wall time from connect to the last byte. The end is found by the length, not by
+/// the connection closing: `ncat --sh-exec` does not close the client's side when the upstream
+/// closes.
+fn http_get(addr: SocketAddr, path: &str, len: u64, limit: Duration) -> Result<Duration, String> {
     let started = Instant::now();
     let mut sock =
         TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("connect {addr}: {e}"))?;
     sock.set_read_timeout(Some(limit))
         .map_err(|e| e.to_string())?;
-    sock.write_all(b"GET /big.bin HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    write!(sock, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .map_err(|e| format!("send request: {e}"))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut head = Vec::new();
-    let mut body: u64 = 0;
-    let mut in_body = false;
+    // Body bytes received and expected, once the headers are in.
+    let mut body: Option<(u64, u64)> = None;
     loop {
+        if let Some((got, expected)) = body
+            && got >= expected
+        {
+            break;
+        }
         if started.elapsed() > limit {
-            return Err(format!("download over {limit:?}, abandoned"));
+            return Err(format!("over {limit:?}, abandoned"));
         }
         let n = match sock.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return Err(format!("connection closed early (body: {body:?})")),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("download: {e}")),
+            Err(e) => return Err(format!("read: {e}")),
         };
-        if in_body {
-            body += n as u64;
+        if let Some((got, _)) = &mut body {
+            *got += n as u64;
             continue;
         }
         head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
-                let status = String::from_utf8_lossy(&head[..end.min(80)]).into_owned();
-                return Err(format!("download: unexpected response {status:?}"));
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if head.len() > 64 * 1024 {
+                return Err("no end of headers".to_owned());
             }
-            body = (head.len() - end - 4) as u64;
-            in_body = true;
-        } else if head.len() > 64 * 1024 {
-            return Err("download: no end of headers".to_owned());
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&head[..end]).into_owned();
+        if !headers.starts_with("HTTP/1.1 200") && !headers.starts_with("HTTP/1.0 200") {
+            return Err(format!("unexpected response {:?}", headers.lines().next()));
         }
+        let expected = headers
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<u64>().ok())?
+            })
+            .ok_or("no Content-Length")?;
+        body = Some(((head.len() - end - 4) as u64, expected));
     }
     let took = started.elapsed();
-    if body != len {
-        return Err(format!("download: got {body} body bytes, expected {len}"));
+    match body {
+        Some((got, expected)) if got == expected && expected == len => Ok(took),
+        other => Err(format!(
+            "body (got, announced) {other:?}, expected {len} bytes"
+        )),
     }
-    Ok(took)
 }
 
-/// A child process killed (and reaped) when dropped.
+/// A child process in a process group of its own (with whatever it forks: nginx's workers,
+/// socat's and ncat's per-connection children), stopped and reaped when dropped.
 struct Running {
     name: String,
     child: Child,
 }
 
+impl Running {
+    /// Spawns `cmd` as the leader of a new process group that gets SIGTERM if the bench dies.
+    fn spawn(name: &str, cmd: &mut Command) -> Result<Running, String> {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+        // async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Killing nginx's master with SIGKILL would orphan its workers: if the bench
+                // itself dies, have the kernel send the gentler SIGTERM instead.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("starting {name}: {e}"))?;
+        Ok(Running {
+            name: name.to_owned(),
+            child,
+        })
+    }
+
+    /// Sends `signal` to the whole process group.
+    fn signal_group(&self, signal: libc::c_int) {
+        // SAFETY: kill only sends a signal, to the group this child leads (pgid = its pid).
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), signal) };
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Err(e) = self.child.kill() {
-            eprintln!("forwarder bench: killing {}: {e}", self.name);
+        // SIGTERM to the group: nginx's master and workers, socat and ncat with their
+        // children all exit; SIGKILL whatever is left after 5 s.
+        self.signal_group(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => {
+                    eprintln!("forwarder bench: waiting for {}: {e}", self.name);
+                    break;
+                }
+            }
         }
+        self.signal_group(libc::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -606,8 +671,9 @@ fn start_nginx(dir: &Path, port: u16, settings: &Settings) -> Result<Running, St
         let _ = writeln!(page, "<p>line {i} of the benchmark page</p>");
         i += 1;
     }
-    page.truncate(PAGE_BYTES - 15);
-    page.push_str("</body></html>");
+    let tail = "</body></html>\n";
+    page.truncate(PAGE_BYTES - tail.len());
+    page.push_str(tail);
     std::fs::write(www.join("index.html"), page).map_err(|e| io_err("page", e))?;
     // Sparse: instant to create; nginx serves the zeros from the page cache.
     let big = std::fs::File::create(www.join("big.bin")).map_err(|e| io_err("big file", e))?;
@@ -650,22 +716,19 @@ http {{
     std::fs::write(&conf_path, conf).map_err(|e| io_err("nginx.conf", e))?;
     let program = find_program("nginx").ok_or("nginx vanished")?;
     let log = std::fs::File::create(dir.join("nginx.stderr")).map_err(|e| io_err("log", e))?;
-    let child = Command::new(program)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting nginx: {e}"))?;
-    let mut running = Running {
-        name: "nginx".to_owned(),
-        child,
-    };
+    let mut running = Running::spawn(
+        "nginx",
+        Command::new(program)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log),
+    )?;
     // nginx exits at once on a bad config: say why instead of timing out later.
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
@@ -723,6 +786,15 @@ fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), String> {
     }
 }
 
+/// A ratio with two decimals, or three significant digits when small (ncat's new-conn).
+fn ratio_text(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.2e}")
+    }
+}
+
 /// The Markdown table of all rows, with each target's ratio to direct nginx.
 fn table(rows: &[Row], settings: &Settings) -> String {
     let direct = &rows[0];
@@ -751,14 +823,14 @@ fn table(rows: &[Row], settings: &Settings) -> String {
         let ratio = |mine: &Result<f64, String>, theirs: &Result<f64, String>| match (mine, theirs)
         {
             _ if is_direct => "1.00".to_owned(),
-            (Ok(m), Ok(d)) if *d > 0.0 => format!("{:.2}", m / d),
+            (Ok(m), Ok(d)) if *d > 0.0 => ratio_text(m / d),
             _ => "-".to_owned(),
         };
         let secs = |r: &Result<Duration, String>| r.as_ref().ok().map(Duration::as_secs_f64);
         // For time, lower is better: the ratio is direct / target.
         let time_ratio = match (secs(&direct.big), secs(&row.big)) {
             _ if is_direct => "1.00".to_owned(),
-            (Some(d), Some(m)) if m > 0.0 => format!("{:.2}", d / m),
+            (Some(d), Some(m)) if m > 0.0 => ratio_text(d / m),
             _ => "-".to_owned(),
         };
         let rate = |r: &Result<f64, String>| match r {

@@ -280,6 +280,70 @@ async fn upstream_down_is_counted_then_up_again_works(#[case] mode: CopyMode) {
     assert_eq!((stats.accepted, stats.failed, stats.active), (3, 2, 0));
 }
 
+#[tokio::test]
+async fn upstream_connect_timeout_is_counted_and_logged() {
+    // A listener that never accepts, with no room in its accept queue: once one connection
+    // waits there, the kernel drops further SYNs and connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(loopback0()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let target = full.local_addr().unwrap();
+    let _queued = TcpStream::connect(target).await.unwrap();
+
+    let log = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_ansi(false)
+        .finish();
+    // The forwarder's thread logs to the subscriber that is the default where it starts.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let mut cfg = ForwarderConfig::new(loopback0(), target.to_string());
+    cfg.connect_timeout = Duration::from_millis(300);
+    let fwd = Forwarder::start(cfg).await.unwrap();
+    let started = Instant::now();
+    let mut sock = TcpStream::connect(fwd.local_addr()).await.unwrap();
+    within("the client to be closed", read_until_closed(&mut sock)).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let stats = fwd.stop(Duration::from_secs(1)).await;
+    assert_eq!((stats.accepted, stats.failed, stats.active), (1, 1, 0));
+    let text = log.text();
+    assert!(
+        text.contains("WARN")
+            && text.contains(&target.to_string())
+            && text.contains("timed out after 300ms"),
+        "no warning naming the target and the error in:\n{text}"
+    );
+}
+
+/// A log destination the test can read back.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
 #[rstest]
 #[case::splice(CopyMode::Splice)]
 #[case::buffered(CopyMode::Buffered)]
