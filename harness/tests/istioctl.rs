@@ -24,11 +24,20 @@ impl Provider for FakeCluster {
     fn check(&self) -> Result<(), String> {
         Ok(())
     }
-    fn create<'a>(&'a mut self, req: &'a ClusterRequest) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    fn create<'a>(
+        &'a mut self,
+        req: &'a ClusterRequest,
+    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
         Box::pin(async move {
             let kubeconfig = req.artifacts.join("kubeconfig");
             std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").unwrap();
-            Ok(ClusterInfo { provider: "fake".into(), kubeconfig, context: None, node_address: None, name: "fake".into() })
+            Ok(ClusterInfo {
+                provider: "fake".into(),
+                kubeconfig,
+                context: None,
+                node_address: None,
+                name: "fake".into(),
+            })
         })
     }
     fn teardown(&mut self, _keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
@@ -59,30 +68,50 @@ async fn run(release_dir: &Path) -> harness::results::RunResult {
         release_dir.display()
     );
     let file = harness::scenario::parse_str(Path::new("istioctl.yaml"), text).unwrap();
-    assert_eq!(harness::scenario::validate(&file, &Default::default()), vec![]);
+    assert_eq!(
+        harness::scenario::validate(&file, &Default::default()),
+        vec![]
+    );
     let tmp = tempfile::tempdir().unwrap().keep();
-    let opts = RunOptions { artifacts_root: Some(tmp), quiet: true, no_signal_handler: true, ..Default::default() };
+    let opts = RunOptions {
+        artifacts_root: Some(tmp),
+        quiet: true,
+        no_signal_handler: true,
+        ..Default::default()
+    };
     run_with(&file, &opts, Box::new(FakeCluster), &StepRunner).await
 }
 
 #[tokio::test]
 async fn analyze_passes_on_the_verdict_with_the_runs_own_kubeconfig() {
-    let (dir, log) = release("✔ No validation issues found when analyzing namespace: default.", 0);
+    let (dir, log) = release(
+        "✔ No validation issues found when analyzing namespace: default.",
+        0,
+    );
     let r = run(dir.path()).await;
     assert_eq!(r.status, Status::Passed, "{:?}", r.failure_message());
     let calls = std::fs::read_to_string(&log).unwrap();
     let kubeconfig = format!("{}/kubeconfig", r.artifacts);
-    assert_eq!(calls, format!("argv: analyze -n default --kubeconfig {kubeconfig}\nKUBECONFIG={kubeconfig}\n"));
+    assert_eq!(
+        calls,
+        format!("argv: analyze -n default --kubeconfig {kubeconfig}\nKUBECONFIG={kubeconfig}\n")
+    );
 }
 
 #[tokio::test]
 async fn analyze_warnings_with_exit_0_still_fail_the_step() {
     // istioctl analyze exits 0 on warnings; only the verdict text tells.
-    let (dir, _) = release("Warning [IST0102] (Namespace default) The namespace is not enabled for Istio injection.", 0);
+    let (dir, _) = release(
+        "Warning [IST0102] (Namespace default) The namespace is not enabled for Istio injection.",
+        0,
+    );
     let r = run(dir.path()).await;
     assert_eq!(r.status, Status::Failed);
     let e = r.failure_message().unwrap();
-    assert!(e.contains("stdout-contains: \"No validation issues found\" not found"), "{e}");
+    assert!(
+        e.contains("stdout-contains: \"No validation issues found\" not found"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -435,6 +435,45 @@ fn compatibility_precheck_on_the_labs_version() -> Result<(), Failed> {
     )
 }
 
+/// Stop and restart kube-apiserver while a wait is watching: the wait recovers (the watcher
+/// re-lists and resumes) and sees the pods created after the restart.
+fn wait_recovers_from_an_apiserver_restart() -> Result<(), Failed> {
+    let (client, info) = node("standins")?;
+    RT.block_on(async {
+        let want = wait::PodsReady { namespace: "default".into(), selector: Some("app=restart-probe".into()), containers: Some(1), min_pods: 1 };
+        let c2 = client.clone();
+        let waiting = tokio::spawn(async move { wait::pods_ready(&c2, &want, deadline(180)).await });
+        // Give the watch time to be established before pulling the server from under it.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let docker = |args: &[&str]| {
+            std::process::Command::new("docker").args(args).status().map(|s| s.success()).unwrap_or(false)
+        };
+        ensure(docker(&["exec", &info.name, "touch", "/run/lab/kube-apiserver.restart"]), "docker exec touch failed")?;
+        ensure(docker(&["exec", &info.name, "pkill", "-x", "kube-apiserver"]), "could not stop kube-apiserver")?;
+        // Until the new apiserver answers, every call fails.
+        let t0 = Instant::now();
+        loop {
+            let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
+            // Serving the apps group again means the new apiserver has finished starting.
+            if t0.elapsed() > Duration::from_secs(1)
+                && deps.list(&ListParams::default().limit(1)).await.is_ok()
+                && kube::discovery::pinned_kind(&client, &kube::core::GroupVersionKind::gvk("apps", "v1", "Deployment")).await.is_ok()
+            {
+                break;
+            }
+            ensure(t0.elapsed() < Duration::from_secs(90), "kube-apiserver did not come back within 90 s")?;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        eprintln!("kube-apiserver back after {:.1}s", t0.elapsed().as_secs_f64());
+        let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: restart-probe}\nspec:\n  selector: {matchLabels: {app: restart-probe}}\n  template:\n    metadata: {labels: {app: restart-probe}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - {name: c, image: istio-e2e.local/busybox:1, imagePullPolicy: Never, command: [sleep, '3600']}\n";
+        let docs = apply::parse_documents(Path::new("restart-probe.yaml"), manifest).map_err(|e| e.to_string())?;
+        apply::apply(&client, &docs, "default", deadline(60)).await.map_err(|e| e.to_string())?;
+        let pods = waiting.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        ensure(pods.len() == 1 && pods[0].name_any().starts_with("restart-probe-"), format!("{} pods", pods.len()))?;
+        Ok(())
+    })
+}
+
 fn main() -> std::process::ExitCode {
     harness::install_crypto_provider();
     let mut args = Arguments::from_args();
@@ -460,6 +499,10 @@ fn main() -> std::process::ExitCode {
         lab_trial(
             "lab::wait_on_a_missing_namespace_says_so",
             wait_on_a_missing_namespace_says_so,
+        ),
+        lab_trial(
+            "lab::wait_recovers_from_an_apiserver_restart",
+            wait_recovers_from_an_apiserver_restart,
         ),
         lab_trial(
             "lab::compatibility_precheck_on_the_labs_version",
