@@ -38,6 +38,38 @@ pub fn create_args(
     v
 }
 
+/// The kind release downloaded when `kind` is not on PATH (`ISTIO_E2E_KIND_VERSION` overrides).
+pub const KIND_VERSION: &str = "v0.29.0";
+
+fn kind_version() -> String {
+    std::env::var("ISTIO_E2E_KIND_VERSION").unwrap_or_else(|_| KIND_VERSION.to_string())
+}
+
+fn kind_downloader() -> Result<crate::download::Downloader, crate::download::DownloadError> {
+    crate::download::Downloader::new(
+        crate::download::default_cache_root()?,
+        PathBuf::from(crate::download::LOCK_FILE),
+    )
+}
+
+/// The kind binary already in the download cache, if any.
+fn cached_kind() -> Option<PathBuf> {
+    let p = kind_downloader()
+        .ok()?
+        .cache_path(crate::download::Tool::Kind, &kind_version());
+    p.is_file().then_some(p)
+}
+
+/// Downloads kind into the cache, verified against the publisher's checksum and the lock.
+async fn download_kind() -> Result<PathBuf, StepError> {
+    let dl = kind_downloader().map_err(StepError::from)?;
+    Ok(dl
+        .kind(&kind_version())
+        .await
+        .map_err(StepError::from)?
+        .path)
+}
+
 /// Whether to preload host images into the node (`ISTIO_E2E_KIND_PRELOAD`, on unless `0`).
 pub fn preload_enabled() -> bool {
     std::env::var("ISTIO_E2E_KIND_PRELOAD")
@@ -98,16 +130,22 @@ impl Provider for Kind {
     }
     fn check(&self) -> Result<(), String> {
         super::docker_available()?;
-        which("kind")
-            .map(|_| ())
-            .ok_or_else(|| "`kind` is not on PATH".to_string())
+        if which("kind").is_some() || cached_kind().is_some() {
+            return Ok(());
+        }
+        Err(format!(
+            "`kind` is not on PATH (it is downloaded, verified, when the network allows: kind {KIND_VERSION}); install kind or run once with network access"
+        ))
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
     ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
         Box::pin(async move {
-            let kind = which("kind").ok_or_else(|| StepError::fatal("`kind` is not on PATH"))?;
+            let kind = match which("kind") {
+                Some(k) => k,
+                None => download_kind().await?,
+            };
             std::fs::create_dir_all(&req.artifacts).ok();
             let name = format!("istio-e2e-{}", req.run_id);
             let kubeconfig = req.artifacts.join("kubeconfig");
