@@ -1,7 +1,7 @@
 //! The ingress address: a Service port's nodePort and the address that reaches the node from
 //! the host, as istio.io's tests do when the gateway's external IP stays `<pending>`.
 
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 
 use super::describe_error;
@@ -28,26 +28,8 @@ pub async fn find(
     port: &str,
     node_address: Option<&str>,
 ) -> Result<IngressAddress, StepError> {
-    let api: Api<Service> = Api::namespaced(client.clone(), ns);
-    let svc = api
-        .get(service)
-        .await
-        .map_err(|e| describe_error(&format!("looking up service {ns}/{service}"), e))?;
+    let (svc, p) = super::service_port(client, ns, service, port).await?;
     let spec = svc.spec.clone().unwrap_or_default();
-    let ports = spec.ports.clone().unwrap_or_default();
-    let p = ports
-        .iter()
-        .find(|p| p.name.as_deref() == Some(port))
-        .ok_or_else(|| {
-            StepError::fatal(format!(
-                "service {ns}/{service} has no port named {port}; its ports are {}",
-                ports
-                    .iter()
-                    .filter_map(|p| p.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
     let node_port = p.node_port.ok_or_else(|| {
         StepError::fatal(format!(
             "service {ns}/{service} port {port} has no nodePort (type {})",

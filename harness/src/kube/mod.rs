@@ -46,6 +46,47 @@ pub async fn client_for(
         .map_err(|e| StepError::fatal(format!("cannot build a Kubernetes client: {e}")))
 }
 
+/// A Service and one of its ports, by name or number; the error lists the ports it has.
+pub async fn service_port(
+    client: &kube::Client,
+    ns: &str,
+    service: &str,
+    port: &str,
+) -> Result<
+    (
+        k8s_openapi::api::core::v1::Service,
+        k8s_openapi::api::core::v1::ServicePort,
+    ),
+    StepError,
+> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client.clone(), ns);
+    let svc = api
+        .get(service)
+        .await
+        .map_err(|e| describe_error(&format!("looking up service {ns}/{service}"), e))?;
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    let found = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some(port) || p.port.to_string() == port)
+        .cloned();
+    match found {
+        Some(p) => Ok((svc, p)),
+        None => Err(StepError::fatal(format!(
+            "service {ns}/{service} has no port {port}; it has {}",
+            ports
+                .iter()
+                .map(|p| format!("{}({})", p.name.clone().unwrap_or_default(), p.port))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Turns a kube error into a step error that says what was being done and what to try.
 pub fn describe_error(what: &str, e: kube::Error) -> StepError {
     match e {

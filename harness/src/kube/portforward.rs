@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, ResourceExt};
 use tokio::net::TcpListener;
@@ -54,26 +54,8 @@ pub async fn resolve_service(
     service: &str,
     port: &str,
 ) -> Result<(String, u16), StepError> {
-    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
-    let svc = svcs
-        .get(service)
-        .await
-        .map_err(|e| describe_error(&format!("looking up service {ns}/{service}"), e))?;
+    let (svc, sp) = super::service_port(client, ns, service, port).await?;
     let spec = svc.spec.clone().unwrap_or_default();
-    let ports = spec.ports.clone().unwrap_or_default();
-    let sp = ports
-        .iter()
-        .find(|p| p.name.as_deref() == Some(port) || p.port.to_string() == port)
-        .ok_or_else(|| {
-            StepError::fatal(format!(
-                "service {ns}/{service} has no port {port}; it has {}",
-                ports
-                    .iter()
-                    .map(|p| format!("{}({})", p.name.clone().unwrap_or_default(), p.port))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
     let selector = spec.selector.clone().unwrap_or_default();
     if selector.is_empty() {
         return Err(StepError::fatal(format!(
