@@ -11,6 +11,8 @@
 //! Bookinfo, dashboards). [`expect`] holds the expectations every check shares, and
 //! [`download`] fetches kind, minikube and Istio releases, verified against the lock file.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod cluster;
 pub mod compare;
