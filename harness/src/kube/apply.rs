@@ -13,6 +13,10 @@ use kube::runtime::wait::{await_condition, conditions};
 use super::{FIELD_MANAGER, describe_error};
 use crate::error::StepError;
 
+/// How long an apply keeps asking discovery about a kind it does not find before calling it
+/// unknown.
+const DISCOVERY_SETTLE: Duration = Duration::from_secs(15);
+
 /// One YAML document of the input, with where it came from.
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -202,12 +206,24 @@ pub async fn apply(
 
     // Dry run of everything whose kind is known now (CRs of CRDs in this input are checked
     // after their CRDs exist).
+    // A kind the cluster does not serve is asked about again for a few seconds first: right
+    // after an apiserver (re)start, discovery lists groups before it serves them all.
     let dry = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    let settle = Instant::now() + DISCOVERY_SETTLE;
     for d in crds.iter().chain(rest.iter()) {
-        if let Some((api, _)) = api_for(client, &discovery, d, default_ns)? {
-            patch(&api, d, &dry).await?;
-        } else if !crd_in_input(&crds, d) {
-            return Err(unknown_kind(d));
+        loop {
+            if let Some((api, _)) = api_for(client, &discovery, d, default_ns)? {
+                patch(&api, d, &dry).await?;
+                break;
+            }
+            if crd_in_input(&crds, d) {
+                break;
+            }
+            if Instant::now() >= settle.min(deadline) {
+                return Err(unknown_kind(d));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            discovery = discover(client).await?;
         }
     }
 
