@@ -39,13 +39,8 @@ fn trial(entry: Entry) -> Trial {
 
 fn run_entry(entry: Entry) -> Result<Completion, Failed> {
     let provider = harness::cluster::provider(&entry.provider).map_err(Failed::from)?;
-    if let Err(why) = provider.check() {
-        let msg = format!("provider {} cannot run here: {why}", entry.provider);
-        if matrix::required() {
-            return Err(Failed::from(format!("{msg} (ISTIO_E2E_REQUIRE=1)")));
-        }
-        eprintln!("ignored {}: {msg}", entry.name());
-        return Ok(Completion::ignored_with(msg));
+    if let Some(why) = matrix::gate(&format!("provider {}", entry.provider), provider.check())? {
+        return Ok(Completion::ignored_with(why));
     }
     let opts = RunOptions {
         provider: Some(entry.provider.clone()),

@@ -209,13 +209,10 @@ fn sigint_in_a_wait_step_tears_down() -> Result<(), Failed> {
 
 fn lab_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(name, move || {
-        if let Err(why) = harness::cluster::lab::Lab::default().check() {
-            if harness::matrix::required() {
-                return Err(format!("the lab cannot run here: {why} (ISTIO_E2E_REQUIRE=1)").into());
-            }
-            return Ok(Completion::ignored_with(format!(
-                "the lab cannot run here: {why}"
-            )));
+        if let Some(why) =
+            harness::matrix::gate("the lab", harness::cluster::lab::Lab::default().check())?
+        {
+            return Ok(Completion::ignored_with(why));
         }
         f().map(|_| Completion::Completed)
     })

@@ -153,3 +153,21 @@ pub fn required() -> bool {
         Ok("1") | Ok("true")
     )
 }
+
+/// Whether a trial may run here, given its environment check: `Ok(None)` run it;
+/// `Ok(Some(reason))` report it as ignored with that reason; `Err(reason)` fail it, because
+/// `ISTIO_E2E_REQUIRE=1` says nothing may be skipped.
+pub fn gate(what: &str, check: Result<(), String>) -> Result<Option<String>, String> {
+    match check {
+        Ok(()) => Ok(None),
+        Err(why) => {
+            let msg = format!("{what} cannot run here: {why}");
+            if required() {
+                Err(format!("{msg} (ISTIO_E2E_REQUIRE=1)"))
+            } else {
+                eprintln!("ignored: {msg}");
+                Ok(Some(msg))
+            }
+        }
+    }
+}

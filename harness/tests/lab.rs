@@ -69,14 +69,8 @@ fn node(purpose: &str) -> Result<(kube::Client, ClusterInfo), Failed> {
 
 fn lab_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(name, move || {
-        if let Err(why) = Lab::default().check() {
-            if harness::matrix::required() {
-                return Err(format!("the lab cannot run here: {why} (ISTIO_E2E_REQUIRE=1)").into());
-            }
-            eprintln!("ignored: the lab cannot run here: {why}");
-            return Ok(Completion::ignored_with(format!(
-                "the lab cannot run here: {why}"
-            )));
+        if let Some(why) = harness::matrix::gate("the lab", Lab::default().check())? {
+            return Ok(Completion::ignored_with(why));
         }
         f().map(|_| Completion::Completed)
     })
