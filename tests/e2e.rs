@@ -59,6 +59,7 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
         &harness::scenario::validate::ValidateOptions {
             istio_dir: opts.istio_dir.clone(),
             provider: opts.provider.clone(),
+            params: opts.params.clone(),
         },
     );
     if !diags.is_empty() {

@@ -67,6 +67,9 @@ pub enum Command {
         /// Compare results with the snapshots in snapshots/ (insta).
         #[arg(long)]
         check_snapshots: bool,
+        /// Set a scenario parameter (`params:`), e.g. `--set rollout=unsafe`; repeatable.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
     },
     /// Check scenario files without a cluster; prints `path:line:col: message` per problem.
     Validate {
@@ -76,6 +79,9 @@ pub enum Command {
         /// The Istio release directory `${istio.dir}` will be, to check files under it.
         #[arg(long, env = "ISTIO_E2E_ISTIO_DIR")]
         istio_dir: Option<PathBuf>,
+        /// Parameter overrides to check, as for `run --set`.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
     },
     /// List the trials the e2e matrix would run (scenarios/ and the ISTIO_E2E_* variables).
     List {
@@ -96,15 +102,31 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Show the differences between two runs' normalized results (exit 0 equal, 1 different).
+    /// Show the differences between two runs' normalized results (exit 0 equal, 1 different):
+    /// two finished runs, or `--from X --to Y SCENARIO`, which runs the scenario on Istio X,
+    /// then on Istio Y, then compares them.
     Compare {
-        /// Run A: a run directory (target/istio-e2e/<run-id>) or its results.json.
+        /// Run A: a run directory (target/istio-e2e/<run-id>) or its results.json; with
+        /// `--from`/`--to`, the scenario file to run twice.
         a: PathBuf,
-        /// Run B.
-        b: PathBuf,
+        /// Run B (not with `--from`/`--to`).
+        #[arg(required_unless_present = "from")]
+        b: Option<PathBuf>,
+        /// Run the scenario with this Istio version first (needs `--to`).
+        #[arg(long, requires = "to", conflicts_with = "b")]
+        from: Option<String>,
+        /// ... and then with this one.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
         /// Also write the differences as Markdown to this file.
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Provider for `--from`/`--to` runs.
+        #[arg(long, env = "ISTIO_E2E_PROVIDER")]
+        provider: Option<String>,
+        /// Parent directory of the runs' artifacts (default target/istio-e2e).
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
     },
     /// The offline lab cluster, for use with kubectl.
     Lab {
@@ -154,7 +176,15 @@ async fn dispatch(cmd: Command) -> u8 {
         Command::Validate {
             scenarios,
             istio_dir,
-        } => validate(&scenarios, istio_dir),
+            params,
+        } => validate(
+            &scenarios,
+            &ValidateOptions {
+                istio_dir,
+                provider: None,
+                params: params.into_iter().collect(),
+            },
+        ),
         Command::List { dir } => list(&dir),
         Command::Run {
             scenarios,
@@ -166,8 +196,10 @@ async fn dispatch(cmd: Command) -> u8 {
             keep_on_failure,
             artifacts,
             check_snapshots,
+            params,
         } => {
             let opts = RunOptions {
+                params: params.into_iter().collect(),
                 provider,
                 istio_version,
                 istio_dir,
@@ -183,22 +215,49 @@ async fn dispatch(cmd: Command) -> u8 {
         Command::Clean => clean(),
         Command::Forward { listen, to } => forward(listen, to).await,
         Command::Lab { action } => lab(action).await,
-        Command::Compare { a, b, markdown } => compare(&a, &b, markdown.as_deref()),
+        Command::Compare {
+            a,
+            b: Some(b),
+            markdown,
+            ..
+        } => compare(&a, &b, markdown.as_deref()),
+        Command::Compare {
+            a: scenario,
+            from: Some(from),
+            to: Some(to),
+            markdown,
+            provider,
+            artifacts,
+            ..
+        } => {
+            let opts = RunOptions {
+                provider,
+                artifacts_root: artifacts,
+                ..Default::default()
+            };
+            compare_versions(&scenario, &from, &to, &opts, markdown.as_deref()).await
+        }
+        Command::Compare { .. } => {
+            eprintln!("error: compare needs two runs, or --from X --to Y and a scenario file");
+            2
+        }
     }
 }
 
-fn validate(paths: &[PathBuf], istio_dir: Option<PathBuf>) -> u8 {
+/// `NAME=VALUE` of `--set`.
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE, e.g. rollout=unsafe")),
+    }
+}
+
+fn validate(paths: &[PathBuf], opts: &ValidateOptions) -> u8 {
     let mut bad = 0;
     for p in paths {
         let diags = match scenario::load(p) {
             Err(d) => vec![d],
-            Ok(f) => scenario::validate(
-                &f,
-                &ValidateOptions {
-                    istio_dir: istio_dir.clone(),
-                    provider: None,
-                },
-            ),
+            Ok(f) => scenario::validate(&f, opts),
         };
         if diags.is_empty() {
             println!("{}: ok", p.display());
@@ -237,6 +296,7 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
                     &ValidateOptions {
                         istio_dir: opts.istio_dir.clone(),
                         provider: opts.provider.clone(),
+                        params: opts.params.clone(),
                     },
                 );
                 if d.is_empty() {
@@ -492,6 +552,46 @@ fn compare(a: &std::path::Path, b: &std::path::Path, markdown: Option<&std::path
         return EXIT_ENV;
     }
     if diffs.is_empty() { 0 } else { EXIT_FAILED }
+}
+
+/// `compare --from X --to Y SCENARIO`: runs the scenario on each version (both runs are
+/// compared even when one fails: a failure is a difference too).
+async fn compare_versions(
+    scenario: &std::path::Path,
+    from: &str,
+    to: &str,
+    opts: &RunOptions,
+    markdown: Option<&std::path::Path>,
+) -> u8 {
+    let file = match scenario::load(scenario) {
+        Ok(f) => f,
+        Err(d) => {
+            eprintln!("{d}");
+            return EXIT_FAILED;
+        }
+    };
+    let mut dirs = Vec::new();
+    for version in [from, to] {
+        let o = RunOptions {
+            istio_version: Some(version.to_string()),
+            ..opts.clone()
+        };
+        eprintln!("== {} on Istio {version}", file.scenario.name);
+        match runner::run_file(&file, &o).await {
+            Err(diags) => {
+                diags.iter().for_each(|d| eprintln!("{d}"));
+                return EXIT_FAILED;
+            }
+            Ok(r) => {
+                if r.status == crate::results::Status::Interrupted {
+                    return EXIT_INTERRUPTED;
+                }
+                eprintln!("{}: {:?} ({})", r.scenario, r.status, r.artifacts);
+                dirs.push(PathBuf::from(r.artifacts));
+            }
+        }
+    }
+    compare(&dirs[0], &dirs[1], markdown)
 }
 
 const LAB_CLI_RUN: &str = "cli";

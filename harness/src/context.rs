@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -21,6 +22,13 @@ pub enum Background {
         step: String,
         /// The running forwarder.
         forwarder: Forwarder,
+    },
+    /// Background traffic (`traffic` step with `background`), until its `traffic-stop`.
+    Traffic {
+        /// The step that started it.
+        step: String,
+        /// The running traffic.
+        traffic: crate::probes::traffic::BackgroundTraffic,
     },
     /// A port-forward to a Service (`port-forward` step).
     PortForward {
@@ -42,6 +50,8 @@ pub struct IstioInfo {
     pub profile: String,
     /// The istioctl binary, when one is available.
     pub istioctl: Option<PathBuf>,
+    /// The control plane revision in use, when it has one (after a canary upgrade).
+    pub revision: Option<String>,
     /// True once this run installed Istio (so teardown on an existing cluster uninstalls it).
     pub installed_by_run: bool,
 }
@@ -70,6 +80,9 @@ pub struct Context {
     pub applied: Vec<String>,
     /// Namespaces this run created (removed at teardown on existing clusters).
     pub created_namespaces: Vec<String>,
+    /// The display name of the step running now, shared with background work (traffic
+    /// records which step each request fell in).
+    pub current_step: Arc<Mutex<String>>,
     client: Option<kube::Client>,
 }
 
@@ -88,7 +101,15 @@ impl Context {
             step_outputs: BTreeMap::new(),
             applied: Vec::new(),
             created_namespaces: Vec::new(),
+            current_step: Arc::default(),
             client: None,
+        }
+    }
+
+    /// Records which step runs now (see [`Context::current_step`]).
+    pub fn set_current_step(&self, name: &str) {
+        if let Ok(mut s) = self.current_step.lock() {
+            name.clone_into(&mut s);
         }
     }
 

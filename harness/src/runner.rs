@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Don't stop on SIGINT (tests drive interruption through `interrupt`).
     pub no_signal_handler: bool,
+    /// Scenario parameter overrides (`--set name=value`).
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 /// Runs one step kind with a context; the real one is [`StepRunner`], tests use fakes.
@@ -93,6 +95,7 @@ pub async fn run_file(
     let vopts = ValidateOptions {
         istio_dir: opts.istio_dir.clone(),
         provider: opts.provider.clone(),
+        params: opts.params.clone(),
     };
     let diags = crate::scenario::validate(file, &vopts);
     if !diags.is_empty() {
@@ -173,6 +176,10 @@ pub async fn run_with<E: Executor>(
     ctx.vars
         .set("run.artifacts", artifacts.display().to_string());
     ctx.vars.set("cluster.provider", provider.name());
+    for (k, default) in &s.params {
+        let v = opts.params.get(k).unwrap_or(default);
+        ctx.vars.set(format!("param.{k}"), v.clone());
+    }
 
     let mut results: Vec<StepResult> = Vec::new();
     let mut status = Status::Passed;
@@ -352,7 +359,55 @@ pub async fn run_with<E: Executor>(
             });
             continue;
         }
+        if let Some(cond) = &step.when {
+            let decided = ctx.vars.expand(&cond.left).and_then(|l| {
+                let r = ctx.vars.expand(&cond.right)?;
+                Ok((cond.decide(&l, &r)?, cond.show(&l, &r)))
+            });
+            match decided {
+                Ok((true, _)) => {}
+                Ok((false, shown)) => {
+                    let mut outputs = Outputs::new();
+                    outputs.insert(
+                        "skipped".into(),
+                        format!("when: {cond} ({shown}) is false").into(),
+                    );
+                    let r = StepResult {
+                        index: i + 1,
+                        kind: step.kind.kind_name().into(),
+                        name: display,
+                        location,
+                        status: Status::Skipped,
+                        duration_ms: 0,
+                        attempts: 0,
+                        outputs,
+                        error: None,
+                    };
+                    progress.finish(&r);
+                    results.push(r);
+                    continue;
+                }
+                Err(e) => {
+                    let r = StepResult {
+                        index: i + 1,
+                        kind: step.kind.kind_name().into(),
+                        name: display,
+                        location,
+                        status: Status::Failed,
+                        duration_ms: 0,
+                        attempts: 0,
+                        outputs: Outputs::new(),
+                        error: Some(format!("when: {cond}: {e}")),
+                    };
+                    progress.finish(&r);
+                    status = Status::Failed;
+                    results.push(r);
+                    continue;
+                }
+            }
+        }
         progress.start(&format!("{:02} {display}", i + 1));
+        ctx.set_current_step(&display);
         let t0 = Instant::now();
         ctx.applied.clear();
         let retry = step.retry.unwrap_or_default();
@@ -487,6 +542,17 @@ pub async fn run_with<E: Executor>(
                 teardown.push(format!(
                     "stopped forwarder of `{step}` ({} connections, {} failed)",
                     stats.accepted, stats.failed
+                ));
+            }
+            Background::Traffic { step, traffic } => {
+                let name = traffic.name.clone();
+                let report = traffic.stop().await;
+                let csv = artifacts.join(format!("traffic-{name}.csv"));
+                let _ = std::fs::write(&csv, report.to_csv());
+                teardown.push(format!(
+                    "stopped background traffic `{name}` of `{step}`, which no traffic-stop step checked ({} requests, {} failed)",
+                    report.samples.len(),
+                    report.failed()
                 ));
             }
             Background::PortForward { step, handle } => {

@@ -39,6 +39,8 @@ static TMP_PATH: LazyLock<Regex> =
 /// Keys whose values are dropped: they change on every run.
 const DROP_KEYS: &[&str] = &[
     "duration_ms",
+    "latency-p50-ms",
+    "latency-p99-ms",
     "elapsed",
     "elapsed_ms",
     "started",
@@ -52,7 +54,7 @@ const DROP_KEYS: &[&str] = &[
 const PORT_KEYS: &[&str] = &["port", "target-port", "node-port", "local-port"];
 /// Keys whose numbers are request or sample counts, bucketed.
 const COUNT_KEYS: &[&str] = &[
-    "count", "total", "requests", "value", "restarts", "changed", "bytes",
+    "count", "total", "failed", "requests", "value", "restarts", "changed", "bytes",
 ];
 
 /// Redacts volatile parts of a text.

@@ -59,12 +59,14 @@ fn bookinfo_demo_validates_against_the_shared_1_12_1_release() {
     let opts = ValidateOptions {
         istio_dir: Some(root().join("../shared/istio-samples/1.12.1")),
         provider: None,
+        ..Default::default()
     };
     assert_eq!(scenario::validate(&f, &opts), vec![]);
     // And a release directory without Bookinfo is caught, naming the file.
     let opts = ValidateOptions {
         istio_dir: Some(PathBuf::from("/nonexistent-istio")),
         provider: None,
+        ..Default::default()
     };
     let d = scenario::validate(&f, &opts);
     assert!(

@@ -182,6 +182,31 @@ pub async fn run_istioctl(
     })
 }
 
+/// The argv of an in-place upgrade with the new release's istioctl:
+/// `istioctl upgrade --set profile=<p> -y [--set ...]`.
+pub fn upgrade_args(profile: &str, set: &[String]) -> Vec<String> {
+    let mut v = install_args(profile, set, None);
+    v[0] = "upgrade".into();
+    v
+}
+
+/// The argv that removes one control plane revision after a canary upgrade:
+/// `istioctl uninstall --revision <rev> -y` (`default` is the revision of an install that named
+/// none).
+pub fn uninstall_revision_args(revision: &str) -> Vec<String> {
+    vec![
+        "uninstall".into(),
+        "--revision".into(),
+        revision.into(),
+        "-y".into(),
+    ]
+}
+
+/// The revision name Istio's docs use for a version: `1.30.3` -> `1-30-3`.
+pub fn revision_for(version: &str) -> String {
+    version.trim_start_matches('v').replace('.', "-")
+}
+
 /// The argv of the uninstall used on existing clusters: `istioctl uninstall --purge -y`.
 pub fn uninstall_args() -> Vec<String> {
     vec!["uninstall".into(), "--purge".into(), "-y".into()]

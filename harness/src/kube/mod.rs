@@ -6,6 +6,7 @@ pub mod apply;
 pub mod diagnostics;
 pub mod exec;
 pub mod ingress;
+pub mod patch;
 pub mod portforward;
 pub mod wait;
 

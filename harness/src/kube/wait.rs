@@ -341,11 +341,6 @@ pub async fn deployments_rolled_out(
 ) -> Result<Vec<String>, StepError> {
     ensure_namespace(client, ns).await?;
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let stream = watcher(api.clone(), watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    let mut store: BTreeMap<String, Deployment> = BTreeMap::new();
-    let mut init = BTreeMap::new();
-    let mut listed = false;
     let pending = |store: &BTreeMap<String, Deployment>| -> Vec<String> {
         let mut out = Vec::new();
         if names.is_empty() {
@@ -371,37 +366,16 @@ pub async fn deployments_rolled_out(
         }
         out
     };
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.next()).await {
-            Err(_) | Ok(None) => break,
-            Ok(Some(Err(e))) => tracing::debug!("deployment watch error (re-listing): {e}"),
-            Ok(Some(Ok(ev))) => match ev {
-                watcher::Event::Init => init.clear(),
-                watcher::Event::InitApply(d) => {
-                    init.insert(d.name_any(), d);
-                }
-                watcher::Event::InitDone => {
-                    store = std::mem::take(&mut init);
-                    listed = true;
-                }
-                watcher::Event::Apply(d) => {
-                    store.insert(d.name_any(), d);
-                }
-                watcher::Event::Delete(d) => {
-                    store.remove(&d.name_any());
-                }
-            },
-        }
-        if listed && pending(&store).is_empty() {
+    let p = match watch_until(api, deadline, pending).await {
+        Ok(store) => {
             return Ok(store
                 .keys()
                 .filter(|k| names.is_empty() || names.contains(k))
                 .cloned()
                 .collect());
         }
-    }
-    let p = pending(&store);
+        Err(p) => p,
+    };
     let mut msg = format!("rollout not complete in namespace {ns}: {}", p.join("; "));
     // Add why the pods are not ready, which is what a person looks at next.
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -418,4 +392,138 @@ pub async fn deployments_rolled_out(
         }
     }
     Err(StepError::new(msg))
+}
+
+/// Watches every object of `api` until `pending` (what is still missing, given the objects by
+/// name) is empty, and returns them; at the deadline, returns what was still pending. The
+/// watcher re-lists and resumes when the API server drops the watch.
+pub async fn watch_until<K>(
+    api: Api<K>,
+    deadline: Instant,
+    pending: impl Fn(&BTreeMap<String, K>) -> Vec<String>,
+) -> Result<BTreeMap<String, K>, Vec<String>>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut store: BTreeMap<String, K> = BTreeMap::new();
+    let mut init = BTreeMap::new();
+    let mut listed = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.next()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(Err(e))) => tracing::debug!("watch error (re-listing): {e}"),
+            Ok(Some(Ok(ev))) => match ev {
+                watcher::Event::Init => init.clear(),
+                watcher::Event::InitApply(o) => {
+                    init.insert(o.name_any(), o);
+                }
+                watcher::Event::InitDone => {
+                    store = std::mem::take(&mut init);
+                    listed = true;
+                }
+                watcher::Event::Apply(o) => {
+                    store.insert(o.name_any(), o);
+                }
+                watcher::Event::Delete(o) => {
+                    store.remove(&o.name_any());
+                }
+            },
+        }
+        if listed && pending(&store).is_empty() {
+            return Ok(store);
+        }
+    }
+    Err(pending(&store))
+}
+
+/// Why a pod's `istio-proxy` sidecar is not at `version` (its image tag, e.g.
+/// `proxyv2:1.30.3` or `proxyv2:1.30.3-distroless`), or None; pods without a sidecar and pods
+/// on their way out do not count.
+pub fn proxy_version_pending(pod: &Pod, version: &str) -> Option<String> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let spec = pod.spec.as_ref()?;
+    let proxy = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == "istio-proxy")?;
+    let image = proxy.image.as_deref().unwrap_or("");
+    let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+    let tag = tag.split('@').next().unwrap_or(tag);
+    if tag != version && !tag.starts_with(&format!("{version}-")) {
+        return Some(format!("its istio-proxy runs {image}, not {version}"));
+    }
+    pod_not_ready_reason(pod, None)
+}
+
+/// Waits until every pod with an Istio sidecar in `ns` runs the proxy of `version` and is
+/// ready: the data plane has moved to the new control plane.
+pub async fn proxies_at_version(
+    client: &kube::Client,
+    ns: &str,
+    version: &str,
+    deadline: Instant,
+) -> Result<usize, StepError> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pending = |store: &BTreeMap<String, Pod>| -> Vec<String> {
+        store
+            .iter()
+            .filter_map(|(n, p)| proxy_version_pending(p, version).map(|w| format!("pod {n}: {w}")))
+            .collect()
+    };
+    match watch_until(api, deadline, pending).await {
+        Ok(store) => Ok(store
+            .values()
+            .filter(|p| {
+                p.spec
+                    .as_ref()
+                    .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"))
+            })
+            .count()),
+        Err(p) => Err(StepError::new(format!(
+            "the data plane in namespace {ns} did not move to Istio {version}: {}",
+            p.join("; ")
+        ))
+        .with_hint("restarted pods get the sidecar of the revision their namespace names (istio-injection or istio.io/rev); look at the injector's logs in istio-system")),
+    }
+}
+
+/// `kubectl rollout restart` of deployments (every one in `ns` when `names` is empty): sets
+/// the pod template's `kubectl.kubernetes.io/restartedAt`; returns the names restarted.
+pub async fn rollout_restart(
+    client: &kube::Client,
+    ns: &str,
+    names: &[String],
+) -> Result<Vec<String>, StepError> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let targets: Vec<String> = if names.is_empty() {
+        api.list(&ListParams::default())
+            .await
+            .map_err(|e| describe_error(&format!("listing deployments in {ns}"), e))?
+            .items
+            .iter()
+            .map(|d| d.name_any())
+            .collect()
+    } else {
+        names.to_vec()
+    };
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": now
+    }}}}});
+    for n in &targets {
+        api.patch(
+            n,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Strategic(&patch),
+        )
+        .await
+        .map_err(|e| describe_error(&format!("restarting deployment {ns}/{n}"), e))?;
+    }
+    Ok(targets)
 }

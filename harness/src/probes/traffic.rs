@@ -19,6 +19,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -45,8 +47,17 @@ pub const MAX_CONCURRENCY: u32 = 256;
 pub struct TrafficSpec {
     /// The URL to GET, e.g. `http://127.0.0.1:8080/productpage`.
     pub url: String,
-    /// How many requests to send, exactly.
-    pub requests: u32,
+    /// How many requests to send, exactly (not with `background`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u32>,
+    /// Run in the background under this name, across the steps that follow, until a
+    /// `traffic-stop` step with the same name stops it and checks what it recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<String>,
+    /// For background traffic: at most this many requests per second in all (no limit when
+    /// absent: each of the `concurrency` workers sends its next request when the last ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
     /// How many requests may be in flight at once (default 8).
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
@@ -79,7 +90,9 @@ impl TrafficSpec {
     pub fn new(url: impl Into<String>, requests: u32) -> Self {
         TrafficSpec {
             url: url.into(),
-            requests,
+            requests: Some(requests),
+            background: None,
+            rate: None,
             concurrency: default_concurrency(),
             headers: BTreeMap::new(),
             host: None,
@@ -98,11 +111,35 @@ impl TrafficSpec {
         {
             out.push(format!("url {:?} is not a valid URL: {e}", self.url));
         }
-        if self.requests == 0 || self.requests > MAX_REQUESTS {
-            out.push(format!(
-                "requests must be 1 to {MAX_REQUESTS}, not {}",
-                self.requests
-            ));
+        match (self.requests, &self.background) {
+            (Some(_), Some(_)) => out.push(
+                "background traffic runs until its `traffic-stop` step: drop `requests`".into(),
+            ),
+            (None, None) => out.push(
+                "say how many `requests` to send (or run it in the `background` until a `traffic-stop` step)".into(),
+            ),
+            (Some(n), None) if n == 0 || n > MAX_REQUESTS => {
+                out.push(format!("requests must be 1 to {MAX_REQUESTS}, not {n}"))
+            }
+            _ => {}
+        }
+        if let Some(name) = &self.background {
+            if name.trim().is_empty() {
+                out.push("`background` needs a name for its `traffic-stop` step".into());
+            }
+            if self.min_success.is_some()
+                || self.max_failures.is_some()
+                || self.reviews_split.is_some()
+            {
+                out.push(
+                    "background traffic is checked when it stops: put `min-success`, `max-failures` and `reviews-split` on the `traffic-stop` step".into(),
+                );
+            }
+        } else if self.rate.is_some() {
+            out.push("`rate` is for background traffic".into());
+        }
+        if self.rate == Some(0) {
+            out.push("`rate` must be at least 1 request per second".into());
         }
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
             out.push(format!(
@@ -138,7 +175,8 @@ impl TrafficSpec {
         out
     }
 
-    fn is_success(&self, status: u16) -> bool {
+    /// True when `status` counts as a success: `expect-status`, else any 2xx.
+    pub fn is_success(&self, status: u16) -> bool {
         match self.expect_status {
             Some(want) => status == want,
             None => (200..300).contains(&status),
@@ -305,7 +343,7 @@ enum One {
         status: u16,
         page: Option<super::bookinfo::ReviewsVersion>,
     },
-    Error(&'static str),
+    Error(&'static str, String),
     NotSent,
 }
 
@@ -328,7 +366,7 @@ async fn one(
     }
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return One::Error(error_kind(&e)),
+        Err(e) => return One::Error(error_kind(&e), super::describe_error(&e)),
     };
     let status = resp.status().as_u16();
     let html = resp
@@ -338,7 +376,7 @@ async fn one(
         .is_some_and(|v| v.contains("html"));
     // The body is always read, so the connection can be reused; only HTML is parsed.
     match read_body(resp, MAX_BODY_BYTES).await {
-        Err(e) => One::Error(error_kind(&e)),
+        Err(e) => One::Error(error_kind(&e), super::describe_error(&e)),
         Ok(body) => One::Answer {
             status,
             page: if html || body.contains("<title>") {
@@ -373,7 +411,8 @@ pub async fn send(
     let url = reqwest::Url::parse(&spec.url).map_err(|e| StepError::fatal(e.to_string()))?;
     let start = Instant::now();
     let stop_at = start + deadline;
-    let results: Vec<One> = futures::stream::iter(0..spec.requests)
+    let requests = spec.requests.unwrap_or(0);
+    let results: Vec<One> = futures::stream::iter(0..requests)
         .map(|_| one(client, spec, &url, stop_at))
         .buffer_unordered(spec.concurrency as usize)
         .collect()
@@ -391,7 +430,7 @@ pub async fn send(
     for r in results {
         match r {
             One::NotSent => not_sent += 1,
-            One::Error(kind) => {
+            One::Error(kind, _) => {
                 report.total += 1;
                 report.failed += 1;
                 *report
@@ -422,7 +461,7 @@ pub async fn send(
         return Err(StepError::new(format!(
             "GET {url}: only {} of {} requests were sent within {} ({seen})",
             report.total,
-            spec.requests,
+            requests,
             fmt_duration(deadline)
         ))
         .with_hint("raise the step's timeout, raise concurrency, or send fewer requests"));
@@ -436,7 +475,7 @@ pub async fn send(
             .all(|k| k.starts_with("error: connect"));
         let err = StepError::new(format!(
             "GET {url} ×{}: {} ({seen})",
-            spec.requests,
+            requests,
             list.join("; ")
         ));
         return Err(if all_unreachable {
@@ -446,6 +485,348 @@ pub async fn send(
         });
     }
     Ok(report)
+}
+
+/// One request of background traffic.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// When it was sent, from the start of the traffic.
+    pub at: Duration,
+    /// How long it took to the end of the answer (or to the error).
+    pub latency: Duration,
+    /// Its status (`"200"`) or transport error (`"error: connect"`).
+    pub outcome: String,
+    /// True when it counts as a success (the spec's `expect-status`, else any 2xx).
+    pub ok: bool,
+    /// The reviews version of a Bookinfo product page, when it was one.
+    pub reviews: Option<&'static str>,
+    /// For a transport error, the error and its causes.
+    pub detail: Option<String>,
+    /// The scenario step that was running when it was sent.
+    pub step: Arc<str>,
+}
+
+/// Traffic running in the background until [`BackgroundTraffic::stop`].
+pub struct BackgroundTraffic {
+    /// Its name (the `background` of the step that started it).
+    pub name: String,
+    /// The URL it sends to.
+    pub url: String,
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    sent: tokio::sync::watch::Receiver<usize>,
+    started: Instant,
+}
+
+impl BackgroundTraffic {
+    /// Starts `spec.concurrency` workers sending GETs until stopped; `current_step` names the
+    /// step each request falls in. The spec must be valid ([`TrafficSpec::problems`]).
+    pub fn start(
+        client: reqwest::Client,
+        spec: &TrafficSpec,
+        current_step: Arc<Mutex<String>>,
+    ) -> Result<BackgroundTraffic, StepError> {
+        let problems = spec.problems();
+        if !problems.is_empty() {
+            return Err(StepError::fatal(problems.join("; ")));
+        }
+        let url = reqwest::Url::parse(&spec.url).map_err(|e| StepError::fatal(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (sent_tx, sent) = tokio::sync::watch::channel(0usize);
+        let sent_tx = Arc::new(sent_tx);
+        let started = Instant::now();
+        let n = spec.concurrency.max(1);
+        // Each worker keeps its share of the rate: one request every `period`.
+        let period = spec
+            .rate
+            .map(|r| Duration::from_secs_f64(f64::from(n) / f64::from(r.max(1))));
+        let workers = (0..n)
+            .map(|_| {
+                let (client, spec, url) = (client.clone(), spec.clone(), url.clone());
+                let (stop, samples, current_step, sent_tx) = (
+                    stop.clone(),
+                    samples.clone(),
+                    current_step.clone(),
+                    sent_tx.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut next = Instant::now();
+                    let mut step: Arc<str> = Arc::from("");
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(p) = period {
+                            tokio::time::sleep_until(next).await;
+                            next += p;
+                        }
+                        if let Ok(now) = current_step.lock()
+                            && *step != **now
+                        {
+                            step = Arc::from(now.as_str());
+                        }
+                        let t0 = Instant::now();
+                        let far = t0 + Duration::from_secs(86_400);
+                        let answer = one(&client, &spec, &url, far).await;
+                        let (outcome, ok, reviews, detail) = match answer {
+                            One::Answer { status, page } => (
+                                status.to_string(),
+                                spec.is_success(status),
+                                page.map(|v| v.as_str()),
+                                None,
+                            ),
+                            One::Error(kind, detail) => {
+                                (format!("error: {kind}"), false, None, Some(detail))
+                            }
+                            One::NotSent => continue,
+                        };
+                        let sample = Sample {
+                            at: t0 - started,
+                            latency: t0.elapsed(),
+                            outcome,
+                            ok,
+                            reviews,
+                            detail,
+                            step: step.clone(),
+                        };
+                        if let Ok(mut all) = samples.lock() {
+                            all.push(sample);
+                        }
+                        sent_tx.send_modify(|n| *n += 1);
+                    }
+                })
+            })
+            .collect();
+        Ok(BackgroundTraffic {
+            name: spec.background.clone().unwrap_or_default(),
+            url: spec.url.clone(),
+            stop,
+            workers,
+            samples,
+            sent,
+            started,
+        })
+    }
+
+    /// Requests recorded so far.
+    pub fn sent(&self) -> usize {
+        *self.sent.borrow()
+    }
+
+    /// Waits until at least `n` requests were recorded; false when `deadline` came first.
+    pub async fn wait_for_requests(&self, n: usize, deadline: std::time::Instant) -> bool {
+        let mut rx = self.sent.clone();
+        tokio::time::timeout_at(deadline.into(), rx.wait_for(|sent| *sent >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Stops sending, lets requests in flight finish (each is bounded by
+    /// [`PER_TRY_TIMEOUT`]), and returns everything recorded.
+    pub async fn stop(self) -> BackgroundReport {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            let _ = w.await;
+        }
+        let elapsed = self.started.elapsed();
+        let samples = std::mem::take(&mut *self.samples.lock().unwrap_or_else(|p| p.into_inner()));
+        BackgroundReport::new(self.name, self.url, samples, elapsed)
+    }
+}
+
+/// What background traffic recorded, request by request.
+#[derive(Debug, Clone)]
+pub struct BackgroundReport {
+    /// The traffic's name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// Every request, in the order they ended.
+    pub samples: Vec<Sample>,
+    /// From the start to the stop.
+    pub elapsed: Duration,
+}
+
+/// What a `traffic-stop` step checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackgroundExpect {
+    /// At most this many failed requests (a count or a percentage); 0 unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<Threshold>,
+    /// At least this many requests must have been sent, so the check means something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u64>,
+    /// The 99th percentile of latency must not exceed this (`500ms`, `2s`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::scenario::parse::opt_duration"
+    )]
+    pub latency_p99: Option<Duration>,
+}
+
+impl BackgroundReport {
+    fn new(name: String, url: String, mut samples: Vec<Sample>, elapsed: Duration) -> Self {
+        samples.sort_by_key(|s| s.at);
+        BackgroundReport {
+            name,
+            url,
+            samples,
+            elapsed,
+        }
+    }
+
+    /// Failed requests.
+    pub fn failed(&self) -> u64 {
+        self.samples.iter().filter(|s| !s.ok).count() as u64
+    }
+
+    /// Requests by status or error.
+    pub fn histogram(&self) -> BTreeMap<String, u64> {
+        let mut h = BTreeMap::new();
+        for s in &self.samples {
+            *h.entry(s.outcome.clone()).or_default() += 1;
+        }
+        h
+    }
+
+    /// Failed requests by the step that was running when they were sent, in step order.
+    pub fn failures_by_step(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for s in self.samples.iter().filter(|s| !s.ok) {
+            match out.iter_mut().find(|(n, _)| **n == *s.step) {
+                Some((_, c)) => *c += 1,
+                None => out.push((s.step.to_string(), 1)),
+            }
+        }
+        out
+    }
+
+    /// The latency below which `q` (0..=1) of the requests finished.
+    pub fn latency_quantile(&self, q: f64) -> Duration {
+        let mut l: Vec<Duration> = self.samples.iter().map(|s| s.latency).collect();
+        if l.is_empty() {
+            return Duration::ZERO;
+        }
+        l.sort();
+        let i = ((q * l.len() as f64).ceil() as usize).clamp(1, l.len()) - 1;
+        l[i]
+    }
+
+    /// The step outputs: counts, the histogram, latency percentiles and failures by step.
+    pub fn to_outputs(&self) -> Outputs {
+        let mut out = Outputs::new();
+        out.insert("total".into(), Value::from(self.samples.len() as u64));
+        out.insert("failed".into(), Value::from(self.failed()));
+        out.insert("histogram".into(), counts(&self.histogram()));
+        let mut reviews = BTreeMap::new();
+        for v in self.samples.iter().filter_map(|s| s.reviews) {
+            *reviews.entry(v.to_string()).or_default() += 1;
+        }
+        out.insert("reviews".into(), counts(&reviews));
+        out.insert(
+            "latency-p50-ms".into(),
+            Value::from(self.latency_quantile(0.5).as_millis() as u64),
+        );
+        out.insert(
+            "latency-p99-ms".into(),
+            Value::from(self.latency_quantile(0.99).as_millis() as u64),
+        );
+        out.insert(
+            "failures-by-step".into(),
+            Value::Object(
+                self.failures_by_step()
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect(),
+            ),
+        );
+        out
+    }
+
+    /// Every request as CSV: `at_ms,latency_ms,outcome,ok,reviews,step,detail`.
+    pub fn to_csv(&self) -> String {
+        let quote = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
+        let mut out = String::from("at_ms,latency_ms,outcome,ok,reviews,step,detail\n");
+        for s in &self.samples {
+            out.push_str(&format!(
+                "{},{:.3},{},{},{},{},{}\n",
+                s.at.as_millis(),
+                s.latency.as_secs_f64() * 1000.0,
+                s.outcome,
+                s.ok,
+                s.reviews.unwrap_or(""),
+                quote(&s.step),
+                quote(s.detail.as_deref().unwrap_or(""))
+            ));
+        }
+        out
+    }
+
+    /// Checks the expectations; the error gives the failure count, the histogram and the
+    /// steps the failures fell in.
+    pub fn check(&self, expect: &BackgroundExpect) -> Result<(), StepError> {
+        let total = self.samples.len() as u64;
+        let failed = self.failed();
+        let mut problems = Vec::new();
+        let max = expect.max_failures.unwrap_or(Threshold::Count(0));
+        if failed as f64 > max.of(total) + 1e-9 {
+            problems.push(format!(
+                "{failed} of {total} requests failed (at most {max} allowed)"
+            ));
+        }
+        if let Some(min) = expect.min_requests
+            && total < min
+        {
+            problems.push(format!(
+                "only {total} requests were sent while it ran (at least {min} expected)"
+            ));
+        }
+        let p99 = self.latency_quantile(0.99);
+        if let Some(limit) = expect.latency_p99
+            && p99 > limit
+        {
+            problems.push(format!(
+                "latency p99 was {} (at most {} allowed)",
+                fmt_duration(p99),
+                fmt_duration(limit)
+            ));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let by_step = self
+            .failures_by_step()
+            .iter()
+            .map(|(s, n)| format!("`{s}` {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let first = self
+            .samples
+            .iter()
+            .find(|s| !s.ok)
+            .map(|s| format!("; first failure {} after the start", fmt_duration(s.at)))
+            .unwrap_or_default();
+        let mut msg = format!(
+            "background traffic `{}` to {}: {} (statuses: {}; p99 {})",
+            self.name,
+            self.url,
+            problems.join("; "),
+            fmt_histogram(&self.histogram()),
+            fmt_duration(p99)
+        );
+        if !by_step.is_empty() {
+            msg.push_str(&format!("; failures by step: {by_step}{first}"));
+        }
+        let err = StepError::new(msg);
+        Err(if failed > 0 {
+            err.with_hint(
+                "the per-request log (traffic-<name>.csv in the run's artifacts) shows when each failure happened",
+            )
+        } else {
+            err
+        })
+    }
 }
 
 #[cfg(test)]
@@ -496,7 +877,18 @@ mod tests {
     fn spec_problems() {
         let mut spec = TrafficSpec::new("nope", 0);
         spec.concurrency = 0;
+        spec.rate = Some(5);
         spec.min_success = Some(Threshold::Percent(120.0));
-        assert_eq!(spec.problems().len(), 4, "{:?}", spec.problems());
+        assert_eq!(spec.problems().len(), 5, "{:?}", spec.problems());
+        let mut bg = TrafficSpec::new("http://127.0.0.1:1/", 1);
+        bg.requests = None;
+        bg.background = Some("rollout".into());
+        assert_eq!(bg.problems(), Vec::<String>::new());
+        bg.max_failures = Some(Threshold::Count(0));
+        assert!(
+            bg.problems()[0].contains("put `min-success`"),
+            "{:?}",
+            bg.problems()
+        );
     }
 }

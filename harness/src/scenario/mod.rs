@@ -3,7 +3,7 @@
 //!
 //! A scenario is the walkthrough written down: which cluster, which Istio, and the steps in
 //! order. Each step has one kind (`apply`, `wait`, `http`, ...) and the common fields `name`,
-//! `timeout` and `retry`:
+//! `timeout`, `retry` and `when` (see [`condition`]):
 //!
 //! ```yaml
 //! name: bookinfo-demo
@@ -19,6 +19,7 @@
 //! point at `scenarios/x.yaml:12:5`; validation ([`validate`]) reports every problem it finds
 //! as `file:line:column: message`.
 
+pub mod condition;
 pub mod parse;
 pub mod validate;
 pub mod vars;
@@ -52,6 +53,10 @@ pub struct Scenario {
     /// Default namespace for steps that name none (`default` unless set).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// Parameters with their defaults, `${param.<name>}` in steps; a run overrides them with
+    /// `--set name=value` (e.g. `rollout: safe` and `--set rollout=unsafe`).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
     /// Deadline for the whole scenario, setup and steps (not teardown).
     #[serde(default, with = "parse::opt_duration")]
     pub timeout: Option<Duration>,
@@ -148,6 +153,8 @@ pub struct Step {
     pub timeout: Option<Duration>,
     /// Retries after failures.
     pub retry: Option<Retry>,
+    /// Run the step only when this holds (e.g. `${istio.version} >= 1.22`); skipped otherwise.
+    pub when: Option<condition::Condition>,
     /// What the step does.
     pub kind: StepKind,
 }
@@ -201,6 +208,12 @@ pub enum StepKind {
     Http(steps::http::HttpSpec),
     /// N requests with a concurrency limit and a status histogram.
     Traffic(steps::traffic::TrafficStepSpec),
+    /// Stop background traffic and check what it recorded.
+    TrafficStop(steps::traffic::TrafficStopSpec),
+    /// Change fields of an existing object (`kubectl patch`).
+    Patch(steps::patch::PatchSpec),
+    /// Upgrade Istio in place or by canary revision and move the data plane to it.
+    IstioUpgrade(steps::istio_upgrade::IstioUpgradeSpec),
     /// PromQL instant queries with expectations.
     Prometheus(steps::dashboards::PrometheusSpec),
     /// Grafana health and dashboards.
@@ -226,6 +239,9 @@ pub const STEP_KINDS: &[&str] = &[
     "port-forward",
     "http",
     "traffic",
+    "traffic-stop",
+    "patch",
+    "istio-upgrade",
     "prometheus",
     "grafana",
     "kiali",
@@ -248,6 +264,9 @@ impl StepKind {
             StepKind::PortForward(_) => "port-forward",
             StepKind::Http(_) => "http",
             StepKind::Traffic(_) => "traffic",
+            StepKind::TrafficStop(_) => "traffic-stop",
+            StepKind::Patch(_) => "patch",
+            StepKind::IstioUpgrade(_) => "istio-upgrade",
             StepKind::Prometheus(_) => "prometheus",
             StepKind::Grafana(_) => "grafana",
             StepKind::Kiali(_) => "kiali",
@@ -275,6 +294,9 @@ impl StepKind {
             StepKind::PortForward(_) => 60,
             StepKind::Http(_) => 120,
             StepKind::Traffic(_) => 300,
+            StepKind::TrafficStop(_) => 60,
+            StepKind::Patch(_) => 60,
+            StepKind::IstioUpgrade(_) => 900,
             StepKind::Prometheus(_)
             | StepKind::Grafana(_)
             | StepKind::Kiali(_)

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::condition::Condition;
 use super::{Retry, STEP_KINDS, Scenario, ScenarioFile, Step, StepKind};
 use crate::scenario::validate::Diagnostic;
 
@@ -89,12 +90,14 @@ impl<'de> Visitor<'de> for StepVisitor {
         let mut name = None;
         let mut timeout = None;
         let mut retry = None;
+        let mut when = None;
         let mut kind: Option<StepKind> = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "name" => name = Some(map.next_value::<String>()?),
                 "timeout" => timeout = Some(map.next_value::<HumanDuration>()?.0),
                 "retry" => retry = Some(map.next_value::<RetrySpec>()?.into_retry()),
+                "when" => when = Some(map.next_value::<Condition>()?),
                 k if STEP_KINDS.contains(&k) => {
                     if let Some(prev) = &kind {
                         return Err(de::Error::custom(format!(
@@ -106,7 +109,7 @@ impl<'de> Visitor<'de> for StepVisitor {
                 }
                 other => {
                     return Err(de::Error::custom(format!(
-                        "unknown step kind or field `{other}`{}; a step has `name`, `timeout`, `retry` and one of: {}",
+                        "unknown step kind or field `{other}`{}; a step has `name`, `timeout`, `retry`, `when` and one of: {}",
                         suggest(other),
                         STEP_KINDS.join(", ")
                     )));
@@ -123,6 +126,7 @@ impl<'de> Visitor<'de> for StepVisitor {
             name,
             timeout,
             retry,
+            when,
             kind,
         })
     }
@@ -141,6 +145,9 @@ fn next_kind<'de, A: MapAccess<'de>>(k: &str, map: &mut A) -> Result<StepKind, A
         "port-forward" => StepKind::PortForward(map.next_value()?),
         "http" => StepKind::Http(map.next_value()?),
         "traffic" => StepKind::Traffic(map.next_value()?),
+        "traffic-stop" => StepKind::TrafficStop(map.next_value()?),
+        "patch" => StepKind::Patch(map.next_value()?),
+        "istio-upgrade" => StepKind::IstioUpgrade(map.next_value()?),
         "prometheus" => StepKind::Prometheus(map.next_value()?),
         "grafana" => StepKind::Grafana(map.next_value()?),
         "kiali" => StepKind::Kiali(map.next_value()?),
@@ -152,7 +159,9 @@ fn next_kind<'de, A: MapAccess<'de>>(k: &str, map: &mut A) -> Result<StepKind, A
 
 /// " (did you mean `x`?)" for a near miss of a step kind or common field.
 fn suggest(word: &str) -> String {
-    let candidates = STEP_KINDS.iter().chain(["name", "timeout", "retry"].iter());
+    let candidates = STEP_KINDS
+        .iter()
+        .chain(["name", "timeout", "retry", "when"].iter());
     candidates
         .map(|c| (edit_distance(word, c), *c))
         .filter(|(d, _)| *d <= 2)

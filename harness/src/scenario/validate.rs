@@ -48,6 +48,8 @@ pub struct ValidateOptions {
     pub istio_dir: Option<PathBuf>,
     /// The provider the run will use, when overridden.
     pub provider: Option<String>,
+    /// Parameter overrides of the run (`--set name=value`); each must be a declared param.
+    pub params: std::collections::BTreeMap<String, String>,
 }
 
 /// The providers a scenario may name.
@@ -85,6 +87,27 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
                 format!(
                     "unknown cluster provider `{p}`; use one of: {}",
                     PROVIDERS.join(", ")
+                ),
+            ));
+        }
+    }
+    for name in opts.params.keys() {
+        if !s.params.contains_key(name) {
+            let declared: Vec<&String> = s.params.keys().collect();
+            out.push(diag(
+                1,
+                1,
+                format!(
+                    "--set {name}=...: the scenario has no parameter `{name}`; it declares {}",
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
                 ),
             ));
         }
@@ -160,6 +183,43 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
             }
         }
     }
+    // Background traffic: unique names, each stopped by a later `traffic-stop`.
+    let mut running: Vec<(String, u64)> = Vec::new();
+    for st in &s.steps {
+        let (line, col) = (st.referenced.line(), st.referenced.column());
+        match &st.value.kind {
+            StepKind::Traffic(t) => {
+                if let Some(name) = &t.background {
+                    if let Some((_, at)) = running.iter().find(|(n, _)| n == name) {
+                        out.push(diag(line, col, format!(
+                            "background traffic `{name}` is already running (started at line {at}); stop it first or pick another name"
+                        )));
+                    } else {
+                        running.push((name.clone(), line));
+                    }
+                }
+            }
+            StepKind::TrafficStop(t) => match running.iter().position(|(n, _)| *n == t.name) {
+                Some(i) => {
+                    running.remove(i);
+                }
+                None => out.push(diag(
+                    line,
+                    col,
+                    format!(
+                        "traffic-stop step: no background traffic named `{}` runs here; start it earlier with a `traffic` step that has `background: {}`",
+                        t.name, t.name
+                    ),
+                )),
+            },
+            _ => {}
+        }
+    }
+    for (name, at) in running {
+        out.push(diag(at, 1, format!(
+            "background traffic `{name}` is never stopped: add a `traffic-stop` step with `name: {name}` to check what it recorded"
+        )));
+    }
     if let Some(cfg) = &s.cluster.config {
         let expanded = static_vars.expand(cfg).unwrap_or_else(|_| cfg.clone());
         if vars::references(cfg).is_empty() && !Path::new(&expanded).exists() {
@@ -194,6 +254,9 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
         let visible = step.map(|i| &captures_before[i]);
         let name = r.name.as_str();
         let known = BUILTINS.contains(&name)
+            || name
+                .strip_prefix("param.")
+                .is_some_and(|p| s.params.contains_key(p))
             || visible.is_some_and(|v| v.contains(name))
             || std::env::var(name).is_ok();
         if known {
@@ -222,6 +285,10 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
                     .map(|k| format!("${{{k}}}"))
                     .collect::<Vec<_>>()
                     .join(", ")
+            )
+        } else if let Some(p) = name.strip_prefix("param.") {
+            format!(
+                "unknown variable `${{{name}}}`: declare it under `params:` with a default (`params: {{ {p}: ... }}`)"
             )
         } else {
             format!(
@@ -273,6 +340,7 @@ pub fn needs_cluster(kind: &StepKind) -> bool {
     !matches!(
         kind,
         StepKind::Http(_)
+            | StepKind::TrafficStop(_)
             | StepKind::Traffic(_)
             | StepKind::Forward(_)
             | StepKind::Prometheus(_)

@@ -80,6 +80,7 @@ pub(crate) async fn run(
         )));
     }
     ctx.istio.installed_by_run = true;
+    ctx.istio.revision = s.revision.clone();
     let components = crate::istio::profile_components(&profile);
     let done =
         crate::kube::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)

@@ -9,8 +9,10 @@ pub mod forward;
 pub mod http;
 pub mod ingress;
 pub mod istio_install;
+pub mod istio_upgrade;
 pub mod istioctl;
 pub mod label;
+pub mod patch;
 pub mod port_forward;
 pub mod snapshot;
 pub mod traffic;
@@ -41,6 +43,9 @@ pub async fn run(
         StepKind::PortForward(s) => port_forward::run(s, ctx).await,
         StepKind::Http(s) => http::run(s, ctx, deadline).await,
         StepKind::Traffic(s) => traffic::run(s, ctx, deadline).await,
+        StepKind::TrafficStop(s) => traffic::stop(s, ctx, deadline).await,
+        StepKind::Patch(s) => patch::run(s, ctx).await,
+        StepKind::IstioUpgrade(s) => istio_upgrade::run(s, ctx, deadline).await,
         StepKind::Prometheus(s) => dashboards::run_prometheus(s, ctx, deadline).await,
         StepKind::Grafana(s) => dashboards::run_grafana(s, ctx, deadline).await,
         StepKind::Kiali(s) => dashboards::run_kiali(s, ctx, deadline).await,
@@ -69,6 +74,9 @@ pub fn problems(kind: &StepKind) -> Vec<String> {
         StepKind::PortForward(_) => vec![],
         StepKind::Http(s) => http::problems(s),
         StepKind::Traffic(s) => s.problems(),
+        StepKind::TrafficStop(_) => vec![],
+        StepKind::Patch(s) => patch::problems(s),
+        StepKind::IstioUpgrade(s) => istio_upgrade::problems(s),
         StepKind::Prometheus(s) => s.queries.iter().flat_map(|q| q.problems()).collect(),
         StepKind::Grafana(s) => s.expect.problems(),
         StepKind::Kiali(s) => s.expect.problems(),
@@ -115,7 +123,13 @@ pub fn summary(kind: &StepKind) -> String {
         StepKind::Forward(s) => format!("{} -> {}", s.listen, s.to),
         StepKind::PortForward(s) => format!("svc/{}:{}", s.service, s.port),
         StepKind::Http(s) => s.url.clone(),
-        StepKind::Traffic(s) => format!("{} x{}", s.url, s.requests),
+        StepKind::Traffic(s) => match (&s.background, s.requests) {
+            (Some(name), _) => format!("{} in the background ({name})", s.url),
+            (None, n) => format!("{} x{}", s.url, n.unwrap_or(0)),
+        },
+        StepKind::TrafficStop(s) => s.name.clone(),
+        StepKind::Patch(s) => format!("{}/{}", s.kind, s.name),
+        StepKind::IstioUpgrade(s) => istio_upgrade::summary(s),
         StepKind::Prometheus(s) => s.url.clone(),
         StepKind::Grafana(s) => s.url.clone(),
         StepKind::Kiali(s) => s.url.clone(),

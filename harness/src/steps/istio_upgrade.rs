@@ -1,0 +1,326 @@
+//! `istio-upgrade`: move a running mesh to another Istio release, the two ways Istio's docs
+//! describe, and wait until the data plane runs the new proxies.
+//!
+//! - `in-place`: `istioctl upgrade --set profile=<p> -y` with the new release's istioctl, a wait
+//!   for the profile's components, then `kubectl rollout restart` of the workloads so their
+//!   sidecars are injected again.
+//! - `canary`: `istioctl install --set profile=<p> --revision <rev> -y` beside the old control
+//!   plane, a wait for `istiod-<rev>`, then each namespace relabeled (`istio-injection`
+//!   removed, `istio.io/rev=<rev>`), its workloads restarted, and the old revision removed with
+//!   `istioctl uninstall --revision <old> -y` (unless `remove-old: false`).
+//!
+//! Either way the step ends when every pod with a sidecar in `namespaces` runs the new
+//! version's proxy and is ready. The new release is prepared like the scenario's own (a
+//! verified download recorded in `istio-e2e.lock`, or `dir:`), and later steps see it:
+//! `${istio.version}`, `${istio.dir}` and the istioctl of later steps are the new release's.
+//! Run background `traffic` across this step to prove the upgrade drops no requests.
+//!
+//! ```yaml
+//! - name: upgrade to ${param.to}
+//!   istio-upgrade: { to: "${param.to}", mode: canary, namespaces: [default] }
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Outputs;
+use crate::context::Context;
+use crate::error::StepError;
+
+/// How the upgrade is done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// `istioctl upgrade`: the control plane is replaced where it runs.
+    #[default]
+    InPlace,
+    /// A second control plane revision, workloads moved to it, the old one removed.
+    Canary,
+}
+
+/// Spec of an `istio-upgrade` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IstioUpgradeSpec {
+    /// The version to move to, e.g. `1.30.3`.
+    pub to: String,
+    /// An extracted release of that version to use instead of a download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// `in-place` (default) or `canary`.
+    #[serde(default)]
+    pub mode: UpgradeMode,
+    /// Canary: the new revision's name; the version with dashes (`1-30-3`) by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Profile; the scenario's `istio.profile` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// `--set` values for the new control plane.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<String>,
+    /// Namespaces whose workloads move to the new data plane; the scenario's by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Canary: remove the old revision once the data plane moved (default true).
+    #[serde(default = "yes")]
+    pub remove_old: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub(crate) fn problems(s: &IstioUpgradeSpec) -> Vec<String> {
+    let mut p = Vec::new();
+    if !s.to.contains("${") && crate::istio::minor_of(&s.to).is_none() {
+        p.push(format!(
+            "`to` {:?} is not an Istio version like 1.30.3",
+            s.to
+        ));
+    }
+    if s.mode == UpgradeMode::InPlace && s.revision.is_some() {
+        p.push("`revision` is for `mode: canary`".into());
+    }
+    p
+}
+
+pub(crate) fn summary(s: &IstioUpgradeSpec) -> String {
+    let mode = match s.mode {
+        UpgradeMode::InPlace => "in-place",
+        UpgradeMode::Canary => "canary",
+    };
+    format!("to {} ({mode})", s.to)
+}
+
+/// The istioctl argument vectors the upgrade runs, in order (without `--kubeconfig`): the
+/// upgrade or canary install, then, for a canary that removes the old revision, its uninstall.
+pub fn plan(s: &IstioUpgradeSpec, profile: &str, old_revision: Option<&str>) -> Vec<Vec<String>> {
+    match s.mode {
+        UpgradeMode::InPlace => vec![crate::istio::upgrade_args(profile, &s.set)],
+        UpgradeMode::Canary => {
+            let rev = new_revision(s);
+            let mut v = vec![crate::istio::install_args(profile, &s.set, Some(&rev))];
+            if s.remove_old {
+                v.push(crate::istio::uninstall_revision_args(
+                    old_revision.unwrap_or("default"),
+                ));
+            }
+            v
+        }
+    }
+}
+
+fn new_revision(s: &IstioUpgradeSpec) -> String {
+    s.revision
+        .clone()
+        .unwrap_or_else(|| crate::istio::revision_for(&s.to))
+}
+
+pub(crate) async fn run(
+    s: &IstioUpgradeSpec,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let client = ctx.client().await?;
+    let cluster = ctx
+        .cluster
+        .clone()
+        .ok_or_else(|| StepError::fatal("istio-upgrade needs a cluster"))?;
+    let server = client
+        .apiserver_version()
+        .await
+        .map_err(|e| super::kube_err("reading the cluster's version", e))?;
+    crate::istio::check_compatibility(&s.to, &server.git_version).map_err(|e| {
+        StepError::fatal(e).with_hint("pick an Istio version this Kubernetes version supports")
+    })?;
+    // The new release: a local directory or a verified download.
+    let lock = PathBuf::from(crate::download::LOCK_FILE);
+    let release = crate::download::prepare_istio(
+        s.dir.as_ref().map(PathBuf::from).as_deref(),
+        Some(&s.to),
+        &lock,
+    )
+    .await
+    .map_err(StepError::from)?;
+    let istioctl = release
+        .as_ref()
+        .and_then(|r| r.istioctl.clone())
+        .ok_or_else(|| {
+            StepError::fatal(format!("no istioctl for Istio {}", s.to)).with_hint(
+                "give a release with bin/istioctl in `dir`, or let the harness download it",
+            )
+        })?;
+    let profile = s
+        .profile
+        .clone()
+        .unwrap_or_else(|| ctx.istio.profile.clone());
+    let namespaces = if s.namespaces.is_empty() {
+        vec![ctx.namespace.clone()]
+    } else {
+        s.namespaces.clone()
+    };
+    let old_revision = ctx.istio.revision.clone();
+    let steps = plan(s, &profile, old_revision.as_deref());
+    let run = |args: &Vec<String>| {
+        let argv =
+            crate::istio::istioctl_argv(args, &cluster.kubeconfig, cluster.context.as_deref());
+        let istioctl = istioctl.clone();
+        async move {
+            let res = crate::istio::run_istioctl(&istioctl, &argv, deadline).await?;
+            if res.exit_code != 0 {
+                return Err(StepError::new(format!(
+                    "istioctl {} exited {}: {}",
+                    argv.join(" "),
+                    res.exit_code,
+                    crate::expect::excerpt(&format!("{} {}", res.stdout, res.stderr))
+                )));
+            }
+            Ok(res)
+        }
+    };
+    let mut log = String::new();
+
+    // 1. The new control plane.
+    let res = run(&steps[0]).await?;
+    log.push_str(&format!(
+        "$ istioctl {}\n{}{}\n",
+        steps[0].join(" "),
+        res.stdout,
+        res.stderr
+    ));
+    ctx.istio.installed_by_run = true;
+    let mut components = crate::istio::profile_components(&profile);
+    let revision = match s.mode {
+        UpgradeMode::InPlace => None,
+        UpgradeMode::Canary => {
+            let rev = new_revision(s);
+            components.retain(|c| c != "istiod");
+            components.push(format!("istiod-{rev}"));
+            Some(rev)
+        }
+    };
+    crate::kube::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
+        .await?;
+
+    // 2. The data plane: relabel (canary), restart, wait for the new proxies.
+    let mut restarted = Vec::new();
+    let mut proxies = 0;
+    for ns in &namespaces {
+        if let Some(rev) = &revision {
+            let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                kube::Api::all(client.clone());
+            let patch = serde_json::json!({"metadata": {"labels": {
+                "istio-injection": null, "istio.io/rev": rev
+            }}});
+            api.patch(
+                ns,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| super::kube_err(&format!("relabeling namespace {ns}"), e))?;
+        }
+        let names = crate::kube::wait::rollout_restart(&client, ns, &[]).await?;
+        crate::kube::wait::deployments_rolled_out(&client, ns, &names, deadline).await?;
+        proxies += crate::kube::wait::proxies_at_version(&client, ns, &s.to, deadline).await?;
+        restarted.extend(names.into_iter().map(|n| format!("{ns}/{n}")));
+    }
+
+    // 3. Canary: the old revision goes.
+    if let Some(args) = steps.get(1) {
+        let res = run(args).await?;
+        log.push_str(&format!(
+            "$ istioctl {}\n{}{}\n",
+            args.join(" "),
+            res.stdout,
+            res.stderr
+        ));
+    }
+    std::fs::write(
+        ctx.artifacts.join(format!("istioctl-upgrade-{}.log", s.to)),
+        log,
+    )
+    .ok();
+
+    // Later steps use the new release.
+    let from = ctx.istio.version.replace(s.to.clone()).unwrap_or_default();
+    ctx.istio.istioctl = Some(istioctl);
+    if let Some(r) = release {
+        ctx.vars.set("istio.dir", r.dir.display().to_string());
+        ctx.istio.dir = Some(r.dir);
+    }
+    ctx.istio.revision = revision.clone();
+    ctx.vars.set("istio.version", s.to.clone());
+
+    let mut out = Outputs::new();
+    out.insert("from".into(), from.into());
+    out.insert("to".into(), s.to.clone().into());
+    out.insert("mode".into(), summary(s).into());
+    if let Some(r) = revision {
+        out.insert("revision".into(), r.into());
+    }
+    out.insert("restarted".into(), restarted.into());
+    out.insert("proxies".into(), proxies.into());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> IstioUpgradeSpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn in_place_runs_istioctl_upgrade_of_the_profile() {
+        let s = spec("to: 1.30.3");
+        assert_eq!(s.mode, UpgradeMode::InPlace);
+        assert_eq!(
+            plan(&s, "demo", None),
+            vec![vec!["upgrade", "--set", "profile=demo", "-y"]]
+        );
+        assert!(problems(&s).is_empty());
+    }
+
+    #[test]
+    fn canary_installs_a_revision_then_removes_the_old_one() {
+        let s = spec("{ to: 1.30.3, mode: canary, set: [meshConfig.accessLogFile=/dev/stdout] }");
+        assert_eq!(
+            plan(&s, "demo", None),
+            vec![
+                vec![
+                    "install",
+                    "--set",
+                    "profile=demo",
+                    "-y",
+                    "--set",
+                    "meshConfig.accessLogFile=/dev/stdout",
+                    "--revision",
+                    "1-30-3"
+                ],
+                vec!["uninstall", "--revision", "default", "-y"],
+            ]
+        );
+        let keep = spec("{ to: 1.30.3, mode: canary, revision: canary, remove-old: false }");
+        assert_eq!(plan(&keep, "minimal", Some("1-29-0")).len(), 1);
+        assert_eq!(plan(&keep, "minimal", Some("1-29-0"))[0][5], "canary");
+        let chained = spec("{ to: 1.30.3, mode: canary }");
+        assert_eq!(
+            plan(&chained, "demo", Some("1-29-0"))[1],
+            vec!["uninstall", "--revision", "1-29-0", "-y"]
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_explained() {
+        let s = spec("{ to: latest, revision: x }");
+        let p = problems(&s);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("not an Istio version"));
+        assert!(p[1].contains("`revision` is for `mode: canary`"));
+    }
+}
