@@ -89,6 +89,12 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
             result.status
         )));
     }
-    harness::snapshot::assert_run(&result);
+    let own = entry
+        .file
+        .scenario
+        .istio
+        .as_ref()
+        .and_then(|i| i.version.as_deref());
+    harness::snapshot::assert_run(&result, own);
     Ok(Completion::Completed)
 }

@@ -342,7 +342,12 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
                 eprintln!("{}: passed", f.scenario.name);
                 if check_snapshots {
                     let r = result.clone();
-                    if std::panic::catch_unwind(move || crate::snapshot::assert_run(&r)).is_err() {
+                    let own = f.scenario.istio.as_ref().and_then(|i| i.version.clone());
+                    if std::panic::catch_unwind(move || {
+                        crate::snapshot::assert_run(&r, own.as_deref())
+                    })
+                    .is_err()
+                    {
                         eprintln!(
                             "{}: results differ from the snapshots (review with `cargo insta review`)",
                             f.scenario.name

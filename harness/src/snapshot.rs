@@ -183,19 +183,37 @@ pub fn snapshot_dir() -> PathBuf {
     }
 }
 
-/// Asserts the run's snapshots with insta: `<scenario>__results` (the normalized run) and one
-/// `<scenario>__<name>` per `snapshot` step. A difference panics with the diff (insta writes
-/// `.snap.new` for `cargo insta review`, except under `CI`).
-pub fn assert_run(r: &RunResult) {
+/// The snapshot name prefix of a run: the scenario's name when it ran on the Istio version the
+/// scenario names (or none), else `<scenario>@istio-<major.minor>`. So a scenario's own
+/// snapshots show an upgrade as a diff when its `istio.version` changes, while matrix entries
+/// with other Istio versions (which may run other steps, see `when:`) keep their own.
+pub fn snapshot_prefix(r: &RunResult, scenario_version: Option<&str>) -> String {
+    let minor = |v: &str| crate::istio::minor_of(v).map(|(a, b)| format!("{a}.{b}"));
+    match (
+        r.istio.as_deref().and_then(minor),
+        scenario_version.and_then(minor),
+    ) {
+        (Some(ran), Some(own)) if ran != own => format!("{}@istio-{ran}", r.scenario),
+        (Some(ran), None) => format!("{}@istio-{ran}", r.scenario),
+        _ => r.scenario.clone(),
+    }
+}
+
+/// Asserts the run's snapshots with insta: `<prefix>__results` (the normalized run) and one
+/// `<prefix>__<name>` per `snapshot` step, with the prefix of [`snapshot_prefix`]. A
+/// difference panics with the diff (insta writes `.snap.new` for `cargo insta review`, except
+/// under `CI`).
+pub fn assert_run(r: &RunResult, scenario_version: Option<&str>) {
+    let prefix = snapshot_prefix(r, scenario_version);
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(snapshot_dir());
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     settings.set_description(format!("scenario {}", r.scenario));
     settings.bind(|| {
-        insta::assert_yaml_snapshot!(format!("{}__results", r.scenario), run_view(r));
+        insta::assert_yaml_snapshot!(format!("{prefix}__results"), run_view(r));
         for (name, v) in &r.snapshots {
-            insta::assert_yaml_snapshot!(format!("{}__{name}", r.scenario), v);
+            insta::assert_yaml_snapshot!(format!("{prefix}__{name}"), v);
         }
     });
 }
@@ -226,5 +244,29 @@ mod tests {
             v,
             json!({"port": "[port]", "address": "[ip]:[port]", "histogram": {"200": "10-99"}})
         );
+    }
+
+    #[test]
+    fn snapshots_of_other_istio_versions_get_their_own_prefix() {
+        let r = |istio: Option<&str>| RunResult {
+            scenario: "bookinfo-demo".into(),
+            istio: istio.map(String::from),
+            ..serde_json::from_value(json!({
+                "scenario": "x", "file": "x.yaml", "run_id": "1", "provider": "kind",
+                "status": "passed", "started": "", "duration_ms": 0, "steps": [],
+                "teardown": [], "artifacts": "", "snapshots": {}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            snapshot_prefix(&r(Some("1.30.3")), Some("1.30.1")),
+            "bookinfo-demo"
+        );
+        assert_eq!(
+            snapshot_prefix(&r(Some("1.12.1")), Some("1.30.3")),
+            "bookinfo-demo@istio-1.12"
+        );
+        assert_eq!(snapshot_prefix(&r(None), Some("1.30.3")), "bookinfo-demo");
+        assert_eq!(snapshot_prefix(&r(None), None), "bookinfo-demo");
     }
 }

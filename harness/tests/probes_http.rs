@@ -332,3 +332,90 @@ reviews-split:
     assert!(s.problems().is_empty(), "{:?}", s.problems());
     assert!(serde_saphyr::from_str::<TrafficSpec>("url: x\nrequests: 1\nrps: 3\n").is_err());
 }
+
+/// Background traffic against a server that answers 503 while a "rollout" step runs: every
+/// request is recorded with the step it fell in, the failures are counted and named by step,
+/// and the check fails with the count; a clean stretch passes max-failures 0.
+#[tokio::test]
+async fn background_traffic_counts_failures_by_step() {
+    use harness::probes::traffic::{BackgroundExpect, BackgroundTraffic};
+    let html = page("tailwind-v2");
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b2 = broken.clone();
+    let server = TestServer::start_sync(move |_| {
+        if b2.load(Ordering::SeqCst) {
+            Response::text(503, "no healthy upstream")
+        } else {
+            Response::html(200, html.clone())
+        }
+    })
+    .await;
+    let mut spec = TrafficSpec::new(server.url("/productpage"), 1);
+    spec.requests = None;
+    spec.background = Some("rollout".into());
+    spec.concurrency = 2;
+    let step = Arc::new(std::sync::Mutex::new("traffic on".to_string()));
+    let set_step = |s: &str| *step.lock().unwrap() = s.to_string();
+    let deadline = || std::time::Instant::now() + Duration::from_secs(20);
+
+    let t = BackgroundTraffic::start(client(), &spec, step.clone()).unwrap();
+    assert!(t.wait_for_requests(20, deadline()).await);
+    set_step("roll productpage");
+    broken.store(true, Ordering::SeqCst);
+    let at = t.sent();
+    assert!(t.wait_for_requests(at + 10, deadline()).await);
+    broken.store(false, Ordering::SeqCst);
+    set_step("after the rollout");
+    let at = t.sent();
+    assert!(t.wait_for_requests(at + 20, deadline()).await);
+    let report = t.stop().await;
+
+    let failed = report.failed();
+    let total = report.samples.len() as u64;
+    assert!(failed >= 10, "{failed} failed");
+    let by_step = report.failures_by_step();
+    // A request sent just before the switch may come back 503 too; none fail after it.
+    assert!(
+        by_step.iter().all(|(s, _)| s != "after the rollout"),
+        "{by_step:?}"
+    );
+    assert_eq!(by_step.iter().map(|(_, n)| n).sum::<u64>(), failed);
+    let hist = report.histogram();
+    assert_eq!(hist.get("503").copied().unwrap_or(0), failed);
+    let out = report.to_outputs();
+    assert_eq!(out["total"], total);
+    assert_eq!(out["reviews"]["v2"], total - failed);
+    let csv = report.to_csv();
+    assert_eq!(csv.lines().count() as u64, total + 1);
+    assert!(csv.starts_with("at_ms,latency_ms,outcome,ok,reviews,step,detail\n"));
+
+    let err = report.check(&BackgroundExpect::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "{failed} of {total} requests failed (at most 0 allowed)"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("failures by step: ") && msg.contains("`roll productpage` "),
+        "{msg}"
+    );
+    let lenient = BackgroundExpect {
+        max_failures: Some(Threshold::Percent(100.0)),
+        min_requests: Some(total + 1),
+        latency_p99: Some(Duration::from_nanos(1)),
+    };
+    let msg = report.check(&lenient).unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!("only {total} requests were sent")),
+        "{msg}"
+    );
+    assert!(msg.contains("latency p99 was"), "{msg}");
+    let ok = BackgroundExpect {
+        max_failures: Some(Threshold::Count(failed)),
+        min_requests: Some(total),
+        latency_p99: Some(Duration::from_secs(10)),
+    };
+    report.check(&ok).unwrap();
+}

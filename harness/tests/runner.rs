@@ -274,3 +274,124 @@ fn an_unknown_variable_fails_validation_before_anything_runs() {
         d[0]
     );
 }
+
+/// Runs every step kind as a no-op that captures placeholder values, recording each step.
+struct RecordAll(Log);
+
+impl Executor for RecordAll {
+    fn execute<'a>(
+        &'a self,
+        kind: &'a StepKind,
+        _ctx: &'a mut Context,
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Outputs, StepError>> {
+        self.0.push(kind.kind_name());
+        let mut out = Outputs::new();
+        for k in harness::steps::capture_keys(kind) {
+            out.insert((*k).into(), "127.0.0.1:1".into());
+        }
+        Box::pin(async move { Ok(out) })
+    }
+}
+
+async fn run_file(file: &scenario::ScenarioFile, opts: RunOptions) -> harness::results::RunResult {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        artifacts_root: Some(tmp.path().to_path_buf()),
+        quiet: true,
+        no_signal_handler: true,
+        ..opts
+    };
+    let log = Log::default();
+    run_with(
+        file,
+        &opts,
+        Box::new(FakeProvider(log.clone())),
+        &RecordAll(log),
+    )
+    .await
+}
+
+/// bookinfo-demo traces to Jaeger on every supported Istio: over OTLP with a Telemetry
+/// resource from 1.22, by the demo profile's Zipkin default before. `when:` picks the steps.
+#[rstest]
+#[case::istio_1_12("1.12.1", "traces to Jaeger's Zipkin port by default")]
+#[case::istio_1_30("1.30.3", "traces over OTLP to Jaeger")]
+#[tokio::test]
+async fn bookinfo_demo_picks_its_tracing_steps_by_istio_version(
+    #[case] version: &str,
+    #[case] install: &str,
+) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file = scenario::load(&root.join("scenarios/bookinfo-demo.yaml")).unwrap();
+    let r = run_file(
+        &file,
+        RunOptions {
+            istio_version: Some(version.into()),
+            istio_dir: Some(root.join("../shared/istio-samples/1.12.1")),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.status, Status::Passed, "{:?}", r.failure_message());
+    let ran: Vec<&str> = r
+        .steps
+        .iter()
+        .filter(|s| s.status == Status::Passed && s.kind != "istio-release" && s.kind != "cluster")
+        .map(|s| s.name.as_str())
+        .collect();
+    let skipped: Vec<&str> = r
+        .steps
+        .iter()
+        .filter(|s| s.status == Status::Skipped)
+        .map(|s| s.name.as_str())
+        .collect();
+    let installs: Vec<&&str> = ran
+        .iter()
+        .filter(|n| n.starts_with("install Istio"))
+        .collect();
+    assert_eq!(installs.len(), 1, "{ran:?}");
+    assert!(installs[0].contains(install), "{installs:?}");
+    assert_eq!(
+        ran.contains(&"trace every request to Jaeger"),
+        version == "1.30.3",
+        "{ran:?}"
+    );
+    assert_eq!(skipped.len(), if version == "1.30.3" { 1 } else { 2 });
+    let reason = r
+        .steps
+        .iter()
+        .find(|s| s.status == Status::Skipped)
+        .and_then(|s| s.outputs.get("skipped"))
+        .and_then(|v| v.as_str())
+        .unwrap()
+        .to_string();
+    assert!(reason.contains(&format!("({version} ")), "{reason}");
+    assert!(reason.ends_with("is false"), "{reason}");
+}
+
+#[tokio::test]
+async fn params_default_and_override_and_a_bad_condition_fails_the_step() {
+    let text = "name: p\ncluster: { provider: lab }\nparams: { mode: safe }\nsteps:\n  - name: only unsafe\n    when: ${param.mode} == unsafe\n    http: { url: ok }\n  - name: always\n    http: { url: ok }\n  - name: ordering text\n    when: ${param.mode} >= 1.2\n    http: { url: ok }\n";
+    let file = scenario::parse_str(&PathBuf::from("p.yaml"), text.into()).unwrap();
+    let r = run_file(&file, RunOptions::default()).await;
+    assert_eq!(r.steps[1].status, Status::Skipped);
+    assert_eq!(
+        r.steps[1].outputs["skipped"],
+        "when: ${param.mode} == unsafe (safe == unsafe) is false"
+    );
+    assert_eq!(r.steps[2].status, Status::Passed);
+    assert_eq!(r.steps[3].status, Status::Failed);
+    let e = r.steps[3].error.as_deref().unwrap();
+    assert!(
+        e.contains("`>=` compares versions") && e.contains("\"safe\""),
+        "{e}"
+    );
+
+    let opts = RunOptions {
+        params: [("mode".to_string(), "unsafe".to_string())].into(),
+        ..Default::default()
+    };
+    let r = run_file(&file, opts).await;
+    assert_eq!(r.steps[1].status, Status::Passed);
+}

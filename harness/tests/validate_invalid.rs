@@ -48,6 +48,7 @@ fn every_invalid_file_is_refused_with_its_line(
 #[rstest]
 #[case("scenarios/bookinfo-demo.yaml")]
 #[case("scenarios/lab-bookinfo.yaml")]
+#[case("scenarios/lab-rollout.yaml")]
 fn shipped_scenarios_validate(#[case] rel: &str) {
     assert_eq!(diagnostics(rel), Vec::<String>::new());
 }

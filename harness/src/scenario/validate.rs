@@ -184,22 +184,22 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
         }
     }
     // Background traffic: unique names, each stopped by a later `traffic-stop`.
-    let mut running: Vec<(String, u64)> = Vec::new();
+    let mut running: Vec<(String, u64, u64)> = Vec::new();
     for st in &s.steps {
         let (line, col) = (st.referenced.line(), st.referenced.column());
         match &st.value.kind {
             StepKind::Traffic(t) => {
                 if let Some(name) = &t.background {
-                    if let Some((_, at)) = running.iter().find(|(n, _)| n == name) {
+                    if let Some((_, at, _)) = running.iter().find(|(n, _, _)| n == name) {
                         out.push(diag(line, col, format!(
                             "background traffic `{name}` is already running (started at line {at}); stop it first or pick another name"
                         )));
                     } else {
-                        running.push((name.clone(), line));
+                        running.push((name.clone(), line, col));
                     }
                 }
             }
-            StepKind::TrafficStop(t) => match running.iter().position(|(n, _)| *n == t.name) {
+            StepKind::TrafficStop(t) => match running.iter().position(|(n, _, _)| *n == t.name) {
                 Some(i) => {
                     running.remove(i);
                 }
@@ -215,8 +215,8 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
             _ => {}
         }
     }
-    for (name, at) in running {
-        out.push(diag(at, 1, format!(
+    for (name, at, col) in running {
+        out.push(diag(at, col, format!(
             "background traffic `{name}` is never stopped: add a `traffic-stop` step with `name: {name}` to check what it recorded"
         )));
     }
