@@ -48,6 +48,7 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
         istio_dir: std::env::var_os("ISTIO_E2E_ISTIO_DIR").map(Into::into),
         kubernetes: entry.kubernetes.clone(),
         keep_cluster: std::env::var("ISTIO_E2E_KEEP_CLUSTER").is_ok_and(|v| v == "1"),
+        params: matrix::params_from_env().map_err(Failed::from)?,
         ..Default::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

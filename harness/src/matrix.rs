@@ -9,6 +9,7 @@
 //! | `ISTIO_E2E_ISTIO_VERSION` | comma list of Istio versions | each scenario's `istio.version` |
 //! | `ISTIO_E2E_ISTIO_DIR` | a local Istio release directory | none (download) |
 //! | `ISTIO_E2E_REQUIRE` | `1`: a trial whose provider cannot run fails instead of being ignored | unset |
+//! | `ISTIO_E2E_SET` | comma list of `name=value` scenario parameters (as `run --set`); each must be declared by every scenario run | none |
 //!
 //! A provider a scenario does not allow (`cluster.provider` / `cluster.providers`) makes no
 //! entry for it, with a note saying so.
@@ -144,6 +145,17 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
         }
     }
     (entries, notes, errors)
+}
+
+/// Scenario parameters from `ISTIO_E2E_SET` (`name=value,name=value`, as `run --set`).
+pub fn params_from_env() -> Result<std::collections::BTreeMap<String, String>, String> {
+    list_env("ISTIO_E2E_SET")
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(format!("ISTIO_E2E_SET: {kv:?} is not NAME=VALUE")),
+        })
+        .collect()
 }
 
 /// True when `ISTIO_E2E_REQUIRE` is `1` or `true`.

@@ -468,6 +468,90 @@ fn wait_recovers_from_an_apiserver_restart() -> Result<(), Failed> {
     })
 }
 
+/// The data-plane half of `istio-upgrade` on the stand-ins: `rollout_restart` replaces the pods
+/// of every Deployment, and `proxies_at_version` passes for the sidecars' image tag (1.40) and,
+/// for another version, fails naming each pod and the image it runs. `patch` refuses an object
+/// that does not exist and a patch the server rejects, changing nothing.
+fn upgrade_data_plane_restart_and_proxy_version() -> Result<(), Failed> {
+    let (client, _) = node("standins")?;
+    RT.block_on(async {
+        let m = root().join("fixtures/lab/manifests");
+        let docs = apply::read_documents(&[m.join("istio-system.yaml"), m.join("bookinfo.yaml")])
+            .map_err(|e| e.to_string())?;
+        apply::apply(&client, &docs, "default", deadline(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        wait::deployments_rolled_out(&client, "default", &[], deadline(180))
+            .await
+            .map_err(|e| e.to_string())?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let before: Vec<String> = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        let restarted = wait::rollout_restart(&client, "default", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(restarted.len() == 6, format!("restarted {restarted:?}"))?;
+        wait::deployments_rolled_out(&client, "default", &restarted, deadline(180))
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = wait::proxies_at_version(&client, "default", "1.40", deadline(120))
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(n == 6, format!("{n} proxies at 1.40"))?;
+        let after: Vec<String> = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+            .collect();
+        ensure(
+            after.iter().all(|p| !before.contains(p)),
+            format!("pods not replaced: before {before:?}, after {after:?}"),
+        )?;
+        let e = wait::proxies_at_version(&client, "default", "1.41.0", deadline(3))
+            .await
+            .err()
+            .ok_or("1.41.0 accepted")?;
+        ensure(
+            e.message.starts_with("the data plane in namespace default did not move to Istio 1.41.0: pod productpage-v1-")
+                || e.message.contains("its istio-proxy runs istio-e2e.local/envoy:1.40, not 1.41.0"),
+            e.message.clone(),
+        )?;
+        ensure(
+            e.message.matches("its istio-proxy runs istio-e2e.local/envoy:1.40, not 1.41.0").count() == 6,
+            e.message.clone(),
+        )?;
+
+        use harness::kube::patch::{Change, Target, patch};
+        let missing = Target { kind: "Deployment", api_version: None, name: "nope", namespace: "default" };
+        let e = patch(&client, &missing, &Change::Merge(serde_json::json!({"spec": {"replicas": 2}})))
+            .await
+            .err()
+            .ok_or("patch of a missing object passed")?;
+        ensure(e.message == "patch Deployment/default/nope: no such object", e.message.clone())?;
+        let pp = Target { kind: "deployment", api_version: Some("apps/v1"), name: "productpage-v1", namespace: "default" };
+        let bad = Change::Merge(serde_json::json!({"spec": {"replicas": -1}}));
+        let e = patch(&client, &pp, &bad).await.err().ok_or("replicas -1 accepted")?;
+        ensure(
+            e.message.contains("(dry run, nothing was changed): the API server refused it"),
+            e.message.clone(),
+        )?;
+        let same = Change::Json(serde_json::from_value(serde_json::json!([{"op": "replace", "path": "/spec/replicas", "value": 1}])).unwrap());
+        let changed = patch(&client, &pp, &same).await.map_err(|e| e.to_string())?;
+        ensure(!changed, "replacing replicas 1 with 1 changed the object")?;
+        Ok(())
+    })
+}
+
 fn main() -> std::process::ExitCode {
     harness::install_crypto_provider();
     let mut args = Arguments::from_args();
@@ -493,6 +577,10 @@ fn main() -> std::process::ExitCode {
         lab_trial(
             "lab::wait_on_a_missing_namespace_says_so",
             wait_on_a_missing_namespace_says_so,
+        ),
+        lab_trial(
+            "lab::upgrade_data_plane_restart_and_proxy_version",
+            upgrade_data_plane_restart_and_proxy_version,
         ),
         lab_trial(
             "lab::wait_recovers_from_an_apiserver_restart",

@@ -285,7 +285,10 @@ impl Executor for RecordAll {
         _ctx: &'a mut Context,
         _deadline: Instant,
     ) -> BoxFuture<'a, Result<Outputs, StepError>> {
-        self.0.push(kind.kind_name());
+        match kind {
+            StepKind::IstioUpgrade(u) => self.0.push(format!("istio-upgrade {} {}", u.to, u.mode)),
+            k => self.0.push(k.kind_name()),
+        }
         let mut out = Outputs::new();
         for k in harness::steps::capture_keys(kind) {
             out.insert((*k).into(), "127.0.0.1:1".into());
@@ -295,6 +298,13 @@ impl Executor for RecordAll {
 }
 
 async fn run_file(file: &scenario::ScenarioFile, opts: RunOptions) -> harness::results::RunResult {
+    run_file_logged(file, opts).await.0
+}
+
+async fn run_file_logged(
+    file: &scenario::ScenarioFile,
+    opts: RunOptions,
+) -> (harness::results::RunResult, Vec<String>) {
     let tmp = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         artifacts_root: Some(tmp.path().to_path_buf()),
@@ -303,13 +313,14 @@ async fn run_file(file: &scenario::ScenarioFile, opts: RunOptions) -> harness::r
         ..opts
     };
     let log = Log::default();
-    run_with(
+    let r = run_with(
         file,
         &opts,
         Box::new(FakeProvider(log.clone())),
-        &RecordAll(log),
+        &RecordAll(log.clone()),
     )
-    .await
+    .await;
+    (r, log.lines())
 }
 
 /// bookinfo-demo traces to Jaeger on every supported Istio: over OTLP with a Telemetry
@@ -394,4 +405,48 @@ async fn params_default_and_override_and_a_bad_condition_fails_the_step() {
     };
     let r = run_file(&file, opts).await;
     assert_eq!(r.steps[1].status, Status::Passed);
+}
+
+/// upgrade.yaml: install, Bookinfo, traffic on, one upgrade step with the mode and target of
+/// its params (or of --set), checks, traffic off.
+#[rstest]
+#[case::canary_by_default(&[], "istio-upgrade 1.30.3 canary")]
+#[case::in_place(&[("mode", "in-place"), ("to", "1.30.4")], "istio-upgrade 1.30.4 in-place")]
+#[tokio::test]
+async fn upgrade_scenario_runs_one_upgrade_between_traffic_on_and_off(
+    #[case] set: &[(&str, &str)],
+    #[case] upgrade: &str,
+) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file = scenario::load(&root.join("scenarios/upgrade.yaml")).unwrap();
+    let (r, log) = run_file_logged(
+        &file,
+        RunOptions {
+            istio_dir: Some(root.join("../shared/istio-samples/1.12.1")),
+            params: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.status, Status::Passed, "{:?}", r.failure_message());
+    let steps: Vec<&str> = log
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| *s != "create" && !s.starts_with("teardown"))
+        .collect();
+    let on = steps.iter().position(|s| *s == "traffic").unwrap();
+    let up = steps.iter().position(|s| *s == upgrade).unwrap();
+    let off = steps.iter().position(|s| *s == "traffic-stop").unwrap();
+    assert!(on < up && up < off, "{steps:?}");
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|s| s.starts_with("istio-upgrade"))
+            .count(),
+        1
+    );
+    assert_eq!(steps[0], "istio-install");
 }

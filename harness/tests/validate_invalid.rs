@@ -49,6 +49,7 @@ fn every_invalid_file_is_refused_with_its_line(
 #[case("scenarios/bookinfo-demo.yaml")]
 #[case("scenarios/lab-bookinfo.yaml")]
 #[case("scenarios/lab-rollout.yaml")]
+#[case("scenarios/upgrade.yaml")]
 fn shipped_scenarios_validate(#[case] rel: &str) {
     assert_eq!(diagnostics(rel), Vec::<String>::new());
 }

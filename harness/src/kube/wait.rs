@@ -480,9 +480,10 @@ pub async fn proxies_at_version(
         Ok(store) => Ok(store
             .values()
             .filter(|p| {
-                p.spec
-                    .as_ref()
-                    .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"))
+                p.metadata.deletion_timestamp.is_none()
+                    && p.spec
+                        .as_ref()
+                        .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"))
             })
             .count()),
         Err(p) => Err(StepError::new(format!(

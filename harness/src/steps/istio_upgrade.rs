@@ -9,8 +9,9 @@
 //!   removed, `istio.io/rev=<rev>`), its workloads restarted, and the old revision removed with
 //!   `istioctl uninstall --revision <old> -y` (unless `remove-old: false`).
 //!
-//! Either way the step ends when every pod with a sidecar in `namespaces` runs the new
-//! version's proxy and is ready. The new release is prepared like the scenario's own (a
+//! Either way the step ends when every pod with a sidecar in `namespaces`, and every gateway in
+//! `istio-system` (gateways are upgraded in place in both modes), runs the new version's proxy
+//! and is ready. The new release is prepared like the scenario's own (a
 //! verified download recorded in `istio-e2e.lock`, or `dir:`), and later steps see it:
 //! `${istio.version}`, `${istio.dir}` and the istioctl of later steps are the new release's.
 //! Run background `traffic` across this step to prove the upgrade drops no requests.
@@ -30,8 +31,7 @@ use crate::context::Context;
 use crate::error::StepError;
 
 /// How the upgrade is done.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum UpgradeMode {
     /// `istioctl upgrade`: the control plane is replaced where it runs.
     #[default]
@@ -49,9 +49,9 @@ pub struct IstioUpgradeSpec {
     /// An extracted release of that version to use instead of a download.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
-    /// `in-place` (default) or `canary`.
-    #[serde(default)]
-    pub mode: UpgradeMode,
+    /// `in-place` (default) or `canary`; a variable such as `${param.mode}` is allowed.
+    #[serde(default = "in_place")]
+    pub mode: String,
     /// Canary: the new revision's name; the version with dashes (`1-30-3`) by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
@@ -73,6 +73,30 @@ fn yes() -> bool {
     true
 }
 
+fn in_place() -> String {
+    "in-place".into()
+}
+
+impl UpgradeMode {
+    /// Reads `in-place` or `canary`; the error says which are accepted.
+    pub fn parse(text: &str) -> Result<UpgradeMode, String> {
+        match text.trim() {
+            "in-place" => Ok(UpgradeMode::InPlace),
+            "canary" => Ok(UpgradeMode::Canary),
+            other => Err(format!(
+                "`mode` {other:?} is not an upgrade mode: use `in-place` or `canary`"
+            )),
+        }
+    }
+}
+
+impl IstioUpgradeSpec {
+    /// The mode, once variables are expanded.
+    pub fn mode(&self) -> Result<UpgradeMode, String> {
+        UpgradeMode::parse(&self.mode)
+    }
+}
+
 pub(crate) fn problems(s: &IstioUpgradeSpec) -> Vec<String> {
     let mut p = Vec::new();
     if !s.to.contains("${") && crate::istio::minor_of(&s.to).is_none() {
@@ -81,24 +105,31 @@ pub(crate) fn problems(s: &IstioUpgradeSpec) -> Vec<String> {
             s.to
         ));
     }
-    if s.mode == UpgradeMode::InPlace && s.revision.is_some() {
-        p.push("`revision` is for `mode: canary`".into());
+    if !s.mode.contains("${") {
+        match s.mode() {
+            Err(e) => p.push(e),
+            Ok(UpgradeMode::InPlace) if s.revision.is_some() => {
+                p.push("`revision` is for `mode: canary`".into())
+            }
+            Ok(_) => {}
+        }
     }
     p
 }
 
 pub(crate) fn summary(s: &IstioUpgradeSpec) -> String {
-    let mode = match s.mode {
-        UpgradeMode::InPlace => "in-place",
-        UpgradeMode::Canary => "canary",
-    };
-    format!("to {} ({mode})", s.to)
+    format!("to {} ({})", s.to, s.mode)
 }
 
 /// The istioctl argument vectors the upgrade runs, in order (without `--kubeconfig`): the
 /// upgrade or canary install, then, for a canary that removes the old revision, its uninstall.
-pub fn plan(s: &IstioUpgradeSpec, profile: &str, old_revision: Option<&str>) -> Vec<Vec<String>> {
-    match s.mode {
+pub fn plan(
+    s: &IstioUpgradeSpec,
+    mode: UpgradeMode,
+    profile: &str,
+    old_revision: Option<&str>,
+) -> Vec<Vec<String>> {
+    match mode {
         UpgradeMode::InPlace => vec![crate::istio::upgrade_args(profile, &s.set)],
         UpgradeMode::Canary => {
             let rev = new_revision(s);
@@ -124,6 +155,7 @@ pub(crate) async fn run(
     ctx: &mut Context,
     deadline: Instant,
 ) -> Result<Outputs, StepError> {
+    let mode = s.mode().map_err(StepError::fatal)?;
     let client = ctx.client().await?;
     let cluster = ctx
         .cluster
@@ -163,7 +195,7 @@ pub(crate) async fn run(
         s.namespaces.clone()
     };
     let old_revision = ctx.istio.revision.clone();
-    let steps = plan(s, &profile, old_revision.as_deref());
+    let steps = plan(s, mode, &profile, old_revision.as_deref());
     let run = |args: &Vec<String>| {
         let argv =
             crate::istio::istioctl_argv(args, &cluster.kubeconfig, cluster.context.as_deref());
@@ -193,7 +225,7 @@ pub(crate) async fn run(
     ));
     ctx.istio.installed_by_run = true;
     let mut components = crate::istio::profile_components(&profile);
-    let revision = match s.mode {
+    let revision = match mode {
         UpgradeMode::InPlace => None,
         UpgradeMode::Canary => {
             let rev = new_revision(s);
@@ -228,6 +260,10 @@ pub(crate) async fn run(
         proxies += crate::kube::wait::proxies_at_version(&client, ns, &s.to, deadline).await?;
         restarted.extend(names.into_iter().map(|n| format!("{ns}/{n}")));
     }
+
+    // The gateways are upgraded in place by either mode (they are not per-revision).
+    proxies +=
+        crate::kube::wait::proxies_at_version(&client, "istio-system", &s.to, deadline).await?;
 
     // 3. Canary: the old revision goes.
     if let Some(args) = steps.get(1) {
@@ -278,9 +314,9 @@ mod tests {
     #[test]
     fn in_place_runs_istioctl_upgrade_of_the_profile() {
         let s = spec("to: 1.30.3");
-        assert_eq!(s.mode, UpgradeMode::InPlace);
+        assert_eq!(s.mode(), Ok(UpgradeMode::InPlace));
         assert_eq!(
-            plan(&s, "demo", None),
+            plan(&s, UpgradeMode::InPlace, "demo", None),
             vec![vec!["upgrade", "--set", "profile=demo", "-y"]]
         );
         assert!(problems(&s).is_empty());
@@ -290,7 +326,7 @@ mod tests {
     fn canary_installs_a_revision_then_removes_the_old_one() {
         let s = spec("{ to: 1.30.3, mode: canary, set: [meshConfig.accessLogFile=/dev/stdout] }");
         assert_eq!(
-            plan(&s, "demo", None),
+            plan(&s, UpgradeMode::Canary, "demo", None),
             vec![
                 vec![
                     "install",
@@ -306,11 +342,12 @@ mod tests {
             ]
         );
         let keep = spec("{ to: 1.30.3, mode: canary, revision: canary, remove-old: false }");
-        assert_eq!(plan(&keep, "minimal", Some("1-29-0")).len(), 1);
-        assert_eq!(plan(&keep, "minimal", Some("1-29-0"))[0][5], "canary");
+        let c = UpgradeMode::Canary;
+        assert_eq!(plan(&keep, c, "minimal", Some("1-29-0")).len(), 1);
+        assert_eq!(plan(&keep, c, "minimal", Some("1-29-0"))[0][5], "canary");
         let chained = spec("{ to: 1.30.3, mode: canary }");
         assert_eq!(
-            plan(&chained, "demo", Some("1-29-0"))[1],
+            plan(&chained, c, "demo", Some("1-29-0"))[1],
             vec!["uninstall", "--revision", "1-29-0", "-y"]
         );
     }
@@ -322,5 +359,12 @@ mod tests {
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].contains("not an Istio version"));
         assert!(p[1].contains("`revision` is for `mode: canary`"));
+        let s = spec("{ to: 1.30.3, mode: blue-green }");
+        assert_eq!(
+            problems(&s),
+            vec!["`mode` \"blue-green\" is not an upgrade mode: use `in-place` or `canary`"]
+        );
+        // A variable is checked once expanded.
+        assert!(problems(&spec("{ to: \"${param.to}\", mode: \"${param.mode}\" }")).is_empty());
     }
 }
