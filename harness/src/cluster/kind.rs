@@ -111,14 +111,50 @@ pub fn load_args(name: &str, images: &[String]) -> Vec<String> {
     v
 }
 
-/// The node image for a Kubernetes version (`v1.33.1` -> `kindest/node:v1.33.1`).
+/// Node images pinned by digest, as kind's release notes list them for the kind release that
+/// built them: `(kind release, Kubernetes version, image digest)`. A tag can be moved; a
+/// digest cannot, so a run on the same versions always boots the same node.
+///
+/// Sources: the "Images pre-built for this release" lists of kind's GitHub releases
+/// (<https://github.com/kubernetes-sigs/kind/releases>), cross-checked against several public
+/// repositories that pin the same digests (2026-11-26). Add a row when the workflow's matrix
+/// gains a Kubernetes version; an unlisted version runs by tag, with a warning.
+pub const NODE_IMAGES: &[(&str, &str, &str)] = &[
+    (
+        "v0.29.0",
+        "v1.33.1",
+        "sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f",
+    ),
+    (
+        "v0.29.0",
+        "v1.32.5",
+        "sha256:e3b2327e3a5ab8c76f5ece68936e4cafaa82edf58486b769727ab0b3b97a5b0d",
+    ),
+    (
+        "v0.20.0",
+        "v1.22.17",
+        "sha256:f5b2e5698c6c9d6d0adc419c0deae21a425c07d81bbf3b6a6834042f25d4fba2",
+    ),
+];
+
+/// The node image for a Kubernetes version: pinned by digest when [`NODE_IMAGES`] lists it
+/// (`v1.33.1` -> `kindest/node:v1.33.1@sha256:0500...`), else by tag
+/// (`kindest/node:v1.34.0`).
 pub fn node_image(k8s: &str) -> String {
     let v = if k8s.starts_with('v') {
         k8s.to_string()
     } else {
         format!("v{k8s}")
     };
-    format!("kindest/node:{v}")
+    match NODE_IMAGES.iter().find(|(_, k, _)| *k == v) {
+        Some((_, _, digest)) => format!("kindest/node:{v}@{digest}"),
+        None => {
+            tracing::warn!(
+                "kindest/node:{v} is not pinned by digest in istio-e2e (cluster/kind.rs NODE_IMAGES); using the tag"
+            );
+            format!("kindest/node:{v}")
+        }
+    }
 }
 
 impl Provider for Kind {
@@ -289,10 +325,26 @@ mod tests {
                 "--kubeconfig",
                 "/a/kubeconfig",
                 "--image",
-                "kindest/node:v1.33.1",
+                "kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f",
                 "--wait",
                 "5m"
             ]
         );
+    }
+
+    #[test]
+    fn node_images_are_pinned_by_digest_where_known() {
+        assert_eq!(
+            node_image("1.22.17"),
+            "kindest/node:v1.22.17@sha256:f5b2e5698c6c9d6d0adc419c0deae21a425c07d81bbf3b6a6834042f25d4fba2"
+        );
+        assert_eq!(node_image("v1.99.0"), "kindest/node:v1.99.0");
+        for (_, k, d) in NODE_IMAGES {
+            assert!(k.starts_with("v1."), "{k}");
+            assert!(
+                d.len() == 71 && d[7..].chars().all(|c| c.is_ascii_hexdigit()),
+                "{d}"
+            );
+        }
     }
 }
