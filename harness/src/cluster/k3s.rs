@@ -63,20 +63,9 @@ impl Provider for K3s {
                 .get_host_port_ipv4(KUBE_SECURE_PORT)
                 .await
                 .map_err(|e| StepError::fatal(format!("k3s apiserver port: {e}")))?;
-            let ip = container
-                .get_bridge_ip_address()
-                .await
-                .ok()
-                .map(|i| i.to_string());
+            let ip = super::container::node_address(&container, "k3s").await.ok();
             self.container = Some(container);
-            let text = raw?.replace(
-                "https://127.0.0.1:6443",
-                &format!("https://127.0.0.1:{port}"),
-            );
-            std::fs::create_dir_all(&req.artifacts).ok();
-            let kubeconfig = req.artifacts.join("kubeconfig");
-            std::fs::write(&kubeconfig, text)
-                .map_err(|e| StepError::fatal(format!("writing kubeconfig: {e}")))?;
+            let kubeconfig = super::container::write_kubeconfig(&raw?, port, &req.artifacts)?;
             Ok(ClusterInfo {
                 provider: "k3s".into(),
                 kubeconfig,
@@ -87,19 +76,6 @@ impl Provider for K3s {
         })
     }
     fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
-        Box::pin(async move {
-            let Some(c) = self.container.take() else {
-                return Ok(String::new());
-            };
-            let id = c.id().to_string();
-            if keep {
-                std::mem::forget(c);
-                return Ok(format!("kept k3s container {id}"));
-            }
-            c.rm()
-                .await
-                .map_err(|e| StepError::new(format!("removing k3s container {id}: {e}")))?;
-            Ok(format!("removed k3s container {id}"))
-        })
+        Box::pin(super::container::remove(self.container.take(), keep, "k3s"))
     }
 }

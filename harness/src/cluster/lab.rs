@@ -137,10 +137,7 @@ impl Provider for Lab {
                 .get_host_port_ipv4(ContainerPort::Tcp(6443))
                 .await
                 .map_err(|e| StepError::fatal(format!("lab apiserver port: {e}")))?;
-            let ip = c
-                .get_bridge_ip_address()
-                .await
-                .map_err(|e| StepError::fatal(format!("lab node address: {e}")))?;
+            let ip = super::container::node_address(c, "lab").await?;
             let mut cat = c
                 .exec(ExecCommand::new(["cat", KUBECONFIG_IN_CONTAINER]))
                 .await
@@ -154,19 +151,16 @@ impl Provider for Lab {
                     "reading {KUBECONFIG_IN_CONTAINER} from the lab node: {e}"
                 ))
             })?;
-            let text = String::from_utf8_lossy(&raw).replace(
-                "https://127.0.0.1:6443",
-                &format!("https://127.0.0.1:{port}"),
-            );
-            std::fs::create_dir_all(&req.artifacts).ok();
-            let kubeconfig = req.artifacts.join("kubeconfig");
-            std::fs::write(&kubeconfig, text)
-                .map_err(|e| StepError::fatal(format!("writing {}: {e}", kubeconfig.display())))?;
+            let kubeconfig = super::container::write_kubeconfig(
+                &String::from_utf8_lossy(&raw),
+                port,
+                &req.artifacts,
+            )?;
             let info = ClusterInfo {
                 provider: "lab".into(),
                 kubeconfig: kubeconfig.clone(),
                 context: None,
-                node_address: Some(ip.to_string()),
+                node_address: Some(ip),
                 name: format!("istio-e2e-lab-{}", req.run_id),
             };
             let client = crate::kube::client_for(&kubeconfig, None).await?;
@@ -179,22 +173,7 @@ impl Provider for Lab {
         })
     }
     fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
-        Box::pin(async move {
-            let Some(c) = self.container.take() else {
-                return Ok(String::new());
-            };
-            let id = c.id().to_string();
-            if keep {
-                std::mem::forget(c);
-                return Ok(format!(
-                    "kept lab container {id}; remove it with `docker rm -f -v {id}` or `istio-e2e clean`"
-                ));
-            }
-            c.rm()
-                .await
-                .map_err(|e| StepError::new(format!("removing lab container {id}: {e}")))?;
-            Ok(format!("removed lab container {id}"))
-        })
+        Box::pin(super::container::remove(self.container.take(), keep, "lab"))
     }
 }
 

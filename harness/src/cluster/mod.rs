@@ -165,3 +165,66 @@ pub async fn run_cmd(
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Node containers started through testcontainers (`lab`, `k3s`): what both do with the
+/// container once it runs, so the lab's tests cover the k3s provider's path too.
+pub mod container {
+    use std::path::{Path, PathBuf};
+
+    use testcontainers_modules::testcontainers::{ContainerAsync, Image};
+
+    use crate::error::StepError;
+
+    /// Writes the run's own kubeconfig: the text read from the node, with its in-container
+    /// server address `https://127.0.0.1:6443` pointed at the port published on the host.
+    /// Returns the file (never `~/.kube/config`).
+    pub fn write_kubeconfig(
+        raw: &str,
+        host_port: u16,
+        artifacts: &Path,
+    ) -> Result<PathBuf, StepError> {
+        let text = raw.replace(
+            "https://127.0.0.1:6443",
+            &format!("https://127.0.0.1:{host_port}"),
+        );
+        std::fs::create_dir_all(artifacts).ok();
+        let kubeconfig = artifacts.join("kubeconfig");
+        std::fs::write(&kubeconfig, text)
+            .map_err(|e| StepError::fatal(format!("writing {}: {e}", kubeconfig.display())))?;
+        Ok(kubeconfig)
+    }
+
+    /// The node's address: the container's IP on Docker's bridge (where NodePorts answer).
+    pub async fn node_address<I: Image>(
+        c: &ContainerAsync<I>,
+        what: &str,
+    ) -> Result<String, StepError> {
+        c.get_bridge_ip_address()
+            .await
+            .map(|ip| ip.to_string())
+            .map_err(|e| StepError::fatal(format!("{what} node address: {e}")))
+    }
+
+    /// Removes the node container with its anonymous volumes, or keeps it (and says how to
+    /// remove it later). Nothing to do when no container was started.
+    pub async fn remove<I: Image>(
+        c: Option<ContainerAsync<I>>,
+        keep: bool,
+        what: &str,
+    ) -> Result<String, StepError> {
+        let Some(c) = c else {
+            return Ok(String::new());
+        };
+        let id = c.id().to_string();
+        if keep {
+            std::mem::forget(c);
+            return Ok(format!(
+                "kept {what} container {id}; remove it with `docker rm -f -v {id}` or `istio-e2e clean`"
+            ));
+        }
+        c.rm()
+            .await
+            .map_err(|e| StepError::new(format!("removing {what} container {id}: {e}")))?;
+        Ok(format!("removed {what} container {id}"))
+    }
+}
