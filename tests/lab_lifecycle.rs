@@ -4,14 +4,16 @@
 //! Reported as ignored, with the reason, when the lab cannot run here; with
 //! `ISTIO_E2E_REQUIRE=1` (as in CI) it fails instead.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use harness::cluster::Provider;
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
+use support::lab_trial;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -205,18 +207,6 @@ fn sigint_in_a_wait_step_tears_down() -> Result<(), Failed> {
         t0.elapsed().as_secs_f64()
     );
     nothing_left(&run)
-}
-
-fn lab_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(name, move || {
-        if let Some(why) =
-            harness::matrix::gate("the lab", harness::cluster::lab::Lab::default().check())?
-        {
-            return Ok(Completion::ignored_with(why));
-        }
-        f().map(|_| Completion::Completed)
-    })
-    .with_kind("lab")
 }
 
 fn main() -> std::process::ExitCode {

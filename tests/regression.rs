@@ -11,11 +11,13 @@
 //! Reported as ignored, with the reason, when the lab cannot run here; with
 //! `ISTIO_E2E_REQUIRE=1` (as in CI) it fails instead.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use harness::cluster::Provider;
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
+use support::lab_trial;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -184,17 +186,6 @@ fn compare_two_lab_runs_and_a_changed_reviews_version() -> Result<(), Failed> {
     }
     print!("{out}");
     Ok(())
-}
-
-fn lab_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
-    Trial::ignorable_test(name, move || {
-        let lab = harness::cluster::lab::Lab::default();
-        if let Some(why) = harness::matrix::gate("the lab", lab.check())? {
-            return Ok(Completion::ignored_with(why));
-        }
-        f().map(|_| Completion::Completed)
-    })
-    .with_kind("lab")
 }
 
 fn main() -> std::process::ExitCode {

@@ -345,18 +345,20 @@ pub async fn run_with<E: Executor>(
         let step = &located.value;
         let display = step.display_name();
         let location = file.step_at(i);
+        // A step that does not run: after a failure, or when its `when:` is false or broken.
+        let not_run = |status: Status, outputs: Outputs, error: Option<String>| StepResult {
+            index: i + 1,
+            kind: step.kind.kind_name().into(),
+            name: step.display_name(),
+            location: file.step_at(i),
+            status,
+            duration_ms: 0,
+            attempts: 0,
+            outputs,
+            error,
+        };
         if status != Status::Passed {
-            results.push(StepResult {
-                index: i + 1,
-                kind: step.kind.kind_name().into(),
-                name: display,
-                location,
-                status: Status::Skipped,
-                duration_ms: 0,
-                attempts: 0,
-                outputs: Outputs::new(),
-                error: None,
-            });
+            results.push(not_run(Status::Skipped, Outputs::new(), None));
             continue;
         }
         if let Some(cond) = &step.when {
@@ -372,33 +374,14 @@ pub async fn run_with<E: Executor>(
                         "skipped".into(),
                         format!("when: {cond} ({shown}) is false").into(),
                     );
-                    let r = StepResult {
-                        index: i + 1,
-                        kind: step.kind.kind_name().into(),
-                        name: display,
-                        location,
-                        status: Status::Skipped,
-                        duration_ms: 0,
-                        attempts: 0,
-                        outputs,
-                        error: None,
-                    };
+                    let r = not_run(Status::Skipped, outputs, None);
                     progress.finish(&r);
                     results.push(r);
                     continue;
                 }
                 Err(e) => {
-                    let r = StepResult {
-                        index: i + 1,
-                        kind: step.kind.kind_name().into(),
-                        name: display,
-                        location,
-                        status: Status::Failed,
-                        duration_ms: 0,
-                        attempts: 0,
-                        outputs: Outputs::new(),
-                        error: Some(format!("when: {cond}: {e}")),
-                    };
+                    let error = Some(format!("when: {cond}: {e}"));
+                    let r = not_run(Status::Failed, Outputs::new(), error);
                     progress.finish(&r);
                     status = Status::Failed;
                     results.push(r);

@@ -85,6 +85,17 @@ fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
     if cond { Ok(()) } else { Err(msg.into().into()) }
 }
 
+/// Applies the gateway and Bookinfo stand-ins (idempotent: a second apply changes nothing).
+async fn deploy_standins(client: &kube::Client) -> Result<(), Failed> {
+    let m = root().join("fixtures/lab/manifests");
+    let docs = apply::read_documents(&[m.join("istio-system.yaml"), m.join("bookinfo.yaml")])
+        .map_err(|e| e.to_string())?;
+    apply::apply(client, &docs, "default", deadline(60))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 async fn create_ns(client: &kube::Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     let body =
@@ -178,12 +189,7 @@ fn real_istio_samples_apply_and_image_pulls_fail_clearly() -> Result<(), Failed>
 fn standins_ready_exec_port_forward_and_ingress() -> Result<(), Failed> {
     let (client, info) = node("standins")?;
     RT.block_on(async {
-        let m = root().join("fixtures/lab/manifests");
-        let docs = apply::read_documents(&[m.join("istio-system.yaml"), m.join("bookinfo.yaml")])
-            .map_err(|e| e.to_string())?;
-        apply::apply(&client, &docs, "default", deadline(60))
-            .await
-            .map_err(|e| e.to_string())?;
+        deploy_standins(&client).await?;
         let want = wait::PodsReady {
             namespace: "default".into(),
             selector: None,
@@ -475,12 +481,7 @@ fn wait_recovers_from_an_apiserver_restart() -> Result<(), Failed> {
 fn upgrade_data_plane_restart_and_proxy_version() -> Result<(), Failed> {
     let (client, _) = node("standins")?;
     RT.block_on(async {
-        let m = root().join("fixtures/lab/manifests");
-        let docs = apply::read_documents(&[m.join("istio-system.yaml"), m.join("bookinfo.yaml")])
-            .map_err(|e| e.to_string())?;
-        apply::apply(&client, &docs, "default", deadline(60))
-            .await
-            .map_err(|e| e.to_string())?;
+        deploy_standins(&client).await?;
         wait::deployments_rolled_out(&client, "default", &[], deadline(180))
             .await
             .map_err(|e| e.to_string())?;
