@@ -108,16 +108,27 @@ pub struct ForwarderConfig {
     /// How long one upstream connection attempt (resolution included) may take before the
     /// client connection is closed and the failure counted.
     pub connect_timeout: Duration,
+    /// Relay threads, each with its own listening socket on [`ForwarderConfig::listen`]
+    /// (`SO_REUSEPORT`: the kernel spreads new connections over them) and its own
+    /// single-threaded runtime; a connection stays on the thread that accepted it. 0 counts as
+    /// 1, and only Linux spreads connections over several listeners: elsewhere one thread
+    /// serves.
+    ///
+    /// [`ForwarderConfig::new`] asks for 1. More only pay where cores are idle: on a machine
+    /// whose cores the client and the server already keep busy, a second thread makes each
+    /// new connection cost more CPU and serves no more (see the module documentation).
+    pub workers: usize,
 }
 
 impl ForwarderConfig {
     /// A configuration listening on `listen` and forwarding to `target` (`host:port`), with a
-    /// connect timeout of [`DEFAULT_CONNECT_TIMEOUT`] (5 s).
+    /// connect timeout of [`DEFAULT_CONNECT_TIMEOUT`] (5 s) and one relay thread.
     pub fn new(listen: SocketAddr, target: impl Into<String>) -> Self {
         ForwarderConfig {
             listen,
             target: target.into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            workers: 1,
         }
     }
 }
@@ -206,17 +217,23 @@ enum Command {
 
 /// A running TCP forwarder; see the [module documentation](self).
 ///
-/// It runs on a thread of its own (a single-threaded Tokio runtime), so it serves at the same
-/// pace whatever the caller's runtime is busy with, and a connection's two directions never
-/// wake each other across threads.
+/// It runs on threads of its own ([`ForwarderConfig::workers`], each with a single-threaded
+/// Tokio runtime and its own listening socket), so it serves at the same pace whatever the
+/// caller's runtime is busy with, and a connection's two directions never wake each other
+/// across threads.
 ///
 /// Stop it with [`Forwarder::stop`] to let open connections finish; dropping it closes the
-/// listener and cuts open connections at once (its thread then ends; nothing keeps the port).
+/// listeners and cuts open connections at once (its threads then end; nothing keeps the port).
 pub struct Forwarder {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    workers: Vec<Worker>,
+}
+
+/// The handle of one relay thread.
+struct Worker {
     commands: mpsc::UnboundedSender<Command>,
-    /// Fires (or is dropped) when the forwarder's thread is done.
+    /// Fires (or is dropped) when the thread is done.
     finished: oneshot::Receiver<()>,
 }
 
@@ -226,6 +243,7 @@ impl std::fmt::Debug for Forwarder {
             .field("local_addr", &self.local_addr)
             .field("target", &self.shared.target)
             .field("mode", &self.shared.mode)
+            .field("workers", &self.workers.len())
             .field("stats", &self.stats())
             .finish()
     }
@@ -236,7 +254,8 @@ impl Forwarder {
     /// [`CopyMode`].
     ///
     /// A bind error is returned with the address in its message. The forwarder runs on its own
-    /// thread; its log events go to the subscriber that is the default where `start` is called.
+    /// threads; their log events go to the subscriber that is the default where `start` is
+    /// called.
     pub async fn start(cfg: ForwarderConfig) -> io::Result<Forwarder> {
         Self::start_with_mode(cfg, CopyMode::default()).await
     }
@@ -244,67 +263,48 @@ impl Forwarder {
     /// Like [`Forwarder::start`], copying bytes the given way (the benchmark compares them).
     pub async fn start_with_mode(cfg: ForwarderConfig, mode: CopyMode) -> io::Result<Forwarder> {
         let listen_addr = cfg.listen;
+        let count = if cfg!(target_os = "linux") {
+            cfg.workers.max(1)
+        } else {
+            1
+        };
         let shared = Arc::new(Shared {
             target: cfg.target,
             connect_timeout: cfg.connect_timeout,
             mode,
             counters: Counters::default(),
         });
-        let (commands, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready) = oneshot::channel();
-        let (finished_tx, finished) = oneshot::channel();
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let span = tracing::Span::current();
-        let thread_shared = Arc::clone(&shared);
-        // The runtime is made and dropped on the forwarder's thread: a runtime may not be
-        // dropped within the caller's async context.
-        std::thread::Builder::new()
-            .name(format!("forwarder {listen_addr}"))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                tracing::dispatcher::with_default(&dispatch, || {
-                    let _span = span.enter();
-                    rt.block_on(async move {
-                        let listener = match listen(listen_addr) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                                return;
-                            }
-                        };
-                        let _ = ready_tx.send(listener.local_addr());
-                        serve(listener, thread_shared, rx).await;
-                    });
-                });
-                // Connection tasks are gone with `serve`; do not wait for a name lookup that
-                // may still be running on the blocking pool.
-                rt.shutdown_background();
-                let _ = finished_tx.send(());
-            })?;
-        let local_addr = ready
+        // The first worker binds the address asked for (port 0: a free port); the others bind
+        // the port it got. Should one fail, dropping the started ones stops them.
+        let mut local_addr = listen_addr;
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
+            let (worker, bound) = Worker::spawn(
+                local_addr,
+                count > 1,
+                index,
+                Arc::clone(&shared),
+                dispatch.clone(),
+                span.clone(),
+            )
             .await
-            .unwrap_or_else(|_| Err(io::Error::other("the forwarder thread ended early")))
             .map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("forwarder: cannot listen on {listen_addr}: {e}"),
+                    format!("forwarder: cannot listen on {local_addr}: {e}"),
                 )
             })?;
-        tracing::info!(listen = %local_addr, target = %shared.target, ?mode, "forwarder listening");
+            local_addr = bound;
+            workers.push(worker);
+        }
+        tracing::info!(listen = %local_addr, target = %shared.target, ?mode, workers = count,
+            "forwarder listening");
         Ok(Forwarder {
             local_addr,
             shared,
-            commands,
-            finished,
+            workers,
         })
     }
 
@@ -318,11 +318,17 @@ impl Forwarder {
         self.shared.counters.snapshot()
     }
 
-    /// Closes the listener and returns once it is closed: new connections are refused from then
-    /// on, while open ones go on. Calling it again does nothing.
+    /// Closes the listeners and returns once they are closed: new connections are refused
+    /// from then on, while open ones go on. Calling it again does nothing.
     pub async fn stop_accepting(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.commands.send(Command::CloseListener(ack)).is_ok() {
+        let mut acks = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            let (ack, done) = oneshot::channel();
+            if w.commands.send(Command::CloseListener(ack)).is_ok() {
+                acks.push(done);
+            }
+        }
+        for done in acks {
             let _ = done.await;
         }
     }
@@ -338,12 +344,18 @@ impl Forwarder {
         let Forwarder {
             local_addr,
             shared,
-            commands,
-            finished,
+            workers,
         } = self;
-        if commands.send(Command::Stop(deadline)).is_ok() {
+        let mut running = Vec::with_capacity(workers.len());
+        for w in workers {
+            if w.commands.send(Command::Stop(deadline)).is_ok() {
+                // Keep the sender: dropping it would tell the worker to cut everything now.
+                running.push(w);
+            }
+        }
+        for w in running {
             // Err: the thread ended without saying so (it panicked); the counters still hold.
-            let _ = finished.await;
+            let _ = w.finished.await;
         }
         let stats = shared.counters.snapshot();
         tracing::info!(listen = %local_addr, ?stats, "forwarder stopped");
@@ -351,14 +363,85 @@ impl Forwarder {
     }
 }
 
+impl Worker {
+    /// Starts a relay thread listening on `addr` and returns its handle with the address it
+    /// bound.
+    async fn spawn(
+        addr: SocketAddr,
+        reuseport: bool,
+        index: usize,
+        shared: Arc<Shared>,
+        dispatch: tracing::Dispatch,
+        span: tracing::Span,
+    ) -> io::Result<(Worker, SocketAddr)> {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = oneshot::channel();
+        let (finished_tx, finished) = oneshot::channel();
+        // The runtime is made and dropped on the worker's thread: a runtime may not be dropped
+        // within the caller's async context.
+        std::thread::Builder::new()
+            .name(format!("forwarder {addr} #{index}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let _span = span.enter();
+                    rt.block_on(async move {
+                        let listener = match listen(addr, reuseport) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let _ = ready_tx.send(listener.local_addr());
+                        serve(listener, shared, rx).await;
+                    });
+                });
+                // Connection tasks are gone with `serve`; do not wait for a name lookup that
+                // may still be running on the blocking pool.
+                rt.shutdown_background();
+                let _ = finished_tx.send(());
+            })?;
+        let bound = ready
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the forwarder thread ended early")))?;
+        Ok((Worker { commands, finished }, bound))
+    }
+}
+
 /// A listening socket on `addr` (with `SO_REUSEADDR`, as usual for servers, and a backlog
 /// large enough for bursts of connections). Must be called within the forwarder's runtime.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+///
+/// With `reuseport` (Linux), `SO_REUSEPORT` lets the other workers' listeners share the port;
+/// the kernel then spreads new connections over them. (Another process of the same user could
+/// join them the same way; the port is not shared with anyone else.)
+///
+/// `TCP_NODELAY` is set on the listener: on Linux accepted sockets inherit it, which saves a
+/// system call per connection.
+fn listen(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    #[cfg(target_os = "linux")]
+    if reuseport {
+        socket.set_reuseport(true)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = reuseport;
+    if cfg!(target_os = "linux") {
+        socket.set_nodelay(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(1024)
 }
@@ -456,7 +539,13 @@ async fn handle(client: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
             return;
         }
     };
-    for (side, sock) in [("client", &client), ("upstream", &upstream)] {
+    // On Linux the client socket has TCP_NODELAY from the listener already.
+    let sockets = if cfg!(target_os = "linux") {
+        &[("upstream", &upstream)][..]
+    } else {
+        &[("client", &client), ("upstream", &upstream)][..]
+    };
+    for &(side, sock) in sockets {
         if let Err(e) = sock.set_nodelay(true) {
             tracing::debug!(side, error = %e, "forwarder cannot set TCP_NODELAY");
         }
