@@ -42,6 +42,8 @@
 //!   and cuts every connection without waiting.
 //! - `TCP_NODELAY` is set on both sockets of every forwarded connection, so small requests are
 //!   not held back by Nagle's algorithm.
+//! - **Threads**: one relay thread by default; [`ForwarderConfig::workers`] asks for more, each
+//!   with its own listener on the same port (Linux, `SO_REUSEPORT`).
 //!
 //! # Copying
 //!
@@ -57,20 +59,30 @@
 //!
 //! Measured with `cargo bench -p istio-e2e-harness --bench forwarder` (release build, 2 cores
 //! shared by wrk, nginx, the forwarder and other builds; see `harness/benches/README.md`),
-//! against nginx directly, 2026-11-26:
+//! against nginx directly, 2026-11-26 02:55 UTC (load average 5–11): medians of 3 runs, each
+//! the best of 3 rounds:
 //!
-//! | mode     | keep-alive req/s | new-conn req/s | 1 GiB download | forwarder CPU per GiB |
-//! |----------|------------------|----------------|----------------|-----------------------|
-//! | direct   | 32206            | 10094          | 0.42 s         | -                     |
-//! | splice   | 24886 (0.77x)    | 4550 (0.45x)   | 0.45 s (0.93x) | 231 ms                |
-//! | buffered | 19904 (0.62x)    | 4821 (0.48x)   | 0.69 s (0.61x) | 378 ms                |
+//! | target            | keep-alive req/s | new-conn req/s | 1 GiB download | relay CPU: per keep-alive req, per new conn, per GiB |
+//! |-------------------|------------------|----------------|----------------|-------------------------------|
+//! | direct            | 29112            | 8647           | 0.48 s         | -                             |
+//! | forwarder, splice | 20387 (0.71x)    | 3926 (0.47x)   | 0.75 s (0.66x) | 29 us, 135 us, 233–315 ms     |
 //!
-//! Small requests cost the same in both modes (about 24 us of forwarder CPU per keep-alive
-//! request and 138 us per new connection, close to and twice nginx's own cost): they take the
-//! same `read`/`write` path. Bulk transfers cost the forwarder about 40 % less CPU with
-//! `splice`, which is why it is the default. Nearly all of the forwarder's CPU is kernel time in
-//! the loopback TCP path, which a relay pays once more per hop; on a machine whose cores are
-//! all busy that, not the copying, bounds the ratios.
+//! (Buffered copying costs the same per request and about 40 % more CPU per GiB: 378 against
+//! 231 ms in an earlier run.) The target, 0.8x of direct for all three figures, is not
+//! met on this machine, and cannot be by the relay alone: the two cores are saturated
+//! (a median of 199 % busy of 200 % in `/proc/stat`) by wrk and nginx alone in the direct run, so every
+//! microsecond the relay uses is taken from them. Direct nginx costs the machine about 53 us of
+//! CPU per keep-alive request and 173 us per new connection (2 cores / req/s on a quieter
+//! run); 0.8x would leave the relay 13 us and 43 us, about half of nginx's own 25 us and
+//! 55 us, while the relay handles two sockets per client connection to nginx's one. Nearly all of the relay's CPU is kernel time in the loopback TCP path
+//! (a second connection per client connection: accept, connect, and every send processed on the
+//! receiving side too), which a relay pays once more per hop.
+//!
+//! More relay threads ([`ForwarderConfig::workers`]) do not help here either: over 10 paired
+//! runs, two threads cost 154 instead of 138 us of CPU per new connection and 30 instead of
+//! 26 us per keep-alive request, and served 0.50x instead of 0.57x (new connections) and 0.61x
+//! instead of 0.63x (keep-alive) of direct. They are for machines with idle cores, where one
+//! thread, at about 130 us per new connection, would cap the relay near 7500 new connections/s.
 
 use std::io;
 use std::net::SocketAddr;
