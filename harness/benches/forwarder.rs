@@ -16,7 +16,8 @@
 //! - `FWD_BENCH_BIG_TIMEOUT_SECS` (60): a download taking longer is abandoned.
 //! - `FWD_BENCH_NGINX_WORKERS` (2): nginx worker processes.
 //! - `FWD_BENCH_TARGETS` (all): comma-separated subset of
-//!   `forwarder,forwarder-buffered,socat,ncat` (direct nginx is always measured).
+//!   `forwarder,forwarder-buffered,socat,ncat` (direct nginx is always measured); may also
+//!   name `forwarder-2`, the forwarder with two relay threads, which is not run otherwise.
 //!
 //! Exit status: 0 after printing the table, 1 on a failure to set up, 2 when a tool is missing.
 
@@ -194,12 +195,21 @@ fn run() -> Result<(), String> {
         holder: Holder::Direct,
         row: Row::new("direct nginx"),
     }];
-    for (name, mode) in [
-        ("forwarder", CopyMode::Splice),
-        ("forwarder-buffered", CopyMode::Buffered),
+    for (name, mode, workers) in [
+        ("forwarder", CopyMode::Splice, None),
+        ("forwarder-buffered", CopyMode::Buffered, None),
+        ("forwarder-2", CopyMode::Splice, Some(2)),
     ] {
-        if settings.wants(name) {
-            targets.push(start_forwarder(name, mode, upstream)?);
+        // forwarder-2 (two relay threads) only when asked for by name.
+        let wanted = match workers {
+            None => settings.wants(name),
+            Some(_) => settings
+                .targets
+                .as_ref()
+                .is_some_and(|ts| ts.iter().any(|t| t == name)),
+        };
+        if wanted {
+            targets.push(start_forwarder(name, mode, workers, upstream)?);
         }
     }
     if settings.wants("socat") {
@@ -265,14 +275,23 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Starts an in-process forwarder (it makes its own thread and runtime).
-fn start_forwarder(name: &str, mode: CopyMode, upstream: SocketAddr) -> Result<Target, String> {
-    // The forwarder runs on a thread of its own; this runtime only starts and stops it.
+/// Starts an in-process forwarder (it makes its own threads and runtimes), with its default
+/// number of workers unless `workers` says otherwise.
+fn start_forwarder(
+    name: &str,
+    mode: CopyMode,
+    workers: Option<usize>,
+    upstream: SocketAddr,
+) -> Result<Target, String> {
+    // The forwarder runs on threads of its own; this runtime only starts and stops it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    let cfg = ForwarderConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), upstream.to_string());
+    let mut cfg = ForwarderConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), upstream.to_string());
+    if let Some(n) = workers {
+        cfg.workers = n;
+    }
     let fwd = rt
         .block_on(Forwarder::start_with_mode(cfg, mode))
         .map_err(|e| format!("{name}: {e}"))?;

@@ -42,6 +42,8 @@
 //!   and cuts every connection without waiting.
 //! - `TCP_NODELAY` is set on both sockets of every forwarded connection, so small requests are
 //!   not held back by Nagle's algorithm.
+//! - **Threads**: one relay thread by default; [`ForwarderConfig::workers`] asks for more, each
+//!   with its own listener on the same port (Linux, `SO_REUSEPORT`).
 //!
 //! # Copying
 //!
@@ -57,20 +59,30 @@
 //!
 //! Measured with `cargo bench -p istio-e2e-harness --bench forwarder` (release build, 2 cores
 //! shared by wrk, nginx, the forwarder and other builds; see `harness/benches/README.md`),
-//! against nginx directly, 2026-11-26:
+//! against nginx directly, 2026-11-26 02:55 UTC (load average 5–11): medians of 3 runs, each
+//! the best of 3 rounds:
 //!
-//! | mode     | keep-alive req/s | new-conn req/s | 1 GiB download | forwarder CPU per GiB |
-//! |----------|------------------|----------------|----------------|-----------------------|
-//! | direct   | 32206            | 10094          | 0.42 s         | -                     |
-//! | splice   | 24886 (0.77x)    | 4550 (0.45x)   | 0.45 s (0.93x) | 231 ms                |
-//! | buffered | 19904 (0.62x)    | 4821 (0.48x)   | 0.69 s (0.61x) | 378 ms                |
+//! | target            | keep-alive req/s | new-conn req/s | 1 GiB download | relay CPU: per keep-alive req, per new conn, per GiB |
+//! |-------------------|------------------|----------------|----------------|-------------------------------|
+//! | direct            | 29112            | 8647           | 0.48 s         | -                             |
+//! | forwarder, splice | 20387 (0.71x)    | 3926 (0.47x)   | 0.75 s (0.66x) | 29 us, 135 us, 233–315 ms     |
 //!
-//! Small requests cost the same in both modes (about 24 us of forwarder CPU per keep-alive
-//! request and 138 us per new connection, close to and twice nginx's own cost): they take the
-//! same `read`/`write` path. Bulk transfers cost the forwarder about 40 % less CPU with
-//! `splice`, which is why it is the default. Nearly all of the forwarder's CPU is kernel time in
-//! the loopback TCP path, which a relay pays once more per hop; on a machine whose cores are
-//! all busy that, not the copying, bounds the ratios.
+//! (Buffered copying costs the same per request and about 40 % more CPU per GiB: 378 against
+//! 231 ms in an earlier run.) The target, 0.8x of direct for all three figures, is not
+//! met on this machine, and cannot be by the relay alone: the two cores are saturated
+//! (a median of 199 % busy of 200 % in `/proc/stat`) by wrk and nginx alone in the direct run, so every
+//! microsecond the relay uses is taken from them. Direct nginx costs the machine about 53 us of
+//! CPU per keep-alive request and 173 us per new connection (2 cores / req/s on a quieter
+//! run); 0.8x would leave the relay 13 us and 43 us, about half of nginx's own 25 us and
+//! 55 us, while the relay handles two sockets per client connection to nginx's one. Nearly all of the relay's CPU is kernel time in the loopback TCP path
+//! (a second connection per client connection: accept, connect, and every send processed on the
+//! receiving side too), which a relay pays once more per hop.
+//!
+//! More relay threads ([`ForwarderConfig::workers`]) do not help here either: over 10 paired
+//! runs, two threads cost 154 instead of 138 us of CPU per new connection and 30 instead of
+//! 26 us per keep-alive request, and served 0.50x instead of 0.57x (new connections) and 0.61x
+//! instead of 0.63x (keep-alive) of direct. They are for machines with idle cores, where one
+//! thread, at about 130 us per new connection, would cap the relay near 7500 new connections/s.
 
 use std::io;
 use std::net::SocketAddr;
@@ -108,16 +120,27 @@ pub struct ForwarderConfig {
     /// How long one upstream connection attempt (resolution included) may take before the
     /// client connection is closed and the failure counted.
     pub connect_timeout: Duration,
+    /// Relay threads, each with its own listening socket on [`ForwarderConfig::listen`]
+    /// (`SO_REUSEPORT`: the kernel spreads new connections over them) and its own
+    /// single-threaded runtime; a connection stays on the thread that accepted it. 0 counts as
+    /// 1, and only Linux spreads connections over several listeners: elsewhere one thread
+    /// serves.
+    ///
+    /// [`ForwarderConfig::new`] asks for 1. More only pay where cores are idle: on a machine
+    /// whose cores the client and the server already keep busy, a second thread makes each
+    /// new connection cost more CPU and serves no more (see the module documentation).
+    pub workers: usize,
 }
 
 impl ForwarderConfig {
     /// A configuration listening on `listen` and forwarding to `target` (`host:port`), with a
-    /// connect timeout of [`DEFAULT_CONNECT_TIMEOUT`] (5 s).
+    /// connect timeout of [`DEFAULT_CONNECT_TIMEOUT`] (5 s) and one relay thread.
     pub fn new(listen: SocketAddr, target: impl Into<String>) -> Self {
         ForwarderConfig {
             listen,
             target: target.into(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            workers: 1,
         }
     }
 }
@@ -206,17 +229,23 @@ enum Command {
 
 /// A running TCP forwarder; see the [module documentation](self).
 ///
-/// It runs on a thread of its own (a single-threaded Tokio runtime), so it serves at the same
-/// pace whatever the caller's runtime is busy with, and a connection's two directions never
-/// wake each other across threads.
+/// It runs on threads of its own ([`ForwarderConfig::workers`], each with a single-threaded
+/// Tokio runtime and its own listening socket), so it serves at the same pace whatever the
+/// caller's runtime is busy with, and a connection's two directions never wake each other
+/// across threads.
 ///
 /// Stop it with [`Forwarder::stop`] to let open connections finish; dropping it closes the
-/// listener and cuts open connections at once (its thread then ends; nothing keeps the port).
+/// listeners and cuts open connections at once (its threads then end; nothing keeps the port).
 pub struct Forwarder {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
+    workers: Vec<Worker>,
+}
+
+/// The handle of one relay thread.
+struct Worker {
     commands: mpsc::UnboundedSender<Command>,
-    /// Fires (or is dropped) when the forwarder's thread is done.
+    /// Fires (or is dropped) when the thread is done.
     finished: oneshot::Receiver<()>,
 }
 
@@ -226,6 +255,7 @@ impl std::fmt::Debug for Forwarder {
             .field("local_addr", &self.local_addr)
             .field("target", &self.shared.target)
             .field("mode", &self.shared.mode)
+            .field("workers", &self.workers.len())
             .field("stats", &self.stats())
             .finish()
     }
@@ -236,7 +266,8 @@ impl Forwarder {
     /// [`CopyMode`].
     ///
     /// A bind error is returned with the address in its message. The forwarder runs on its own
-    /// thread; its log events go to the subscriber that is the default where `start` is called.
+    /// threads; their log events go to the subscriber that is the default where `start` is
+    /// called.
     pub async fn start(cfg: ForwarderConfig) -> io::Result<Forwarder> {
         Self::start_with_mode(cfg, CopyMode::default()).await
     }
@@ -244,67 +275,48 @@ impl Forwarder {
     /// Like [`Forwarder::start`], copying bytes the given way (the benchmark compares them).
     pub async fn start_with_mode(cfg: ForwarderConfig, mode: CopyMode) -> io::Result<Forwarder> {
         let listen_addr = cfg.listen;
+        let count = if cfg!(target_os = "linux") {
+            cfg.workers.max(1)
+        } else {
+            1
+        };
         let shared = Arc::new(Shared {
             target: cfg.target,
             connect_timeout: cfg.connect_timeout,
             mode,
             counters: Counters::default(),
         });
-        let (commands, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready) = oneshot::channel();
-        let (finished_tx, finished) = oneshot::channel();
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let span = tracing::Span::current();
-        let thread_shared = Arc::clone(&shared);
-        // The runtime is made and dropped on the forwarder's thread: a runtime may not be
-        // dropped within the caller's async context.
-        std::thread::Builder::new()
-            .name(format!("forwarder {listen_addr}"))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                tracing::dispatcher::with_default(&dispatch, || {
-                    let _span = span.enter();
-                    rt.block_on(async move {
-                        let listener = match listen(listen_addr) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                                return;
-                            }
-                        };
-                        let _ = ready_tx.send(listener.local_addr());
-                        serve(listener, thread_shared, rx).await;
-                    });
-                });
-                // Connection tasks are gone with `serve`; do not wait for a name lookup that
-                // may still be running on the blocking pool.
-                rt.shutdown_background();
-                let _ = finished_tx.send(());
-            })?;
-        let local_addr = ready
+        // The first worker binds the address asked for (port 0: a free port); the others bind
+        // the port it got. Should one fail, dropping the started ones stops them.
+        let mut local_addr = listen_addr;
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
+            let (worker, bound) = Worker::spawn(
+                local_addr,
+                count > 1,
+                index,
+                Arc::clone(&shared),
+                dispatch.clone(),
+                span.clone(),
+            )
             .await
-            .unwrap_or_else(|_| Err(io::Error::other("the forwarder thread ended early")))
             .map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("forwarder: cannot listen on {listen_addr}: {e}"),
+                    format!("forwarder: cannot listen on {local_addr}: {e}"),
                 )
             })?;
-        tracing::info!(listen = %local_addr, target = %shared.target, ?mode, "forwarder listening");
+            local_addr = bound;
+            workers.push(worker);
+        }
+        tracing::info!(listen = %local_addr, target = %shared.target, ?mode, workers = count,
+            "forwarder listening");
         Ok(Forwarder {
             local_addr,
             shared,
-            commands,
-            finished,
+            workers,
         })
     }
 
@@ -318,11 +330,17 @@ impl Forwarder {
         self.shared.counters.snapshot()
     }
 
-    /// Closes the listener and returns once it is closed: new connections are refused from then
-    /// on, while open ones go on. Calling it again does nothing.
+    /// Closes the listeners and returns once they are closed: new connections are refused
+    /// from then on, while open ones go on. Calling it again does nothing.
     pub async fn stop_accepting(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.commands.send(Command::CloseListener(ack)).is_ok() {
+        let mut acks = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            let (ack, done) = oneshot::channel();
+            if w.commands.send(Command::CloseListener(ack)).is_ok() {
+                acks.push(done);
+            }
+        }
+        for done in acks {
             let _ = done.await;
         }
     }
@@ -338,12 +356,18 @@ impl Forwarder {
         let Forwarder {
             local_addr,
             shared,
-            commands,
-            finished,
+            workers,
         } = self;
-        if commands.send(Command::Stop(deadline)).is_ok() {
+        let mut running = Vec::with_capacity(workers.len());
+        for w in workers {
+            if w.commands.send(Command::Stop(deadline)).is_ok() {
+                // Keep the sender: dropping it would tell the worker to cut everything now.
+                running.push(w);
+            }
+        }
+        for w in running {
             // Err: the thread ended without saying so (it panicked); the counters still hold.
-            let _ = finished.await;
+            let _ = w.finished.await;
         }
         let stats = shared.counters.snapshot();
         tracing::info!(listen = %local_addr, ?stats, "forwarder stopped");
@@ -351,14 +375,85 @@ impl Forwarder {
     }
 }
 
+impl Worker {
+    /// Starts a relay thread listening on `addr` and returns its handle with the address it
+    /// bound.
+    async fn spawn(
+        addr: SocketAddr,
+        reuseport: bool,
+        index: usize,
+        shared: Arc<Shared>,
+        dispatch: tracing::Dispatch,
+        span: tracing::Span,
+    ) -> io::Result<(Worker, SocketAddr)> {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = oneshot::channel();
+        let (finished_tx, finished) = oneshot::channel();
+        // The runtime is made and dropped on the worker's thread: a runtime may not be dropped
+        // within the caller's async context.
+        std::thread::Builder::new()
+            .name(format!("forwarder {addr} #{index}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                tracing::dispatcher::with_default(&dispatch, || {
+                    let _span = span.enter();
+                    rt.block_on(async move {
+                        let listener = match listen(addr, reuseport) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        };
+                        let _ = ready_tx.send(listener.local_addr());
+                        serve(listener, shared, rx).await;
+                    });
+                });
+                // Connection tasks are gone with `serve`; do not wait for a name lookup that
+                // may still be running on the blocking pool.
+                rt.shutdown_background();
+                let _ = finished_tx.send(());
+            })?;
+        let bound = ready
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the forwarder thread ended early")))?;
+        Ok((Worker { commands, finished }, bound))
+    }
+}
+
 /// A listening socket on `addr` (with `SO_REUSEADDR`, as usual for servers, and a backlog
 /// large enough for bursts of connections). Must be called within the forwarder's runtime.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+///
+/// With `reuseport` (Linux), `SO_REUSEPORT` lets the other workers' listeners share the port;
+/// the kernel then spreads new connections over them. (Another process of the same user could
+/// join them the same way; the port is not shared with anyone else.)
+///
+/// `TCP_NODELAY` is set on the listener: on Linux accepted sockets inherit it, which saves a
+/// system call per connection.
+fn listen(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    #[cfg(target_os = "linux")]
+    if reuseport {
+        socket.set_reuseport(true)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = reuseport;
+    if cfg!(target_os = "linux") {
+        socket.set_nodelay(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(1024)
 }
@@ -456,7 +551,13 @@ async fn handle(client: TcpStream, peer: SocketAddr, guard: ActiveGuard) {
             return;
         }
     };
-    for (side, sock) in [("client", &client), ("upstream", &upstream)] {
+    // On Linux the client socket has TCP_NODELAY from the listener already.
+    let sockets = if cfg!(target_os = "linux") {
+        &[("upstream", &upstream)][..]
+    } else {
+        &[("client", &client), ("upstream", &upstream)][..]
+    };
+    for &(side, sock) in sockets {
         if let Err(e) = sock.set_nodelay(true) {
             tracing::debug!(side, error = %e, "forwarder cannot set TCP_NODELAY");
         }

@@ -135,6 +135,11 @@ async fn until_refused(addr: SocketAddr) {
         loop {
             match TcpStream::connect(addr).await {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return,
+                // Several workers' listeners close one after the other: a connection queued at
+                // one that is closing is reset.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    tokio::task::yield_now().await
+                }
                 Err(e) => panic!("unexpected connect error: {e}"),
                 Ok(_) => tokio::task::yield_now().await,
             }
@@ -448,10 +453,15 @@ async fn stop_cuts_a_stuck_connection_at_the_deadline(#[case] mode: CopyMode) {
     );
 }
 
+#[rstest]
+#[case::one_worker(1)]
+#[case::three_workers(3)]
 #[tokio::test]
-async fn dropping_the_forwarder_closes_the_listener_and_cuts_connections() {
+async fn dropping_the_forwarder_closes_the_listener_and_cuts_connections(#[case] workers: usize) {
     let echo = echo_server().await;
-    let fwd = forwarder(echo.addr, CopyMode::default()).await;
+    let mut cfg = ForwarderConfig::new(loopback0(), echo.addr.to_string());
+    cfg.workers = workers;
+    let fwd = Forwarder::start(cfg).await.expect("start forwarder");
     let addr = fwd.local_addr();
     let mut sock = TcpStream::connect(addr).await.unwrap();
     sock.write_all(b"ping").await.unwrap();
@@ -511,6 +521,66 @@ fn config_defaults_to_a_five_second_connect_timeout() {
     assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
     assert_eq!(cfg.target, "gateway:31380");
     assert_eq!(cfg.listen, loopback0());
+}
+
+#[test]
+fn config_defaults_to_one_relay_thread() {
+    let cfg = ForwarderConfig::new(loopback0(), String::from("gateway:31380"));
+    assert_eq!(cfg.workers, 1);
+}
+
+/// Any number of workers (0 counts as 1) serves every connection on the one port, counts them
+/// all, and stops accepting on every listener.
+#[rstest]
+#[case::zero(0)]
+#[case::one(1)]
+#[case::two(2)]
+#[case::four(4)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_serves_on_the_same_port_and_all_stop(#[case] workers: usize) {
+    const CONNS: usize = 64;
+    let echo = echo_server().await;
+    let mut cfg = ForwarderConfig::new(loopback0(), echo.addr.to_string());
+    cfg.workers = workers;
+    let fwd = Forwarder::start(cfg).await.expect("start forwarder");
+    let addr = fwd.local_addr();
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..CONNS {
+        clients.spawn(async move {
+            let data = pattern(i as u64, 1000 + i);
+            let sock = TcpStream::connect(addr).await.expect("connect");
+            let got = round_trip(sock, &data).await.expect("round trip");
+            assert!(got == data, "connection {i}: bytes differ");
+        });
+    }
+    within("the echo round trips", async {
+        while let Some(r) = clients.join_next().await {
+            r.expect("client task");
+        }
+    })
+    .await;
+    fwd.stop_accepting().await;
+    for _ in 0..16 {
+        // Every listener is closed: whichever one the kernel would pick, the connection is
+        // refused.
+        let refused = TcpStream::connect(addr).await;
+        assert_eq!(
+            refused.err().map(|e| e.kind()),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+    }
+    let stats = within("stop", fwd.stop(Duration::from_secs(10))).await;
+    let total: u64 = (0..CONNS).map(|i| (1000 + i) as u64).sum();
+    assert_eq!(
+        stats,
+        ForwarderStats {
+            accepted: CONNS as u64,
+            failed: 0,
+            active: 0,
+            bytes_to_upstream: total,
+            bytes_to_client: total,
+        }
+    );
 }
 
 #[rstest]
