@@ -106,7 +106,7 @@ pub enum Command {
     /// two finished runs, or `--from X --to Y SCENARIO`, which runs the scenario on Istio X,
     /// then on Istio Y, then compares them.
     Compare {
-        /// Run A: a run directory (target/istio-e2e/<run-id>) or its results.json; with
+        /// Run A: a run directory (target/istio-e2e/RUN_ID) or its results.json; with
         /// `--from`/`--to`, the scenario file to run twice.
         a: PathBuf,
         /// Run B (not with `--from`/`--to`).

@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Parsing ([`parse`]) keeps the line and column of every step, so a failure at run time can
-//! point at `scenarios/x.yaml:12:5`; validation ([`validate`]) reports every problem it finds
+//! point at `scenarios/x.yaml:12:5`; validation ([`validate()`]) reports every problem it finds
 //! as `file:line:column: message`.
 
 pub mod condition;
