@@ -188,6 +188,99 @@ fn compare_two_lab_runs_and_a_changed_reviews_version() -> Result<(), Failed> {
     Ok(())
 }
 
+/// `istio-upgrade` (canary) end to end on the lab, with the stand-in istioctl of
+/// fixtures/istio/standin-release (istioctl cannot be had here; it creates and deletes the
+/// istiod Deployments with kubectl, as the real one would): the new revision is installed and
+/// waited for, the namespace relabeled, every Bookinfo workload restarted, the sidecars and the
+/// gateway found at the new version, the old revision uninstalled, all while background
+/// traffic through the gateway loses no request.
+fn canary_upgrade_on_the_lab_drops_no_request() -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let log = tmp.path().join("istioctl.log");
+    let release = root().join("fixtures/istio/standin-release");
+    let m = root().join("fixtures/lab/manifests");
+    let scenario = format!(
+        r#"name: lab-canary-upgrade
+cluster: {{ provider: lab }}
+istio: {{ version: 1.12.1, profile: minimal }}
+steps:
+  - label: {{ namespace: default, labels: {{ istio-injection: enabled }} }}
+  - apply: {{ files: ["{gw}", "{bi}"] }}
+  - timeout: 3m
+    wait: {{ deployments: {{ namespace: default }} }}
+  - timeout: 3m
+    wait: {{ deployments: {{ namespace: istio-system, names: [istio-ingressgateway] }} }}
+  - ingress: {{ service: istio-ingressgateway, namespace: istio-system, port: http2, capture: gateway }}
+  - forward: {{ to: "${{gateway.address}}" }}
+  - retry: {{ attempts: 10, backoff: 1s }}
+    http: {{ url: "${{forward.url}}/productpage", expect: {{ status: 200 }} }}
+  - traffic: {{ url: "${{forward.url}}/productpage", background: upgrade, concurrency: 4 }}
+  - name: canary upgrade to 1.40
+    timeout: 5m
+    istio-upgrade: {{ to: "1.40", mode: canary, dir: "{rel}", namespaces: [default] }}
+  - name: later steps see the new release
+    http: {{ url: "${{forward.url}}/productpage?istio=${{istio.version}}", expect: {{ status: 200 }} }}
+  - traffic-stop: {{ name: upgrade, expect: {{ max-failures: 0, min-requests: 100 }} }}
+"#,
+        gw = m.join("istio-system.yaml").display(),
+        bi = m.join("bookinfo.yaml").display(),
+        rel = release.display(),
+    );
+    let file = tmp.path().join("lab-canary-upgrade.yaml");
+    std::fs::write(&file, scenario).map_err(|e| e.to_string())?;
+    let art = tmp.path().join("runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_istio-e2e"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--artifacts",
+            art.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .env("CI", "1")
+        .env("ISTIOCTL_LOG", &log)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start istio-e2e: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{err}");
+    if out.status.code() != Some(0) {
+        return Err(format!("the canary upgrade run failed: {:?}", out.status.code()).into());
+    }
+    let run = runs(&art).pop().ok_or("no run directory")?;
+    let r = harness::compare::load(&run)?;
+    let up = r
+        .steps
+        .iter()
+        .find(|s| s.kind == "istio-upgrade")
+        .ok_or("no istio-upgrade step")?;
+    let o = &up.outputs;
+    let restarted = o["restarted"].as_array().map(|a| a.len()).unwrap_or(0);
+    if o["from"] != "1.12.1" || o["to"] != "1.40" || o["revision"] != "1-40" || restarted != 6 {
+        return Err(format!("istio-upgrade outputs: {o:?}").into());
+    }
+    // Six Bookinfo sidecars and the gateway run the new proxy.
+    if o["proxies"] != 7 {
+        return Err(format!("proxies at 1.40: {}", o["proxies"]).into());
+    }
+    let calls = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+    let calls: Vec<&str> = calls.lines().collect();
+    let own = format!("--kubeconfig {}", run.join("kubeconfig").display());
+    let want = [
+        format!("install --set profile=minimal -y --revision 1-40 {own}"),
+        format!("uninstall --revision default -y {own}"),
+    ];
+    if calls != want {
+        return Err(format!("istioctl calls {calls:?}, expected {want:?}").into());
+    }
+    let stop = r.steps.last().ok_or("no steps")?;
+    eprintln!(
+        "canary upgrade: {} requests, {} failed",
+        stop.outputs["total"], stop.outputs["failed"]
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
@@ -195,6 +288,10 @@ fn main() -> std::process::ExitCode {
         lab_trial(
             "regression::unsafe_rollout_fails_with_the_count",
             unsafe_rollout_fails_with_the_count,
+        ),
+        lab_trial(
+            "regression::canary_upgrade_on_the_lab_drops_no_request",
+            canary_upgrade_on_the_lab_drops_no_request,
         ),
         lab_trial(
             "regression::compare_two_lab_runs_and_a_changed_reviews_version",
