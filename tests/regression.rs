@@ -195,6 +195,16 @@ fn compare_two_lab_runs_and_a_changed_reviews_version() -> Result<(), Failed> {
 /// gateway found at the new version, the old revision uninstalled, all while background
 /// traffic through the gateway loses no request.
 fn canary_upgrade_on_the_lab_drops_no_request() -> Result<(), Failed> {
+    upgrade_on_the_lab("canary")
+}
+
+/// The same in place: `istioctl upgrade`, the workloads restarted, no namespace relabeled, no
+/// revision removed.
+fn in_place_upgrade_on_the_lab_drops_no_request() -> Result<(), Failed> {
+    upgrade_on_the_lab("in-place")
+}
+
+fn upgrade_on_the_lab(mode: &str) -> Result<(), Failed> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let log = tmp.path().join("istioctl.log");
     let release = root().join("fixtures/istio/standin-release");
@@ -215,9 +225,9 @@ steps:
   - retry: {{ attempts: 10, backoff: 1s }}
     http: {{ url: "${{forward.url}}/productpage", expect: {{ status: 200 }} }}
   - traffic: {{ url: "${{forward.url}}/productpage", background: upgrade, concurrency: 4 }}
-  - name: canary upgrade to 1.40
+  - name: {mode} upgrade to 1.40
     timeout: 5m
-    istio-upgrade: {{ to: "1.40", mode: canary, dir: "{rel}", namespaces: [default] }}
+    istio-upgrade: {{ to: "1.40", mode: {mode}, dir: "{rel}", namespaces: [default] }}
   - name: later steps see the new release
     http: {{ url: "${{forward.url}}/productpage?istio=${{istio.version}}", expect: {{ status: 200 }} }}
   - traffic-stop: {{ name: upgrade, expect: {{ max-failures: 0, min-requests: 100 }} }}
@@ -245,7 +255,7 @@ steps:
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!("{err}");
     if out.status.code() != Some(0) {
-        return Err(format!("the canary upgrade run failed: {:?}", out.status.code()).into());
+        return Err(format!("the {mode} upgrade run failed: {:?}", out.status.code()).into());
     }
     let run = runs(&art).pop().ok_or("no run directory")?;
     let r = harness::compare::load(&run)?;
@@ -256,7 +266,13 @@ steps:
         .ok_or("no istio-upgrade step")?;
     let o = &up.outputs;
     let restarted = o["restarted"].as_array().map(|a| a.len()).unwrap_or(0);
-    if o["from"] != "1.12.1" || o["to"] != "1.40" || o["revision"] != "1-40" || restarted != 6 {
+    let revision = if mode == "canary" {
+        serde_json::json!("1-40")
+    } else {
+        serde_json::Value::Null
+    };
+    let got_revision = o.get("revision").cloned().unwrap_or_default();
+    if o["from"] != "1.12.1" || o["to"] != "1.40" || got_revision != revision || restarted != 6 {
         return Err(format!("istio-upgrade outputs: {o:?}").into());
     }
     // Six Bookinfo sidecars and the gateway run the new proxy.
@@ -266,16 +282,20 @@ steps:
     let calls = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
     let calls: Vec<&str> = calls.lines().collect();
     let own = format!("--kubeconfig {}", run.join("kubeconfig").display());
-    let want = [
-        format!("install --set profile=minimal -y --revision 1-40 {own}"),
-        format!("uninstall --revision default -y {own}"),
-    ];
+    let want = if mode == "canary" {
+        vec![
+            format!("install --set profile=minimal -y --revision 1-40 {own}"),
+            format!("uninstall --revision default -y {own}"),
+        ]
+    } else {
+        vec![format!("upgrade --set profile=minimal -y {own}")]
+    };
     if calls != want {
         return Err(format!("istioctl calls {calls:?}, expected {want:?}").into());
     }
     let stop = r.steps.last().ok_or("no steps")?;
     eprintln!(
-        "canary upgrade: {} requests, {} failed",
+        "{mode} upgrade: {} requests, {} failed",
         stop.outputs["total"], stop.outputs["failed"]
     );
     Ok(())
@@ -292,6 +312,10 @@ fn main() -> std::process::ExitCode {
         lab_trial(
             "regression::canary_upgrade_on_the_lab_drops_no_request",
             canary_upgrade_on_the_lab_drops_no_request,
+        ),
+        lab_trial(
+            "regression::in_place_upgrade_on_the_lab_drops_no_request",
+            in_place_upgrade_on_the_lab_drops_no_request,
         ),
         lab_trial(
             "regression::compare_two_lab_runs_and_a_changed_reviews_version",
