@@ -385,7 +385,11 @@ async fn background_traffic_counts_failures_by_step() {
     let out = report.to_outputs();
     assert_eq!(out["total"], total);
     assert!(out.get("reviews").is_none());
-    let pages = report.samples.iter().filter(|s| s.reviews == Some("v2")).count() as u64;
+    let pages = report
+        .samples
+        .iter()
+        .filter(|s| s.reviews == Some("v2"))
+        .count() as u64;
     assert_eq!(pages, total - failed);
     let csv = report.to_csv();
     assert_eq!(csv.lines().count() as u64, total + 1);
