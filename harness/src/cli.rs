@@ -68,7 +68,7 @@ pub enum Command {
         #[arg(long)]
         check_snapshots: bool,
         /// Set a scenario parameter (`params:`), e.g. `--set rollout=unsafe`; repeatable.
-        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_param)]
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = scenario::parse_param)]
         params: Vec<(String, String)>,
     },
     /// Check scenario files without a cluster; prints `path:line:col: message` per problem.
@@ -80,7 +80,7 @@ pub enum Command {
         #[arg(long, env = "ISTIO_E2E_ISTIO_DIR")]
         istio_dir: Option<PathBuf>,
         /// Parameter overrides to check, as for `run --set`.
-        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_param)]
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = scenario::parse_param)]
         params: Vec<(String, String)>,
     },
     /// List the trials the e2e matrix would run (scenarios/ and the ISTIO_E2E_* variables).
@@ -241,14 +241,6 @@ async fn dispatch(cmd: Command) -> u8 {
             eprintln!("error: compare needs two runs, or --from X --to Y and a scenario file");
             2
         }
-    }
-}
-
-/// `NAME=VALUE` of `--set`.
-fn parse_param(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("{text:?} is not NAME=VALUE, e.g. rollout=unsafe")),
     }
 }
 

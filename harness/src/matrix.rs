@@ -151,10 +151,7 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
 pub fn params_from_env() -> Result<std::collections::BTreeMap<String, String>, String> {
     list_env("ISTIO_E2E_SET")
         .iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-            _ => Err(format!("ISTIO_E2E_SET: {kv:?} is not NAME=VALUE")),
-        })
+        .map(|kv| crate::scenario::parse_param(kv).map_err(|e| format!("ISTIO_E2E_SET: {e}")))
         .collect()
 }
 

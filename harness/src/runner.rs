@@ -530,8 +530,7 @@ pub async fn run_with<E: Executor>(
             Background::Traffic { step, traffic } => {
                 let name = traffic.name.clone();
                 let report = traffic.stop().await;
-                let csv = artifacts.join(format!("traffic-{name}.csv"));
-                let _ = std::fs::write(&csv, report.to_csv());
+                report.write_csv(&artifacts);
                 teardown.push(format!(
                     "stopped background traffic `{name}` of `{step}`, which no traffic-stop step checked ({} requests, {} failed)",
                     report.samples.len(),

@@ -207,6 +207,45 @@ pub fn revision_for(version: &str) -> String {
     version.trim_start_matches('v').replace('.', "-")
 }
 
+/// Runs `istioctl <args> --kubeconfig <the cluster's own>`, appends the command and its output
+/// to `log`, and fails, with an excerpt of the output, when it exits non-zero; `name` is how
+/// the error names the command (`install`).
+pub async fn run_checked(
+    istioctl: &Path,
+    name: &str,
+    args: &[String],
+    cluster: &crate::cluster::ClusterInfo,
+    log: &Path,
+    deadline: Instant,
+) -> Result<IstioctlOutput, StepError> {
+    use std::io::Write;
+    let argv = istioctl_argv(args, &cluster.kubeconfig, cluster.context.as_deref());
+    let res = run_istioctl(istioctl, &argv, deadline).await?;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(
+            f,
+            "$ istioctl {}
+{}
+{}",
+            argv.join(" "),
+            res.stdout,
+            res.stderr
+        );
+    }
+    if res.exit_code != 0 {
+        return Err(StepError::new(format!(
+            "istioctl {name} exited {}: {}",
+            res.exit_code,
+            crate::expect::excerpt(&format!("{} {}", res.stdout, res.stderr))
+        )));
+    }
+    Ok(res)
+}
+
 /// The argv of the uninstall used on existing clusters: `istioctl uninstall --purge -y`.
 pub fn uninstall_args() -> Vec<String> {
     vec!["uninstall".into(), "--purge".into(), "-y".into()]

@@ -10,7 +10,7 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
 
-use super::{FIELD_MANAGER, describe_error};
+use super::FIELD_MANAGER;
 use crate::error::StepError;
 
 /// How long an apply keeps asking discovery about a kind it does not find before calling it
@@ -185,7 +185,7 @@ pub async fn apply(
     let (crds, rest): (Vec<&Document>, Vec<&Document>) = docs.iter().partition(|d| d.is_crd());
     let (namespaces, rest): (Vec<&Document>, Vec<&Document>) =
         rest.into_iter().partition(|d| d.is_namespace());
-    let mut discovery = discover(client).await?;
+    let mut discovery = super::discover(client).await?;
 
     // Namespaces of the input come first: a dry run of an object in a namespace that does not
     // exist yet is refused by the server. They are checked by a dry run of their own first.
@@ -223,7 +223,7 @@ pub async fn apply(
                 return Err(unknown_kind(d));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            discovery = discover(client).await?;
+            discovery = super::discover(client).await?;
         }
     }
 
@@ -252,7 +252,7 @@ pub async fn apply(
         }
         // Discovery lags Established: run it again until every kind of the input resolves.
         loop {
-            discovery = discover(client).await?;
+            discovery = super::discover(client).await?;
             let missing = rest.iter().find(|d| {
                 api_for(client, &discovery, d, default_ns)
                     .ok()
@@ -342,13 +342,6 @@ fn unknown_kind(d: &Document) -> StepError {
     .with_hint("apply the CRD first (in the same step or an earlier one), or check the apiVersion against the cluster's version")
 }
 
-async fn discover(client: &kube::Client) -> Result<Discovery, StepError> {
-    Discovery::new(client.clone())
-        .run()
-        .await
-        .map_err(|e| describe_error("API discovery", e))
-}
-
 type ApiPair = (Api<DynamicObject>, ApiCapabilities);
 
 fn api_for(
@@ -389,20 +382,8 @@ async fn patch(
     // The namespace comes from the Api; a cluster-scoped object must not carry one.
     obj.metadata.namespace = None;
     default_port_protocols(&mut obj.data);
-    let refused = |e: kube::Error| match e {
-        kube::Error::Api(s) => StepError::fatal(format!(
-            "{}{}: the API server refused it: {} ({})",
-            d.whereis(),
-            if pp.dry_run {
-                " (dry run, nothing was changed)"
-            } else {
-                ""
-            },
-            s.message,
-            s.reason
-        )),
-        other => describe_error(&format!("applying {}", d.whereis()), other),
-    };
+    let (what, doing) = (d.whereis(), format!("applying {}", d.whereis()));
+    let refused = |e: kube::Error| super::refused(&what, &doing, pp.dry_run, e);
     match api.patch(&name, pp, &Patch::Apply(&obj)).await {
         // Server-side apply cannot represent lists with duplicate keys, e.g. two container
         // ports with the same number (Istio's grafana.yaml; kubernetes/kubernetes#113482).

@@ -62,11 +62,7 @@ async fn node_host(
     selector: &std::collections::BTreeMap<String, String>,
 ) -> Result<String, StepError> {
     if !selector.is_empty() {
-        let sel = selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let sel = super::selector_string(selector);
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         if let Ok(list) = pods.list(&ListParams::default().labels(&sel)).await
             && let Some(ip) = list

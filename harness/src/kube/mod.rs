@@ -22,6 +22,44 @@ pub const FIELD_MANAGER: &str = "istio-e2e";
 /// Label put on namespaces and objects a run creates, so `istio-e2e clean` can find them.
 pub const RUN_LABEL: &str = "istio-e2e.io/run";
 
+/// A change the API server did not accept, for `what` (e.g. `patch Deployment/default/x`): an
+/// API refusal is fatal and says whether it was the dry run (nothing changed); anything else is
+/// described like every other kube error, as `doing` (e.g. `patching Deployment/default/x`).
+pub(crate) fn refused(what: &str, doing: &str, dry_run: bool, e: kube::Error) -> StepError {
+    match e {
+        kube::Error::Api(s) => StepError::fatal(format!(
+            "{what}{}: the API server refused it: {} ({})",
+            if dry_run {
+                " (dry run, nothing was changed)"
+            } else {
+                ""
+            },
+            s.message,
+            s.reason
+        )),
+        other => describe_error(doing, other),
+    }
+}
+
+/// Runs API discovery (which kinds the cluster serves, and where).
+pub(crate) async fn discover(
+    client: &kube::Client,
+) -> Result<kube::discovery::Discovery, StepError> {
+    kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|e| describe_error("API discovery", e))
+}
+
+/// A label selector string (`app=x,version=v1`) from a map.
+pub(crate) fn selector_string(labels: &std::collections::BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A client for the cluster described by `kubeconfig` (and `context`, or its current one).
 pub async fn client_for(
     kubeconfig: &Path,

@@ -6,7 +6,7 @@
 //! rollout unsafe, without restating the rest.
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::discovery::{Discovery, Scope};
+use kube::discovery::Scope;
 
 use super::describe_error;
 use crate::error::StepError;
@@ -46,10 +46,7 @@ pub async fn patch(
     target: &Target<'_>,
     change: &Change,
 ) -> Result<bool, StepError> {
-    let discovery = Discovery::new(client.clone())
-        .run()
-        .await
-        .map_err(|e| describe_error("API discovery", e))?;
+    let discovery = super::discover(client).await?;
     let found = discovery.groups().find_map(|g| {
         let resources = match target.api_version {
             Some(av) => {
@@ -108,20 +105,9 @@ pub async fn patch(
             }
         }
     };
-    let refused = |e: kube::Error, dry: bool| match e {
-        kube::Error::Api(s) => StepError::fatal(format!(
-            "patch {}{}: the API server refused it: {} ({})",
-            target.describe(),
-            if dry {
-                " (dry run, nothing was changed)"
-            } else {
-                ""
-            },
-            s.message,
-            s.reason
-        )),
-        other => describe_error(&format!("patching {}", target.describe()), other),
-    };
+    let what = format!("patch {}", target.describe());
+    let doing = format!("patching {}", target.describe());
+    let refused = |e: kube::Error, dry: bool| super::refused(&what, &doing, dry, e);
     // Kinds without strategic merge (custom resources) answer 415: use a JSON merge patch.
     let strategic = match send(&dry, strategic).await {
         Ok(_) => strategic,

@@ -62,11 +62,7 @@ pub async fn resolve_service(
             "service {ns}/{service} has no selector to find pods by"
         )));
     }
-    let sel = selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let sel = super::selector_string(&selector);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list = pods
         .list(&ListParams::default().labels(&sel))

@@ -760,6 +760,15 @@ impl BackgroundReport {
         out
     }
 
+    /// Writes [`BackgroundReport::to_csv`] to `traffic-<name>.csv` in `dir` (the run's
+    /// artifacts); a write error is logged, not fatal.
+    pub fn write_csv(&self, dir: &std::path::Path) {
+        let csv = dir.join(format!("traffic-{}.csv", self.name));
+        if let Err(e) = std::fs::write(&csv, self.to_csv()) {
+            tracing::warn!("cannot write {}: {e}", csv.display());
+        }
+    }
+
     /// Checks the expectations; the error gives the failure count, the histogram and the
     /// steps the failures fell in.
     pub fn check(&self, expect: &BackgroundExpect) -> Result<(), StepError> {

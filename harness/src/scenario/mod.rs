@@ -336,5 +336,13 @@ impl ScenarioFile {
     }
 }
 
+/// Reads a parameter override `NAME=VALUE` (`--set`, `ISTIO_E2E_SET`).
+pub fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE, e.g. rollout=unsafe")),
+    }
+}
+
 /// Labels of a label step, or any string map.
 pub type StringMap = BTreeMap<String, String>;

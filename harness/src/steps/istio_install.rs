@@ -61,24 +61,9 @@ pub(crate) async fn run(
         .profile
         .clone()
         .unwrap_or_else(|| ctx.istio.profile.clone());
-    let argv = crate::istio::istioctl_argv(
-        &crate::istio::install_args(&profile, &s.set, s.revision.as_deref()),
-        &cluster.kubeconfig,
-        cluster.context.as_deref(),
-    );
-    let res = crate::istio::run_istioctl(&istioctl, &argv, deadline).await?;
-    std::fs::write(
-        ctx.artifacts.join("istioctl-install.log"),
-        format!("{}\n{}", res.stdout, res.stderr),
-    )
-    .ok();
-    if res.exit_code != 0 {
-        return Err(StepError::new(format!(
-            "istioctl install exited {}: {}",
-            res.exit_code,
-            crate::expect::excerpt(&format!("{} {}", res.stdout, res.stderr))
-        )));
-    }
+    let args = crate::istio::install_args(&profile, &s.set, s.revision.as_deref());
+    let log = ctx.artifacts.join("istioctl-install.log");
+    crate::istio::run_checked(&istioctl, "install", &args, &cluster, &log, deadline).await?;
     ctx.istio.installed_by_run = true;
     ctx.istio.revision = s.revision.clone();
     let components = crate::istio::profile_components(&profile);

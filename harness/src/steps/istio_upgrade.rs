@@ -196,33 +196,11 @@ pub(crate) async fn run(
     };
     let old_revision = ctx.istio.revision.clone();
     let steps = plan(s, mode, &profile, old_revision.as_deref());
-    let run = |args: &Vec<String>| {
-        let argv =
-            crate::istio::istioctl_argv(args, &cluster.kubeconfig, cluster.context.as_deref());
-        let istioctl = istioctl.clone();
-        async move {
-            let res = crate::istio::run_istioctl(&istioctl, &argv, deadline).await?;
-            if res.exit_code != 0 {
-                return Err(StepError::new(format!(
-                    "istioctl {} exited {}: {}",
-                    argv.join(" "),
-                    res.exit_code,
-                    crate::expect::excerpt(&format!("{} {}", res.stdout, res.stderr))
-                )));
-            }
-            Ok(res)
-        }
-    };
-    let mut log = String::new();
+    let log = ctx.artifacts.join(format!("istioctl-upgrade-{}.log", s.to));
 
     // 1. The new control plane.
-    let res = run(&steps[0]).await?;
-    log.push_str(&format!(
-        "$ istioctl {}\n{}{}\n",
-        steps[0].join(" "),
-        res.stdout,
-        res.stderr
-    ));
+    let first = steps[0][0].clone();
+    crate::istio::run_checked(&istioctl, &first, &steps[0], &cluster, &log, deadline).await?;
     ctx.istio.installed_by_run = true;
     let mut components = crate::istio::profile_components(&profile);
     let revision = match mode {
@@ -267,19 +245,8 @@ pub(crate) async fn run(
 
     // 3. Canary: the old revision goes.
     if let Some(args) = steps.get(1) {
-        let res = run(args).await?;
-        log.push_str(&format!(
-            "$ istioctl {}\n{}{}\n",
-            args.join(" "),
-            res.stdout,
-            res.stderr
-        ));
+        crate::istio::run_checked(&istioctl, "uninstall", args, &cluster, &log, deadline).await?;
     }
-    std::fs::write(
-        ctx.artifacts.join(format!("istioctl-upgrade-{}.log", s.to)),
-        log,
-    )
-    .ok();
 
     // Later steps use the new release.
     let from = ctx.istio.version.replace(s.to.clone()).unwrap_or_default();

@@ -95,10 +95,7 @@ pub(crate) async fn stop(
         }
     }
     let report = traffic.stop().await;
-    let csv = ctx.artifacts.join(format!("traffic-{}.csv", s.name));
-    if let Err(e) = std::fs::write(&csv, report.to_csv()) {
-        tracing::warn!("cannot write {}: {e}", csv.display());
-    }
+    report.write_csv(&ctx.artifacts);
     report.check(&s.expect)?;
     Ok(report.to_outputs())
 }

@@ -533,16 +533,7 @@ impl Prometheus {
         let client = harness::probes::client();
         let ready_url = format!("{base_url}/-/ready");
         wait_ready(&mut child, "prometheus", Duration::from_secs(60), || {
-            let client = client.clone();
-            let url = ready_url.clone();
-            async move {
-                client
-                    .get(&url)
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
+            answers_2xx(client.clone(), ready_url.clone())
         })
         .await;
         Prometheus {
@@ -551,6 +542,16 @@ impl Prometheus {
             _dir: dir,
         }
     }
+}
+
+/// True when `url` answers a 2xx within 2 s (a readiness endpoint).
+async fn answers_2xx(client: reqwest::Client, url: String) -> bool {
+    client
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -630,16 +631,7 @@ static_resources:
         let client = harness::probes::client();
         let ready_url = format!("http://{admin_addr}/ready");
         wait_ready(&mut child, "envoy", Duration::from_secs(60), || {
-            let client = client.clone();
-            let url = ready_url.clone();
-            async move {
-                client
-                    .get(&url)
-                    .timeout(Duration::from_secs(2))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
+            answers_2xx(client.clone(), ready_url.clone())
         })
         .await;
         Envoy {
