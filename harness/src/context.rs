@@ -1,5 +1,5 @@
-//! What the steps of one run share: the cluster, variables, background forwarders and
-//! port-forwards, and what earlier steps recorded.
+//! What the steps of one run share: the cluster, variables, what the run created (its
+//! cleanup stack), and what earlier steps recorded.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,36 +8,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::Outputs;
+use crate::cleanup::CleanupStack;
 use crate::cluster::ClusterInfo;
 use crate::error::StepError;
-use crate::forwarder::Forwarder;
-use crate::kube::portforward::PortForward;
 use crate::scenario::vars::Vars;
-
-/// Something a step started that must be stopped at teardown.
-pub enum Background {
-    /// A TCP forwarder (`forward` step).
-    Forwarder {
-        /// The step that started it.
-        step: String,
-        /// The running forwarder.
-        forwarder: Forwarder,
-    },
-    /// Background traffic (`traffic` step with `background`), until its `traffic-stop`.
-    Traffic {
-        /// The step that started it.
-        step: String,
-        /// The running traffic.
-        traffic: crate::probes::traffic::BackgroundTraffic,
-    },
-    /// A port-forward to a Service (`port-forward` step).
-    PortForward {
-        /// The step that started it.
-        step: String,
-        /// The running port-forward.
-        handle: PortForward,
-    },
-}
 
 /// Istio as this run sees it.
 #[derive(Debug, Clone, Default)]
@@ -52,8 +26,6 @@ pub struct IstioInfo {
     pub istioctl: Option<PathBuf>,
     /// The control plane revision in use, when it has one (after a canary upgrade).
     pub revision: Option<String>,
-    /// True once this run installed Istio (so teardown on an existing cluster uninstalls it).
-    pub installed_by_run: bool,
 }
 
 /// Shared state of one scenario run.
@@ -70,16 +42,14 @@ pub struct Context {
     pub artifacts: PathBuf,
     /// Istio release, version, istioctl.
     pub istio: IstioInfo,
-    /// Things to stop at teardown, in start order.
-    pub background: Vec<Background>,
+    /// What the run created, undone in reverse at teardown.
+    pub cleanup: CleanupStack,
     /// Named snapshots recorded by `snapshot` steps, already normalized.
     pub snapshots: BTreeMap<String, Value>,
     /// Outputs of finished steps, by display name, for `snapshot` steps.
     pub step_outputs: BTreeMap<String, Outputs>,
     /// Objects applied by the current step (`kind/namespace/name`), for diagnostics.
     pub applied: Vec<String>,
-    /// Namespaces this run created (removed at teardown on existing clusters).
-    pub created_namespaces: Vec<String>,
     /// The display name of the step running now, shared with background work (traffic
     /// records which step each request fell in).
     pub current_step: Arc<Mutex<String>>,
@@ -96,11 +66,10 @@ impl Context {
             cluster: None,
             artifacts,
             istio: IstioInfo::default(),
-            background: Vec::new(),
+            cleanup: CleanupStack::default(),
             snapshots: BTreeMap::new(),
             step_outputs: BTreeMap::new(),
             applied: Vec::new(),
-            created_namespaces: Vec::new(),
             current_step: Arc::default(),
             client: None,
         }

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cleanup;
 pub mod cli;
 pub mod cluster;
 pub mod compare;
@@ -27,6 +28,7 @@ pub mod matrix;
 pub mod probes;
 pub mod report;
 pub mod results;
+pub mod retry;
 pub mod runner;
 pub mod scenario;
 pub mod snapshot;

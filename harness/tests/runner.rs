@@ -290,7 +290,7 @@ impl Executor for RecordAll {
             k => self.0.push(k.kind_name()),
         }
         let mut out = Outputs::new();
-        for k in harness::steps::capture_keys(kind) {
+        for k in kind.spec().capture_keys() {
             out.insert((*k).into(), "127.0.0.1:1".into());
         }
         Box::pin(async move { Ok(out) })

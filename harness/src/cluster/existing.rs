@@ -19,6 +19,9 @@ fn source_kubeconfig(req: Option<&ClusterRequest>) -> Option<PathBuf> {
 }
 
 impl Provider for Existing {
+    fn owns_cluster(&self) -> bool {
+        false
+    }
     fn name(&self) -> &'static str {
         "existing"
     }

@@ -65,6 +65,11 @@ pub trait Provider: Send {
     ) -> BoxFuture<'a, Result<ClusterInfo, StepError>>;
     /// Removes what `create` made (unless `keep`); always safe to call, even after a failed create.
     fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>>;
+    /// True when the cluster is the run's own and goes with it (false for `existing`: what
+    /// the run created there is undone one by one).
+    fn owns_cluster(&self) -> bool {
+        true
+    }
 }
 
 /// The provider for a name.

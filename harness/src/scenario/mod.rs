@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::steps;
+pub use crate::steps::{STEP_KINDS, StepKind};
 
 pub use parse::{Located, load, parse_str};
 pub use validate::{Diagnostic, validate};
@@ -126,23 +126,8 @@ pub struct IstioSpec {
     pub dir: Option<String>,
 }
 
-/// How often a step is tried again after a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Retry {
-    /// Total attempts, the first included (`retry: 3` tries at most three times).
-    pub attempts: u32,
-    /// Wait before the second attempt; doubled after each further failure, capped at 30 s.
-    pub backoff: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 1,
-            backoff: Duration::from_secs(1),
-        }
-    }
-}
+/// How often a step is tried again after a failure (`retry: 3` or `retry: {attempts, backoff}`).
+pub type Retry = crate::retry::RetryPolicy;
 
 /// One step: common fields and exactly one kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,137 +163,6 @@ impl Step {
     /// The effective per-attempt timeout.
     pub fn effective_timeout(&self) -> Duration {
         self.timeout.unwrap_or_else(|| self.kind.default_timeout())
-    }
-}
-
-/// Every step kind, one variant each, with the spec that lives beside the code that runs it
-/// (`steps::<kind>`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepKind {
-    /// `istioctl install --set profile=<p> -y` and wait for the profile's components.
-    IstioInstall(steps::istio_install::IstioInstallSpec),
-    /// Any `istioctl` command with expectations on its output and exit code.
-    Istioctl(steps::istioctl::IstioctlSpec),
-    /// Namespace labels, e.g. `istio-injection=enabled`.
-    Label(steps::label::LabelSpec),
-    /// Server-side apply of files, directories and multi-document YAML.
-    Apply(steps::apply::ApplySpec),
-    /// Wait for pods, deployments or any condition.
-    Wait(steps::wait::WaitSpec),
-    /// Run a command in a pod chosen by label selector.
-    Exec(steps::exec::ExecSpec),
-    /// Find a Service port's nodePort and the node address.
-    Ingress(steps::ingress::IngressSpec),
-    /// A TCP forwarder from a host address to a target (the walkthrough's ncat).
-    Forward(steps::forward::ForwardSpec),
-    /// Forward a local port to a Service port (`kubectl port-forward`, `istioctl dashboard`).
-    PortForward(steps::port_forward::PortForwardSpec),
-    /// An HTTP request with expectations, retried until they hold or the timeout.
-    Http(steps::http::HttpSpec),
-    /// N requests with a concurrency limit and a status histogram.
-    Traffic(steps::traffic::TrafficStepSpec),
-    /// Stop background traffic and check what it recorded.
-    TrafficStop(steps::traffic::TrafficStopSpec),
-    /// Change fields of an existing object (`kubectl patch`).
-    Patch(steps::patch::PatchSpec),
-    /// Upgrade Istio in place or by canary revision and move the data plane to it.
-    IstioUpgrade(steps::istio_upgrade::IstioUpgradeSpec),
-    /// PromQL instant queries with expectations.
-    Prometheus(steps::dashboards::PrometheusSpec),
-    /// Grafana health and dashboards.
-    Grafana(steps::dashboards::GrafanaSpec),
-    /// Kiali namespaces and the versioned-app graph.
-    Kiali(steps::dashboards::KialiSpec),
-    /// Jaeger services and traces.
-    Jaeger(steps::dashboards::JaegerSpec),
-    /// Record a named, normalized view of the cluster and earlier steps for snapshots.
-    Snapshot(steps::snapshot::SnapshotSpec),
-}
-
-/// The names of every step kind, as written in scenario files.
-pub const STEP_KINDS: &[&str] = &[
-    "istio-install",
-    "istioctl",
-    "label",
-    "apply",
-    "wait",
-    "exec",
-    "ingress",
-    "forward",
-    "port-forward",
-    "http",
-    "traffic",
-    "traffic-stop",
-    "patch",
-    "istio-upgrade",
-    "prometheus",
-    "grafana",
-    "kiali",
-    "jaeger",
-    "snapshot",
-];
-
-impl StepKind {
-    /// The kind's name as written in a scenario file.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            StepKind::IstioInstall(_) => "istio-install",
-            StepKind::Istioctl(_) => "istioctl",
-            StepKind::Label(_) => "label",
-            StepKind::Apply(_) => "apply",
-            StepKind::Wait(_) => "wait",
-            StepKind::Exec(_) => "exec",
-            StepKind::Ingress(_) => "ingress",
-            StepKind::Forward(_) => "forward",
-            StepKind::PortForward(_) => "port-forward",
-            StepKind::Http(_) => "http",
-            StepKind::Traffic(_) => "traffic",
-            StepKind::TrafficStop(_) => "traffic-stop",
-            StepKind::Patch(_) => "patch",
-            StepKind::IstioUpgrade(_) => "istio-upgrade",
-            StepKind::Prometheus(_) => "prometheus",
-            StepKind::Grafana(_) => "grafana",
-            StepKind::Kiali(_) => "kiali",
-            StepKind::Jaeger(_) => "jaeger",
-            StepKind::Snapshot(_) => "snapshot",
-        }
-    }
-
-    /// A short summary for display names, e.g. the files applied.
-    pub fn summary(&self) -> String {
-        steps::summary(self)
-    }
-
-    /// The default per-attempt timeout of this kind (installs take minutes, a check seconds).
-    pub fn default_timeout(&self) -> Duration {
-        let secs = match self {
-            StepKind::IstioInstall(_) => 600,
-            StepKind::Istioctl(_) => 120,
-            StepKind::Label(_) => 30,
-            StepKind::Apply(_) => 120,
-            StepKind::Wait(_) => 300,
-            StepKind::Exec(_) => 60,
-            StepKind::Ingress(_) => 60,
-            StepKind::Forward(_) => 10,
-            StepKind::PortForward(_) => 60,
-            StepKind::Http(_) => 120,
-            StepKind::Traffic(_) => 300,
-            StepKind::TrafficStop(_) => 60,
-            StepKind::Patch(_) => 60,
-            StepKind::IstioUpgrade(_) => 900,
-            StepKind::Prometheus(_)
-            | StepKind::Grafana(_)
-            | StepKind::Kiali(_)
-            | StepKind::Jaeger(_) => 180,
-            StepKind::Snapshot(_) => 60,
-        };
-        Duration::from_secs(secs)
-    }
-
-    /// The variable prefix this step captures into, e.g. `gateway` for `${gateway.port}`.
-    pub fn capture(&self) -> Option<&str> {
-        steps::capture_name(self)
     }
 }
 

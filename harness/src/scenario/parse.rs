@@ -133,28 +133,8 @@ impl<'de> Visitor<'de> for StepVisitor {
 }
 
 fn next_kind<'de, A: MapAccess<'de>>(k: &str, map: &mut A) -> Result<StepKind, A::Error> {
-    Ok(match k {
-        "istio-install" => StepKind::IstioInstall(map.next_value()?),
-        "istioctl" => StepKind::Istioctl(map.next_value()?),
-        "label" => StepKind::Label(map.next_value()?),
-        "apply" => StepKind::Apply(map.next_value()?),
-        "wait" => StepKind::Wait(map.next_value()?),
-        "exec" => StepKind::Exec(map.next_value()?),
-        "ingress" => StepKind::Ingress(map.next_value()?),
-        "forward" => StepKind::Forward(map.next_value()?),
-        "port-forward" => StepKind::PortForward(map.next_value()?),
-        "http" => StepKind::Http(map.next_value()?),
-        "traffic" => StepKind::Traffic(map.next_value()?),
-        "traffic-stop" => StepKind::TrafficStop(map.next_value()?),
-        "patch" => StepKind::Patch(map.next_value()?),
-        "istio-upgrade" => StepKind::IstioUpgrade(map.next_value()?),
-        "prometheus" => StepKind::Prometheus(map.next_value()?),
-        "grafana" => StepKind::Grafana(map.next_value()?),
-        "kiali" => StepKind::Kiali(map.next_value()?),
-        "jaeger" => StepKind::Jaeger(map.next_value()?),
-        "snapshot" => StepKind::Snapshot(map.next_value()?),
-        other => unreachable!("STEP_KINDS and next_kind disagree on {other}"),
-    })
+    StepKind::next_named(k, map)?
+        .ok_or_else(|| de::Error::custom(format!("unknown step kind `{k}`")))
 }
 
 /// " (did you mean `x`?)" for a near miss of a step kind or common field.

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use super::vars::{self, BUILTINS, Vars};
 use super::{ScenarioFile, StepKind};
-use crate::steps;
 
 /// One problem in a scenario file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,7 +145,7 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
     static_vars.set("namespace", s.namespace.clone());
     for (i, st) in s.steps.iter().enumerate() {
         let (line, col) = (st.referenced.line(), st.referenced.column());
-        for p in steps::problems(&st.value.kind) {
+        for p in st.value.kind.spec().problems() {
             out.push(diag(
                 line,
                 col,
@@ -158,7 +157,7 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
         {
             out.push(diag(line, col, "retry attempts must be at least 1".into()));
         }
-        for path in steps::files(&st.value.kind) {
+        for path in st.value.kind.spec().files() {
             if !vars::references(&path)
                 .iter()
                 .all(|r| static_vars.get(&r.name).is_some())
@@ -239,7 +238,7 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
     for (i, st) in s.steps.iter().enumerate() {
         captures_before.push(defined.clone());
         if let Some(c) = st.value.kind.capture() {
-            for key in steps::capture_keys(&st.value.kind) {
+            for key in st.value.kind.spec().capture_keys() {
                 defined.insert(format!("{c}.{key}"));
             }
             all_captures.push((i, c.to_string()));
@@ -337,15 +336,5 @@ fn offset_of(source: &str, line: u64, column: u64) -> usize {
 
 /// True for step kinds that talk to a cluster (everything but probes of URLs).
 pub fn needs_cluster(kind: &StepKind) -> bool {
-    !matches!(
-        kind,
-        StepKind::Http(_)
-            | StepKind::TrafficStop(_)
-            | StepKind::Traffic(_)
-            | StepKind::Forward(_)
-            | StepKind::Prometheus(_)
-            | StepKind::Grafana(_)
-            | StepKind::Kiali(_)
-            | StepKind::Jaeger(_)
-    )
+    kind.spec().needs_cluster()
 }

@@ -22,11 +22,7 @@ pub struct ApplySpec {
     pub namespace: Option<String>,
 }
 
-pub(crate) async fn run(
-    s: &ApplySpec,
-    ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
+async fn run(s: &ApplySpec, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
     let paths: Vec<PathBuf> = s.files.iter().map(PathBuf::from).collect();
     let docs = crate::kube::apply::read_documents(&paths)?;
     let client = ctx.client().await?;
@@ -57,4 +53,34 @@ pub(crate) async fn run(
     );
     out.insert("changed".into(), report.changed.into());
     Ok(out)
+}
+
+impl super::Kind for ApplySpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(120)
+    }
+    fn summary(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| f.rsplit('/').next().unwrap_or(f).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    fn problems(&self) -> Vec<String> {
+        if self.files.is_empty() {
+            vec!["`files` is empty: name at least one file or directory".into()]
+        } else {
+            vec![]
+        }
+    }
+    fn files(&self) -> Vec<String> {
+        self.files.clone()
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
 }

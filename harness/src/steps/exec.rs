@@ -37,7 +37,7 @@ pub struct ExecSpec {
     pub capture: Option<String>,
 }
 
-pub(crate) fn problems(s: &ExecSpec) -> Vec<String> {
+fn problems(s: &ExecSpec) -> Vec<String> {
     let mut p = s.expect.problems();
     if s.command.is_empty() {
         p.push("`command` is empty".into());
@@ -48,11 +48,7 @@ pub(crate) fn problems(s: &ExecSpec) -> Vec<String> {
     p
 }
 
-pub(crate) async fn run(
-    s: &ExecSpec,
-    ctx: &mut Context,
-    _deadline: Instant,
-) -> Result<Outputs, StepError> {
+async fn run(s: &ExecSpec, ctx: &mut Context, _deadline: Instant) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
     let ns = ctx.ns(s.namespace.as_ref());
     let pod = match (&s.pod, &s.selector) {
@@ -85,4 +81,29 @@ pub(crate) async fn run(
     }
     o.insert("pod".into(), out.pod.into());
     Ok(o)
+}
+
+impl super::Kind for ExecSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(60)
+    }
+    fn summary(&self) -> String {
+        self.command.join(" ")
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    fn capture(&self) -> Option<&str> {
+        self.capture.as_deref()
+    }
+    fn capture_keys(&self) -> &'static [&'static str] {
+        &["stdout", "exit-code", "title", "pod"]
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
 }

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::Outputs;
-use crate::context::{Background, Context};
+use crate::cleanup::Cleanup;
+use crate::context::Context;
 use crate::error::StepError;
 use crate::forwarder::{Forwarder, ForwarderConfig};
 
@@ -34,7 +35,7 @@ fn default_capture() -> String {
     "forward".into()
 }
 
-pub(crate) fn problems(s: &ForwardSpec) -> Vec<String> {
+fn problems(s: &ForwardSpec) -> Vec<String> {
     let mut p = Vec::new();
     if !s.listen.contains("${") && s.listen.parse::<SocketAddr>().is_err() {
         p.push(format!(
@@ -48,7 +49,7 @@ pub(crate) fn problems(s: &ForwardSpec) -> Vec<String> {
     p
 }
 
-pub(crate) async fn run(s: &ForwardSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+async fn run(s: &ForwardSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     let listen: SocketAddr = s.listen.parse().map_err(|_| {
         StepError::fatal(format!(
             "`listen` {:?} is not an address like 127.0.0.1:8888",
@@ -59,7 +60,7 @@ pub(crate) async fn run(s: &ForwardSpec, ctx: &mut Context) -> Result<Outputs, S
         .await
         .map_err(|e| StepError::fatal(format!("cannot start the forwarder on {listen}: {e}")))?;
     let local = fwd.local_addr();
-    ctx.background.push(Background::Forwarder {
+    ctx.cleanup.push(Cleanup::Forwarder {
         step: format!("forward {}", s.to),
         forwarder: fwd,
     });
@@ -74,4 +75,32 @@ pub(crate) fn endpoint_outputs(local: SocketAddr) -> Outputs {
     o.insert("address".into(), local.to_string().into());
     o.insert("url".into(), format!("http://{local}").into());
     o
+}
+
+impl super::Kind for ForwardSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(10)
+    }
+    fn summary(&self) -> String {
+        format!("{} -> {}", self.listen, self.to)
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    fn capture(&self) -> Option<&str> {
+        Some(&self.capture)
+    }
+    fn capture_keys(&self) -> &'static [&'static str] {
+        super::ENDPOINT_KEYS
+    }
+    fn needs_cluster(&self) -> bool {
+        false
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        _deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx).await
+    }
 }

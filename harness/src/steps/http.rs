@@ -49,17 +49,41 @@ fn check_of(s: &HttpSpec) -> crate::probes::http::HttpCheck {
     }
 }
 
-pub(crate) fn problems(s: &HttpSpec) -> Vec<String> {
+fn problems(s: &HttpSpec) -> Vec<String> {
     check_of(s).problems()
 }
 
-pub(crate) async fn run(
-    s: &HttpSpec,
-    _ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
+async fn run(s: &HttpSpec, _ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
     let check = check_of(s);
     let client = crate::probes::client();
     let outcome = crate::probes::http::check_until(&client, &check, super::left(deadline)).await?;
     Ok(outcome.to_outputs())
+}
+
+impl super::Kind for HttpSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(120)
+    }
+    fn summary(&self) -> String {
+        self.url.clone()
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    fn capture(&self) -> Option<&str> {
+        self.capture.as_deref()
+    }
+    fn capture_keys(&self) -> &'static [&'static str] {
+        &["status", "title"]
+    }
+    fn needs_cluster(&self) -> bool {
+        false
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
 }

@@ -39,7 +39,7 @@ fn default_capture() -> String {
     "ingress".into()
 }
 
-pub(crate) async fn run(s: &IngressSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+async fn run(s: &IngressSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
     let node = ctx.cluster.as_ref().and_then(|c| c.node_address.clone());
     let a = crate::kube::ingress::find(&client, &s.namespace, &s.service, &s.port, node.as_deref())
@@ -57,4 +57,26 @@ pub(crate) async fn run(s: &IngressSpec, ctx: &mut Context) -> Result<Outputs, S
     );
     o.insert("load-balancer".into(), a.load_balancer.join(",").into());
     Ok(o)
+}
+
+impl super::Kind for IngressSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(60)
+    }
+    fn summary(&self) -> String {
+        format!("{}/{}", self.service, self.port)
+    }
+    fn capture(&self) -> Option<&str> {
+        Some(&self.capture)
+    }
+    fn capture_keys(&self) -> &'static [&'static str] {
+        &["host", "port", "address", "url", "load-balancer"]
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        _deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx).await
+    }
 }

@@ -24,7 +24,7 @@ pub struct IstioInstallSpec {
     pub revision: Option<String>,
 }
 
-pub(crate) async fn run(
+async fn run(
     s: &IstioInstallSpec,
     ctx: &mut Context,
     deadline: Instant,
@@ -64,7 +64,7 @@ pub(crate) async fn run(
     let args = crate::istio::install_args(&profile, &s.set, s.revision.as_deref());
     let log = ctx.artifacts.join("istioctl-install.log");
     crate::istio::run_checked(&istioctl, "install", &args, &cluster, &log, deadline).await?;
-    ctx.istio.installed_by_run = true;
+    ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
     ctx.istio.revision = s.revision.clone();
     let components = crate::istio::profile_components(&profile);
     let done =
@@ -73,4 +73,26 @@ pub(crate) async fn run(
     out.insert("profile".into(), profile.into());
     out.insert("components".into(), done.into());
     Ok(out)
+}
+
+impl super::Kind for IstioInstallSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(600)
+    }
+    fn summary(&self) -> String {
+        format!(
+            "profile={}",
+            self.profile.as_deref().unwrap_or("(scenario)")
+        )
+    }
+    fn uses_istio(&self) -> bool {
+        true
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
 }

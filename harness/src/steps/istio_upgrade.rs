@@ -97,7 +97,7 @@ impl IstioUpgradeSpec {
     }
 }
 
-pub(crate) fn problems(s: &IstioUpgradeSpec) -> Vec<String> {
+fn problems(s: &IstioUpgradeSpec) -> Vec<String> {
     let mut p = Vec::new();
     if !s.to.contains("${") && crate::istio::minor_of(&s.to).is_none() {
         p.push(format!(
@@ -117,7 +117,7 @@ pub(crate) fn problems(s: &IstioUpgradeSpec) -> Vec<String> {
     p
 }
 
-pub(crate) fn summary(s: &IstioUpgradeSpec) -> String {
+fn summary(s: &IstioUpgradeSpec) -> String {
     format!("to {} ({})", s.to, s.mode)
 }
 
@@ -150,7 +150,7 @@ fn new_revision(s: &IstioUpgradeSpec) -> String {
         .unwrap_or_else(|| crate::istio::revision_for(&s.to))
 }
 
-pub(crate) async fn run(
+async fn run(
     s: &IstioUpgradeSpec,
     ctx: &mut Context,
     deadline: Instant,
@@ -201,7 +201,7 @@ pub(crate) async fn run(
     // 1. The new control plane.
     let first = steps[0][0].clone();
     crate::istio::run_checked(&istioctl, &first, &steps[0], &cluster, &log, deadline).await?;
-    ctx.istio.installed_by_run = true;
+    ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
     let mut components = crate::istio::profile_components(&profile);
     let revision = match mode {
         UpgradeMode::InPlace => None,
@@ -333,5 +333,24 @@ mod tests {
         );
         // A variable is checked once expanded.
         assert!(problems(&spec("{ to: \"${param.to}\", mode: \"${param.mode}\" }")).is_empty());
+    }
+}
+
+impl super::Kind for IstioUpgradeSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(900)
+    }
+    fn summary(&self) -> String {
+        summary(self)
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
     }
 }

@@ -25,11 +25,7 @@ pub struct IstioctlSpec {
     pub capture: Option<String>,
 }
 
-pub(crate) async fn run(
-    s: &IstioctlSpec,
-    ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
+async fn run(s: &IstioctlSpec, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
     let Some(istioctl) = ctx.istio.istioctl.clone() else {
         return Err(StepError::fatal(
             "istioctl not found: neither <istio dir>/bin/istioctl nor istioctl on PATH",
@@ -55,4 +51,32 @@ pub(crate) async fn run(
     o.insert("exit-code".into(), res.exit_code.into());
     o.insert("stdout".into(), res.stdout.trim().to_string().into());
     Ok(o)
+}
+
+impl super::Kind for IstioctlSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(120)
+    }
+    fn summary(&self) -> String {
+        self.args.join(" ")
+    }
+    fn problems(&self) -> Vec<String> {
+        self.expect.problems()
+    }
+    fn capture(&self) -> Option<&str> {
+        self.capture.as_deref()
+    }
+    fn capture_keys(&self) -> &'static [&'static str] {
+        &["stdout", "exit-code"]
+    }
+    fn uses_istio(&self) -> bool {
+        true
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
 }

@@ -22,7 +22,7 @@ pub struct LabelSpec {
     pub labels: StringMap,
 }
 
-pub(crate) fn problems(s: &LabelSpec) -> Vec<String> {
+fn problems(s: &LabelSpec) -> Vec<String> {
     if s.labels.is_empty() {
         vec!["`labels` is empty".into()]
     } else {
@@ -30,7 +30,7 @@ pub(crate) fn problems(s: &LabelSpec) -> Vec<String> {
     }
 }
 
-pub(crate) async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
     let ns = ctx.ns(s.namespace.as_ref());
     let api: Api<Namespace> = Api::all(client);
@@ -52,7 +52,8 @@ pub(crate) async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, Ste
     .await
     .map_err(|e| super::kube_err(&format!("labeling namespace {ns}"), e))?;
     if !existed {
-        ctx.created_namespaces.push(ns.clone());
+        ctx.cleanup
+            .push(crate::cleanup::Cleanup::Namespace { name: ns.clone() });
     }
     let mut out = Outputs::new();
     out.insert("namespace".into(), ns.into());
@@ -61,4 +62,33 @@ pub(crate) async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, Ste
         serde_json::to_value(&s.labels).unwrap_or_default(),
     );
     Ok(out)
+}
+
+impl super::Kind for LabelSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(30)
+    }
+    fn summary(&self) -> String {
+        format!(
+            "{} {}",
+            self.namespace.as_deref().unwrap_or(""),
+            self.labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+        .trim()
+        .to_string()
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        _deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx).await
+    }
 }

@@ -1,165 +1,193 @@
-//! Steps: one file per step kind, each with the kind's spec (what a scenario writes) and the
-//! code that runs it, calling into the concept modules (`kube`, `istio`, `forwarder`,
-//! `probes`). A newcomer finds the code of a walkthrough step by its name here.
+//! Steps: one file per step kind, each with the kind's spec (what a scenario writes), its
+//! [`Kind`] implementation (name, default timeout, validation, summary, captures, and the code
+//! that runs it), calling into the concept modules (`kube`, `istio`, `forwarder`, `probes`).
+//! A newcomer finds the code of a walkthrough step by its name here.
+//!
+//! Adding a kind is one new file (the spec and `impl Kind`) and one line in the
+//! [`step_kinds!`] list below; the enum, the list of names, parsing, validation and dispatch
+//! all come from that list.
 
 pub mod apply;
-pub mod dashboards;
 pub mod exec;
 pub mod forward;
+pub mod grafana;
 pub mod http;
 pub mod ingress;
 pub mod istio_install;
 pub mod istio_upgrade;
 pub mod istioctl;
+pub mod jaeger;
+pub mod kiali;
 pub mod label;
 pub mod patch;
 pub mod port_forward;
+pub mod prometheus;
 pub mod snapshot;
 pub mod traffic;
+pub mod traffic_stop;
 pub mod wait;
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::de::MapAccess;
+use serde::{Deserialize, Serialize};
 
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::scenario::StepKind;
 
-/// Runs one step (variables already expanded) until it succeeds, fails, or `deadline` passes.
-pub async fn run(
-    kind: &StepKind,
-    ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    match kind {
-        StepKind::IstioInstall(s) => istio_install::run(s, ctx, deadline).await,
-        StepKind::Istioctl(s) => istioctl::run(s, ctx, deadline).await,
-        StepKind::Label(s) => label::run(s, ctx).await,
-        StepKind::Apply(s) => apply::run(s, ctx, deadline).await,
-        StepKind::Wait(s) => wait::run(s, ctx, deadline).await,
-        StepKind::Exec(s) => exec::run(s, ctx, deadline).await,
-        StepKind::Ingress(s) => ingress::run(s, ctx).await,
-        StepKind::Forward(s) => forward::run(s, ctx).await,
-        StepKind::PortForward(s) => port_forward::run(s, ctx).await,
-        StepKind::Http(s) => http::run(s, ctx, deadline).await,
-        StepKind::Traffic(s) => traffic::run(s, ctx, deadline).await,
-        StepKind::TrafficStop(s) => traffic::stop(s, ctx, deadline).await,
-        StepKind::Patch(s) => patch::run(s, ctx).await,
-        StepKind::IstioUpgrade(s) => istio_upgrade::run(s, ctx, deadline).await,
-        StepKind::Prometheus(s) => dashboards::run_prometheus(s, ctx, deadline).await,
-        StepKind::Grafana(s) => dashboards::run_grafana(s, ctx, deadline).await,
-        StepKind::Kiali(s) => dashboards::run_kiali(s, ctx, deadline).await,
-        StepKind::Jaeger(s) => dashboards::run_jaeger(s, ctx, deadline).await,
-        StepKind::Snapshot(s) => snapshot::run(s, ctx).await,
+/// What every step kind is: one implementation per kind, in the kind's own file.
+///
+/// Everything but [`Kind::run`] is known before anything runs and is used by validation, the
+/// matrix and reports; `run` does the step with variables already expanded.
+pub trait Kind: std::fmt::Debug + Send + Sync {
+    /// The per-attempt timeout when the step sets none (installs take minutes, checks seconds).
+    fn default_timeout(&self) -> Duration;
+
+    /// A one-line summary for display names, e.g. the files applied.
+    fn summary(&self) -> String;
+
+    /// Problems with the spec found before anything runs (messages without location).
+    fn problems(&self) -> Vec<String> {
+        Vec::new()
     }
+
+    /// Files the step reads, for validation's "missing file" check.
+    fn files(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The variable prefix the step captures into (`${<prefix>.<key>}`), if it captures.
+    fn capture(&self) -> Option<&str> {
+        None
+    }
+
+    /// The keys a capturing step records, each usable as `${<prefix>.<key>}`.
+    fn capture_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// True when the step talks to a cluster (false for probes of URLs).
+    fn needs_cluster(&self) -> bool {
+        true
+    }
+
+    /// True when the step needs the Istio release (istioctl, release files).
+    fn uses_istio(&self) -> bool {
+        false
+    }
+
+    /// Runs the step until it succeeds, fails, or `deadline` passes.
+    fn run<'a>(
+        &'a self,
+        ctx: &'a mut Context,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Outputs, StepError>> + Send + 'a
+    where
+        Self: Sized;
 }
 
-/// Problems with a step's spec found before anything runs (messages without location).
-pub fn problems(kind: &StepKind) -> Vec<String> {
-    match kind {
-        StepKind::IstioInstall(_) => vec![],
-        StepKind::Istioctl(s) => s.expect.problems(),
-        StepKind::Label(s) => label::problems(s),
-        StepKind::Apply(s) => {
-            if s.files.is_empty() {
-                vec!["`files` is empty: name at least one file or directory".into()]
-            } else {
-                vec![]
+/// Declares every step kind from one list: `"name" => Variant(module::Spec)`, with the
+/// variant's doc comment. Generates [`StepKind`], [`STEP_KINDS`], and the dispatch to each
+/// kind's [`Kind`] implementation.
+macro_rules! step_kinds {
+    ($( $(#[doc = $doc:literal])* $name:literal => $variant:ident($spec:ty), )+) => {
+        /// Every step kind, one variant each, with the spec that lives beside the code that
+        /// runs it (`steps::<kind>`).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub enum StepKind {
+            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant($spec), )+
+        }
+
+        /// The names of every step kind, as written in scenario files.
+        pub const STEP_KINDS: &[&str] = &[$($name),+];
+
+        impl StepKind {
+            /// The kind's name as written in a scenario file.
+            pub fn kind_name(&self) -> &'static str {
+                match self { $( StepKind::$variant(_) => $name, )+ }
+            }
+
+            /// The kind's implementation of [`Kind`] (all but `run`).
+            pub fn spec(&self) -> &dyn Kind {
+                match self { $( StepKind::$variant(s) => s, )+ }
+            }
+
+            /// Runs the step (variables already expanded) until it succeeds, fails, or
+            /// `deadline` passes.
+            pub async fn run(&self, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
+                match self { $( StepKind::$variant(s) => s.run(ctx, deadline).await, )+ }
+            }
+
+            /// Reads the value of key `name` as that kind's spec; `None` when no kind has
+            /// that name.
+            pub(crate) fn next_named<'de, A: MapAccess<'de>>(
+                name: &str,
+                map: &mut A,
+            ) -> Result<Option<StepKind>, A::Error> {
+                $( if name == $name { return Ok(Some(StepKind::$variant(map.next_value()?))); } )+
+                Ok(None)
             }
         }
-        StepKind::Wait(s) => wait::problems(s),
-        StepKind::Exec(s) => exec::problems(s),
-        StepKind::Ingress(_) => vec![],
-        StepKind::Forward(s) => forward::problems(s),
-        StepKind::PortForward(_) => vec![],
-        StepKind::Http(s) => http::problems(s),
-        StepKind::Traffic(s) => s.problems(),
-        StepKind::TrafficStop(_) => vec![],
-        StepKind::Patch(s) => patch::problems(s),
-        StepKind::IstioUpgrade(s) => istio_upgrade::problems(s),
-        StepKind::Prometheus(s) => s.queries.iter().flat_map(|q| q.problems()).collect(),
-        StepKind::Grafana(s) => s.expect.problems(),
-        StepKind::Kiali(s) => s.expect.problems(),
-        StepKind::Jaeger(s) => s.expect.problems(),
-        StepKind::Snapshot(s) => snapshot::problems(s),
-    }
+    };
 }
 
-/// Files a step reads, for the "missing file" check of validation.
-pub fn files(kind: &StepKind) -> Vec<String> {
-    match kind {
-        StepKind::Apply(s) => s.files.clone(),
-        _ => vec![],
-    }
+step_kinds! {
+    /// `istioctl install --set profile=<p> -y` and wait for the profile's components.
+    "istio-install" => IstioInstall(istio_install::IstioInstallSpec),
+    /// Any `istioctl` command with expectations on its output and exit code.
+    "istioctl" => Istioctl(istioctl::IstioctlSpec),
+    /// Namespace labels, e.g. `istio-injection=enabled`.
+    "label" => Label(label::LabelSpec),
+    /// Server-side apply of files, directories and multi-document YAML.
+    "apply" => Apply(apply::ApplySpec),
+    /// Wait for pods, deployments or any condition.
+    "wait" => Wait(wait::WaitSpec),
+    /// Run a command in a pod chosen by label selector.
+    "exec" => Exec(exec::ExecSpec),
+    /// Find a Service port's nodePort and the node address.
+    "ingress" => Ingress(ingress::IngressSpec),
+    /// A TCP forwarder from a host address to a target (the walkthrough's ncat).
+    "forward" => Forward(forward::ForwardSpec),
+    /// Forward a local port to a Service port (`kubectl port-forward`, `istioctl dashboard`).
+    "port-forward" => PortForward(port_forward::PortForwardSpec),
+    /// An HTTP request with expectations, retried until they hold or the timeout.
+    "http" => Http(http::HttpSpec),
+    /// N requests with a concurrency limit and a status histogram, or background traffic.
+    "traffic" => Traffic(traffic::TrafficStepSpec),
+    /// Stop background traffic and check what it recorded.
+    "traffic-stop" => TrafficStop(traffic_stop::TrafficStopSpec),
+    /// Change fields of an existing object (`kubectl patch`).
+    "patch" => Patch(patch::PatchSpec),
+    /// Upgrade Istio in place or by canary revision and move the data plane to it.
+    "istio-upgrade" => IstioUpgrade(istio_upgrade::IstioUpgradeSpec),
+    /// PromQL instant queries with expectations.
+    "prometheus" => Prometheus(prometheus::PrometheusSpec),
+    /// Grafana health and dashboards.
+    "grafana" => Grafana(grafana::GrafanaSpec),
+    /// Kiali namespaces and the versioned-app graph.
+    "kiali" => Kiali(kiali::KialiSpec),
+    /// Jaeger services and traces.
+    "jaeger" => Jaeger(jaeger::JaegerSpec),
+    /// Record a named, normalized view of the cluster and earlier steps for snapshots.
+    "snapshot" => Snapshot(snapshot::SnapshotSpec),
 }
 
-/// A one-line summary for display names.
-pub fn summary(kind: &StepKind) -> String {
-    match kind {
-        StepKind::IstioInstall(s) => {
-            format!("profile={}", s.profile.as_deref().unwrap_or("(scenario)"))
-        }
-        StepKind::Istioctl(s) => s.args.join(" "),
-        StepKind::Label(s) => format!(
-            "{} {}",
-            s.namespace.as_deref().unwrap_or(""),
-            s.labels
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        )
-        .trim()
-        .to_string(),
-        StepKind::Apply(s) => s
-            .files
-            .iter()
-            .map(|f| f.rsplit('/').next().unwrap_or(f).to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        StepKind::Wait(s) => wait::summary(s),
-        StepKind::Exec(s) => s.command.join(" "),
-        StepKind::Ingress(s) => format!("{}/{}", s.service, s.port),
-        StepKind::Forward(s) => format!("{} -> {}", s.listen, s.to),
-        StepKind::PortForward(s) => format!("svc/{}:{}", s.service, s.port),
-        StepKind::Http(s) => s.url.clone(),
-        StepKind::Traffic(s) => match (&s.background, s.requests) {
-            (Some(name), _) => format!("{} in the background ({name})", s.url),
-            (None, n) => format!("{} x{}", s.url, n.unwrap_or(0)),
-        },
-        StepKind::TrafficStop(s) => s.name.clone(),
-        StepKind::Patch(s) => format!("{}/{}", s.kind, s.name),
-        StepKind::IstioUpgrade(s) => istio_upgrade::summary(s),
-        StepKind::Prometheus(s) => s.url.clone(),
-        StepKind::Grafana(s) => s.url.clone(),
-        StepKind::Kiali(s) => s.url.clone(),
-        StepKind::Jaeger(s) => s.url.clone(),
-        StepKind::Snapshot(s) => s.name.clone(),
+impl StepKind {
+    /// A short summary for display names, e.g. the files applied.
+    pub fn summary(&self) -> String {
+        self.spec().summary()
     }
-}
 
-/// The variable prefix a step captures into, if its kind captures anything.
-pub fn capture_name(kind: &StepKind) -> Option<&str> {
-    match kind {
-        StepKind::Exec(s) => s.capture.as_deref(),
-        StepKind::Istioctl(s) => s.capture.as_deref(),
-        StepKind::Ingress(s) => Some(&s.capture),
-        StepKind::Forward(s) => Some(&s.capture),
-        StepKind::PortForward(s) => Some(s.capture.as_deref().unwrap_or(&s.service)),
-        StepKind::Http(s) => s.capture.as_deref(),
-        _ => None,
+    /// The default per-attempt timeout of this kind.
+    pub fn default_timeout(&self) -> Duration {
+        self.spec().default_timeout()
     }
-}
 
-/// The keys a capturing step defines (`${capture.key}`).
-pub fn capture_keys(kind: &StepKind) -> &'static [&'static str] {
-    match kind {
-        StepKind::Exec(_) => &["stdout", "exit-code", "title", "pod"],
-        StepKind::Istioctl(_) => &["stdout", "exit-code"],
-        StepKind::Ingress(_) => &["host", "port", "address", "url", "load-balancer"],
-        StepKind::Forward(_) | StepKind::PortForward(_) => &["host", "port", "address", "url"],
-        StepKind::Http(_) => &["status", "title"],
-        _ => &[],
+    /// The variable prefix this step captures into, e.g. `gateway` for `${gateway.port}`.
+    pub fn capture(&self) -> Option<&str> {
+        self.spec().capture()
     }
 }
 
@@ -169,6 +197,38 @@ pub(crate) fn kube_err(what: &str, e: kube::Error) -> StepError {
 }
 
 /// Seconds left until `deadline` (zero when past).
-pub(crate) fn left(deadline: Instant) -> std::time::Duration {
+pub(crate) fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
+}
+
+/// The keys a step that opens a local endpoint records (`forward`, `port-forward`).
+pub(crate) const ENDPOINT_KEYS: &[&str] = &["host", "port", "address", "url"];
+
+/// `n` seconds, for the kinds' default timeouts.
+pub(crate) const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The name each kind is parsed by is the name serde writes (the variable expansion
+    /// serializes steps and reads them back).
+    #[test]
+    fn serde_names_match_kind_names() {
+        let text = "steps:\n  - snapshot: { name: a }\n  - label: { labels: { a: b } }\n  - traffic-stop: { name: t }\n  - port-forward: { service: s, port: http }\n";
+        let file =
+            crate::scenario::parse_str(std::path::Path::new("t.yaml"), format!("name: t\n{text}"))
+                .unwrap();
+        for st in &file.scenario.steps {
+            let kind = &st.value.kind;
+            let v = serde_json::to_value(kind).unwrap();
+            let key = v.as_object().unwrap().keys().next().unwrap().clone();
+            assert_eq!(key, kind.kind_name());
+            let back: StepKind = serde_json::from_value(v).unwrap();
+            assert_eq!(&back, kind);
+        }
+        assert_eq!(STEP_KINDS.len(), 19);
+    }
 }

@@ -45,7 +45,7 @@ pub struct PatchSpec {
     pub json: Option<serde_json::Value>,
 }
 
-pub(crate) fn problems(s: &PatchSpec) -> Vec<String> {
+fn problems(s: &PatchSpec) -> Vec<String> {
     let mut p = Vec::new();
     match (&s.merge, &s.json) {
         (Some(_), Some(_)) => p.push("give `merge` or `json`, not both".into()),
@@ -65,7 +65,7 @@ pub(crate) fn problems(s: &PatchSpec) -> Vec<String> {
     p
 }
 
-pub(crate) async fn run(s: &PatchSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+async fn run(s: &PatchSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     let change = match (&s.merge, &s.json) {
         (Some(m), None) => Change::Merge(m.clone()),
         (None, Some(j)) => Change::Json(
@@ -90,4 +90,23 @@ pub(crate) async fn run(s: &PatchSpec, ctx: &mut Context) -> Result<Outputs, Ste
     );
     out.insert("changed".into(), changed.into());
     Ok(out)
+}
+
+impl super::Kind for PatchSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(60)
+    }
+    fn summary(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        _deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx).await
+    }
 }

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::Outputs;
-use crate::context::{Background, Context};
+use crate::cleanup::Cleanup;
+use crate::context::Context;
 use crate::error::StepError;
 
 /// Spec of a `port-forward` step.
@@ -28,7 +29,7 @@ pub struct PortForwardSpec {
     pub capture: Option<String>,
 }
 
-pub(crate) async fn run(s: &PortForwardSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+async fn run(s: &PortForwardSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
     let ns = ctx.ns(s.namespace.as_ref());
     let listen: SocketAddr = s
@@ -45,7 +46,7 @@ pub(crate) async fn run(s: &PortForwardSpec, ctx: &mut Context) -> Result<Output
     let pf = crate::kube::portforward::start(client, &ns, &s.service, &s.port, listen).await?;
     let local = pf.local_addr();
     let (pod, port) = pf.target().await;
-    ctx.background.push(Background::PortForward {
+    ctx.cleanup.push(Cleanup::PortForward {
         step: format!("port-forward svc/{}:{}", s.service, s.port),
         handle: pf,
     });
@@ -53,4 +54,26 @@ pub(crate) async fn run(s: &PortForwardSpec, ctx: &mut Context) -> Result<Output
     o.insert("pod".into(), pod.into());
     o.insert("target-port".into(), port.into());
     Ok(o)
+}
+
+impl super::Kind for PortForwardSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(60)
+    }
+    fn summary(&self) -> String {
+        format!("svc/{}:{}", self.service, self.port)
+    }
+    fn capture(&self) -> Option<&str> {
+        Some(self.capture.as_deref().unwrap_or(&self.service))
+    }
+    fn capture_keys(&self) -> &'static [&'static str] {
+        super::ENDPOINT_KEYS
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        _deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx).await
+    }
 }

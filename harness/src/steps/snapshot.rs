@@ -33,7 +33,7 @@ pub struct SnapshotSpec {
     pub values: BTreeMap<String, String>,
 }
 
-pub(crate) fn problems(s: &SnapshotSpec) -> Vec<String> {
+fn problems(s: &SnapshotSpec) -> Vec<String> {
     let mut p = Vec::new();
     if s.name.is_empty()
         || !s
@@ -52,7 +52,7 @@ pub(crate) fn problems(s: &SnapshotSpec) -> Vec<String> {
     p
 }
 
-pub(crate) async fn run(s: &SnapshotSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
+async fn run(s: &SnapshotSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     let mut doc = serde_json::Map::new();
     if !s.pods.is_empty() || !s.services.is_empty() {
         let client = ctx.client().await?;
@@ -141,4 +141,23 @@ pub(crate) async fn run(s: &SnapshotSpec, ctx: &mut Context) -> Result<Outputs, 
     let mut o = Outputs::new();
     o.insert("snapshot".into(), s.name.clone().into());
     Ok(o)
+}
+
+impl super::Kind for SnapshotSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(60)
+    }
+    fn summary(&self) -> String {
+        self.name.clone()
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        _deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx).await
+    }
 }

@@ -19,32 +19,16 @@
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::Outputs;
-use crate::context::{Background, Context};
+use crate::cleanup::Cleanup;
+use crate::context::Context;
 use crate::error::StepError;
-use crate::probes::traffic::{BackgroundExpect, BackgroundTraffic};
+use crate::probes::traffic::BackgroundTraffic;
 
 /// Spec of a `traffic` step.
 pub type TrafficStepSpec = crate::probes::traffic::TrafficSpec;
 
-/// Spec of a `traffic-stop` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct TrafficStopSpec {
-    /// The `background` name of the traffic to stop.
-    pub name: String,
-    /// Let it run on until at least this many requests were sent (within the step's timeout),
-    /// so the check covers enough requests however fast the machine is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after_requests: Option<u64>,
-    /// What the traffic must show; without it, zero failed requests.
-    #[serde(default)]
-    pub expect: BackgroundExpect,
-}
-
-pub(crate) async fn run(
+async fn run(
     s: &TrafficStepSpec,
     ctx: &mut Context,
     deadline: Instant,
@@ -52,7 +36,7 @@ pub(crate) async fn run(
     let client = crate::probes::client();
     if let Some(name) = &s.background {
         let traffic = BackgroundTraffic::start(client, s, ctx.current_step.clone())?;
-        ctx.background.push(Background::Traffic {
+        ctx.cleanup.push(Cleanup::Traffic {
             step: format!("traffic {}", s.url),
             traffic,
         });
@@ -64,38 +48,23 @@ pub(crate) async fn run(
     Ok(report.to_outputs())
 }
 
-pub(crate) async fn stop(
-    s: &TrafficStopSpec,
-    ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    let Some(pos) = ctx
-        .background
-        .iter()
-        .position(|b| matches!(b, Background::Traffic { traffic, .. } if traffic.name == s.name))
-    else {
-        return Err(StepError::fatal(format!(
-            "no background traffic named `{}` is running",
-            s.name
-        ))
-        .with_hint("start it with a `traffic` step that has `background: NAME` earlier on"));
-    };
-    let Background::Traffic { traffic, .. } = ctx.background.remove(pos) else {
-        unreachable!("position() matched a Traffic entry");
-    };
-    if let Some(n) = s.after_requests {
-        // Stop a little before the deadline so the check still runs and reports.
-        let until = deadline - super::left(deadline).mul_f64(0.1);
-        if !traffic.wait_for_requests(n as usize, until).await {
-            tracing::warn!(
-                "background traffic `{}`: {} of {n} requests sent before the step's timeout",
-                s.name,
-                traffic.sent()
-            );
+impl super::Kind for TrafficStepSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(300)
+    }
+    fn summary(&self) -> String {
+        match (&self.background, self.requests) {
+            (Some(name), _) => format!("{} in the background ({name})", self.url),
+            (None, n) => format!("{} x{}", self.url, n.unwrap_or(0)),
         }
     }
-    let report = traffic.stop().await;
-    report.write_csv(&ctx.artifacts);
-    report.check(&s.expect)?;
-    Ok(report.to_outputs())
+    fn problems(&self) -> Vec<String> {
+        TrafficStepSpec::problems(self)
+    }
+    fn needs_cluster(&self) -> bool {
+        false
+    }
+    async fn run(&self, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
 }

@@ -78,7 +78,7 @@ pub struct ConditionWait {
     pub status: Option<String>,
 }
 
-pub(crate) fn problems(s: &WaitSpec) -> Vec<String> {
+fn problems(s: &WaitSpec) -> Vec<String> {
     let n = [
         s.pods.is_some(),
         s.deployments.is_some(),
@@ -96,7 +96,7 @@ pub(crate) fn problems(s: &WaitSpec) -> Vec<String> {
     }
 }
 
-pub(crate) fn summary(s: &WaitSpec) -> String {
+fn summary(s: &WaitSpec) -> String {
     if let Some(p) = &s.pods {
         format!(
             "pods {}{}",
@@ -121,11 +121,7 @@ pub(crate) fn summary(s: &WaitSpec) -> String {
     }
 }
 
-pub(crate) async fn run(
-    s: &WaitSpec,
-    ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
+async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
     let mut out = Outputs::new();
     if let Some(p) = &s.pods {
@@ -211,4 +207,23 @@ pub(crate) async fn run(
         );
     }
     Ok(out)
+}
+
+impl super::Kind for WaitSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(300)
+    }
+    fn summary(&self) -> String {
+        summary(self)
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
 }

@@ -1,5 +1,5 @@
-//! `prometheus`, `grafana`, `kiali`, `jaeger`: the walkthrough's "look at each dashboard",
-//! as API checks through a `port-forward` step's URL (the `istioctl dashboard X` equivalent).
+//! `prometheus`: the walkthrough's "look at each dashboard" for Prometheus (PromQL instant queries, polled until they hold), as API checks through a
+//! `port-forward` step's URL (the `istioctl dashboard prometheus` equivalent).
 
 use std::time::Instant;
 
@@ -52,44 +52,32 @@ pub struct JaegerSpec {
     pub expect: crate::probes::jaeger::JaegerCheck,
 }
 
-pub(crate) async fn run_prometheus(
-    s: &PrometheusSpec,
-    _ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    let client = crate::probes::client();
-    let mut out = Outputs::new();
-    for (i, q) in s.queries.iter().enumerate() {
-        let o = crate::probes::prometheus::query_until(&client, &s.url, q, super::left(deadline))
-            .await?;
-        out.insert(format!("query-{}", i + 1), serde_json::Value::Object(o));
+impl super::Kind for PrometheusSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(180)
     }
-    Ok(out)
-}
-
-pub(crate) async fn run_grafana(
-    s: &GrafanaSpec,
-    _ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    let client = crate::probes::client();
-    crate::probes::grafana::check_until(&client, &s.url, &s.expect, super::left(deadline)).await
-}
-
-pub(crate) async fn run_kiali(
-    s: &KialiSpec,
-    _ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    let client = crate::probes::client();
-    crate::probes::kiali::check_until(&client, &s.url, &s.expect, super::left(deadline)).await
-}
-
-pub(crate) async fn run_jaeger(
-    s: &JaegerSpec,
-    _ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    let client = crate::probes::client();
-    crate::probes::jaeger::check_until(&client, &s.url, &s.expect, super::left(deadline)).await
+    fn summary(&self) -> String {
+        self.url.clone()
+    }
+    fn problems(&self) -> Vec<String> {
+        self.queries.iter().flat_map(|q| q.problems()).collect()
+    }
+    fn needs_cluster(&self) -> bool {
+        false
+    }
+    async fn run(&self, _ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
+        let client = crate::probes::client();
+        let mut out = Outputs::new();
+        for (i, q) in self.queries.iter().enumerate() {
+            let o = crate::probes::prometheus::query_until(
+                &client,
+                &self.url,
+                q,
+                super::left(deadline),
+            )
+            .await?;
+            out.insert(format!("query-{}", i + 1), serde_json::Value::Object(o));
+        }
+        Ok(out)
+    }
 }

@@ -1,0 +1,641 @@
+//! The runner: cluster setup, the steps in order with per-step and whole-scenario timeouts and
+//! retries with backoff, diagnostics on failure, and a teardown that always runs (after a
+//! passing run, a failing step, a panicking step, or Ctrl-C).
+//!
+//! A [`Run`] goes through [`Run::prepare_istio`], [`Run::create_cluster`], [`Run::run_step`]
+//! for each step, [`Run::teardown`] and [`Run::report`]; every piece that may hang, panic or
+//! be interrupted goes through [`guarded`], and everything a step or provider creates is
+//! undone from the run's cleanup stack ([`crate::cleanup`]).
+
+mod guard;
+
+pub use guard::{Interrupt, Outcome, guarded};
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::BoxFuture;
+
+use crate::Outputs;
+use crate::cluster::{ClusterRequest, Provider};
+use crate::context::Context;
+use crate::error::StepError;
+use crate::report::Progress;
+use crate::results::{RunResult, Status, StepResult};
+use crate::scenario::validate::{ValidateOptions, needs_cluster};
+use crate::scenario::{Diagnostic, ScenarioFile, StepKind};
+
+/// Options of one run (the CLI's flags and the e2e matrix entry).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Provider override (`--provider`, `ISTIO_E2E_PROVIDER`).
+    pub provider: Option<String>,
+    /// Istio version override (`--istio-version`, `ISTIO_E2E_ISTIO_VERSION`).
+    pub istio_version: Option<String>,
+    /// A local Istio release directory (`--istio-dir`, `ISTIO_E2E_ISTIO_DIR`).
+    pub istio_dir: Option<PathBuf>,
+    /// Kubernetes version override (`ISTIO_E2E_K8S_VERSION`).
+    pub kubernetes: Option<String>,
+    /// Keep the cluster after the run.
+    pub keep_cluster: bool,
+    /// Keep the cluster when the run fails.
+    pub keep_on_failure: bool,
+    /// Parent of the run's artifacts directory (`target/istio-e2e` by default).
+    pub artifacts_root: Option<PathBuf>,
+    /// Run id; made from the time and process id when not given.
+    pub run_id: Option<String>,
+    /// No progress lines.
+    pub quiet: bool,
+    /// Don't stop on SIGINT (tests drive interruption through `interrupt`).
+    pub no_signal_handler: bool,
+    /// Scenario parameter overrides (`--set name=value`).
+    pub params: std::collections::BTreeMap<String, String>,
+}
+
+/// Runs one step kind with a context; the real one is [`StepRunner`], tests use fakes.
+pub trait Executor {
+    /// Runs `kind` until it succeeds, fails or `deadline` passes.
+    fn execute<'a>(
+        &'a self,
+        kind: &'a StepKind,
+        ctx: &'a mut Context,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Outputs, StepError>>;
+}
+
+/// The real executor: each kind's [`crate::steps::Kind::run`].
+pub struct StepRunner;
+
+impl Executor for StepRunner {
+    fn execute<'a>(
+        &'a self,
+        kind: &'a StepKind,
+        ctx: &'a mut Context,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Outputs, StepError>> {
+        Box::pin(kind.run(ctx, deadline))
+    }
+}
+
+/// A fresh run id: UTC time and process id, e.g. `20261125-234054-1234`.
+pub fn new_run_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let t = humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .to_string();
+    let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
+    format!(
+        "{}-{}-{}",
+        &compact[..8],
+        &compact[8..14],
+        std::process::id()
+    )
+}
+
+/// Validates, then runs a scenario with its provider and the real steps. Validation errors
+/// come back as diagnostics, before anything touches a cluster.
+pub async fn run_file(
+    file: &ScenarioFile,
+    opts: &RunOptions,
+) -> Result<RunResult, Vec<Diagnostic>> {
+    let vopts = ValidateOptions {
+        istio_dir: opts.istio_dir.clone(),
+        provider: opts.provider.clone(),
+        params: opts.params.clone(),
+    };
+    let diags = crate::scenario::validate(file, &vopts);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let name = effective_provider(file, opts);
+    let provider = crate::cluster::provider(&name).map_err(|m| {
+        vec![Diagnostic {
+            path: file.path.clone(),
+            line: 1,
+            column: 1,
+            message: m,
+        }]
+    })?;
+    Ok(run_with(file, opts, provider, &StepRunner).await)
+}
+
+/// The provider a run uses: the override, else the scenario's; `none` when no step needs a
+/// cluster and nothing asked for one.
+pub fn effective_provider(file: &ScenarioFile, opts: &RunOptions) -> String {
+    if let Some(p) = &opts.provider {
+        return p.clone();
+    }
+    let s = &file.scenario;
+    if s.cluster.provider.is_none() && !s.steps.iter().any(|st| needs_cluster(&st.value.kind)) {
+        return "none".into();
+    }
+    s.cluster.provider().to_string()
+}
+
+/// Runs a scenario with the given provider and executor. Never panics on a step's panic;
+/// teardown always runs.
+pub async fn run_with<E: Executor>(
+    file: &ScenarioFile,
+    opts: &RunOptions,
+    provider: Box<dyn Provider>,
+    exec: &E,
+) -> RunResult {
+    let mut run = Run::new(file, opts, provider);
+    run.prepare_istio().await;
+    run.create_cluster().await;
+    for i in 0..file.scenario.steps.len() {
+        run.run_step(i, exec).await;
+    }
+    run.teardown().await;
+    run.report()
+}
+
+/// One scenario run in progress: its context, results so far, and how it stands.
+pub struct Run<'f> {
+    file: &'f ScenarioFile,
+    opts: &'f RunOptions,
+    provider: Box<dyn Provider>,
+    ctx: Context,
+    progress: Progress,
+    run_id: String,
+    artifacts: PathBuf,
+    started: Instant,
+    started_wall: String,
+    deadline: Option<Instant>,
+    interrupt: Interrupt,
+    results: Vec<StepResult>,
+    status: Status,
+    interrupted: bool,
+    diagnostics: Option<String>,
+    teardown: Vec<String>,
+}
+
+/// A record being timed: where it is and when it started.
+struct Pending {
+    index: usize,
+    kind: String,
+    name: String,
+    location: String,
+    t0: Instant,
+}
+
+impl Pending {
+    fn done(
+        self,
+        status: Status,
+        attempts: u32,
+        outputs: Outputs,
+        error: Option<String>,
+    ) -> StepResult {
+        StepResult {
+            index: self.index,
+            kind: self.kind,
+            name: self.name,
+            location: self.location,
+            status,
+            duration_ms: self.t0.elapsed().as_millis() as u64,
+            attempts,
+            outputs,
+            error,
+        }
+    }
+}
+
+/// What a step's `when:` decided.
+enum When {
+    Run,
+    Skip(String),
+    Broken(String),
+}
+
+impl<'f> Run<'f> {
+    /// A run of `file` on `provider`: artifacts directory, variables, signal handling.
+    pub fn new(file: &'f ScenarioFile, opts: &'f RunOptions, provider: Box<dyn Provider>) -> Self {
+        let s = &file.scenario;
+        let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
+        let root = opts
+            .artifacts_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("target/istio-e2e"));
+        let artifacts = root.join(&run_id);
+        std::fs::create_dir_all(&artifacts).ok();
+        let artifacts = std::fs::canonicalize(&artifacts).unwrap_or(artifacts);
+        let started = Instant::now();
+        let mut run = Run {
+            file,
+            opts,
+            ctx: Context::new(&s.name, &s.namespace, artifacts.clone()),
+            provider,
+            progress: Progress::new(opts.quiet),
+            run_id,
+            artifacts,
+            started,
+            started_wall: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            deadline: s.timeout.map(|t| started + t),
+            interrupt: if opts.no_signal_handler {
+                Interrupt::never()
+            } else {
+                Interrupt::on_signals()
+            },
+            results: Vec::new(),
+            status: Status::Passed,
+            interrupted: false,
+            diagnostics: None,
+            teardown: Vec::new(),
+        };
+        run.set_builtins();
+        run
+    }
+
+    /// Istio's version, release directory and istioctl, and the built-in variables.
+    fn set_builtins(&mut self) {
+        let (s, opts, ctx) = (&self.file.scenario, self.opts, &mut self.ctx);
+        let istio_spec = s.istio.clone().unwrap_or_default();
+        ctx.istio.version = opts.istio_version.clone().or(istio_spec.version.clone());
+        ctx.istio.dir = opts
+            .istio_dir
+            .clone()
+            .or(istio_spec.dir.as_ref().map(PathBuf::from));
+        ctx.istio.profile = istio_spec.profile.clone().unwrap_or_else(|| "demo".into());
+        ctx.istio.istioctl = crate::istio::find_istioctl(ctx.istio.dir.as_deref());
+        let dir = ctx.istio.dir.as_ref().map(|d| d.display().to_string());
+        ctx.vars.set("istio.dir", dir.unwrap_or_default());
+        ctx.vars.set(
+            "istio.version",
+            ctx.istio.version.clone().unwrap_or_default(),
+        );
+        ctx.vars.set("istio.profile", ctx.istio.profile.clone());
+        ctx.vars.set("namespace", s.namespace.clone());
+        ctx.vars.set("run.id", self.run_id.clone());
+        ctx.vars
+            .set("run.artifacts", self.artifacts.display().to_string());
+        ctx.vars.set("cluster.provider", self.provider.name());
+        for (k, default) in &s.params {
+            let v = opts.params.get(k).unwrap_or(default);
+            ctx.vars.set(format!("param.{k}"), v.clone());
+        }
+    }
+
+    fn begin(&self, index: usize, kind: &str, name: String, location: String) -> Pending {
+        Pending {
+            index,
+            kind: kind.into(),
+            name,
+            location,
+            t0: Instant::now(),
+        }
+    }
+
+    /// Shows a finished record and keeps it; a failed or interrupted record ends the run's
+    /// passing streak (a skipped one does not).
+    fn record(&mut self, r: StepResult) {
+        self.progress.finish(&r);
+        if matches!(r.status, Status::Failed | Status::Interrupted) {
+            self.status = r.status;
+        }
+        self.results.push(r);
+    }
+
+    /// The Istio release: a local directory, or a verified download for the version, when
+    /// the scenario uses one (istio steps or `${istio.dir}` paths).
+    pub async fn prepare_istio(&mut self) {
+        let file = self.file;
+        let s = &file.scenario;
+        let uses_istio = self.file.source.contains("${istio.dir}")
+            || s.steps.iter().any(|st| st.value.kind.spec().uses_istio());
+        if !uses_istio {
+            return;
+        }
+        let pending = self.begin(
+            0,
+            "istio-release",
+            "istio: release".into(),
+            self.file.at(1, 1),
+        );
+        let lock = PathBuf::from(crate::download::LOCK_FILE);
+        let ctx = &mut self.ctx;
+        let prepared = crate::download::prepare_istio(
+            ctx.istio.dir.as_deref(),
+            ctx.istio.version.as_deref(),
+            &lock,
+        )
+        .await;
+        let (status, error) = match prepared {
+            Ok(Some(rel)) => {
+                ctx.istio.istioctl = rel
+                    .istioctl
+                    .clone()
+                    .or_else(|| crate::istio::find_istioctl(None));
+                ctx.istio.dir = Some(rel.dir.clone());
+                ctx.vars.set("istio.dir", rel.dir.display().to_string());
+                (Status::Passed, None)
+            }
+            Ok(None) => (Status::Passed, None),
+            Err(e) => (Status::Failed, Some(StepError::from(e).to_string())),
+        };
+        let mut outputs = Outputs::new();
+        outputs.insert(
+            "version".into(),
+            ctx.istio.version.clone().unwrap_or_default().into(),
+        );
+        outputs.insert("istioctl".into(), ctx.istio.istioctl.is_some().into());
+        let r = pending.done(status, 1, outputs, error);
+        self.record(r);
+    }
+
+    /// Creates the cluster (nothing for provider `none`, or after a failure).
+    pub async fn create_cluster(&mut self) {
+        let name = self.provider.name().to_string();
+        if name == "none" || self.status != Status::Passed {
+            return;
+        }
+        self.progress.start(&format!("cluster: {name}"));
+        let pending = self.begin(
+            0,
+            "cluster",
+            format!("cluster: create ({name})"),
+            self.file.at(1, 1),
+        );
+        let file = self.file;
+        let s = &file.scenario;
+        let req = ClusterRequest {
+            run_id: self.run_id.clone(),
+            artifacts: self.artifacts.clone(),
+            kubernetes: self
+                .opts
+                .kubernetes
+                .clone()
+                .or(s.cluster.kubernetes.clone()),
+            config: s.cluster.config.as_ref().map(PathBuf::from),
+            image: s.cluster.image.clone(),
+            kubeconfig: s.cluster.kubeconfig.as_ref().map(PathBuf::from),
+            context: s.cluster.context.clone(),
+        };
+        let deadline = self
+            .deadline
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(900));
+        let created = guarded(self.provider.create(&req), deadline, &mut self.interrupt).await;
+        let (status, error, outputs) = match created {
+            Outcome::Interrupted => {
+                self.interrupted = true;
+                let msg = "interrupted (Ctrl-C or SIGTERM) while creating the cluster";
+                (Status::Interrupted, Some(msg.to_string()), Outputs::new())
+            }
+            Outcome::Panicked(p) => (
+                Status::Failed,
+                Some(format!("cluster setup panicked: {p}")),
+                Outputs::new(),
+            ),
+            Outcome::TimedOut => {
+                let msg = "cluster setup did not finish before the scenario's timeout";
+                (Status::Failed, Some(msg.into()), Outputs::new())
+            }
+            Outcome::Done(Err(e)) => (Status::Failed, Some(e.to_string()), Outputs::new()),
+            Outcome::Done(Ok(info)) => {
+                let address = info.node_address.clone().unwrap_or_default();
+                let mut o = Outputs::new();
+                o.insert("provider".into(), info.provider.clone().into());
+                o.insert("node-address".into(), address.clone().into());
+                self.ctx.vars.set("cluster.node-address", address);
+                self.ctx
+                    .vars
+                    .set("cluster.kubeconfig", info.kubeconfig.display().to_string());
+                self.ctx.cluster = Some(info);
+                (Status::Passed, None, o)
+            }
+        };
+        let r = pending.done(status, 1, outputs, error);
+        self.record(r);
+    }
+
+    /// Runs step `i`: skipped after a failure or when its `when:` is false; else tried per
+    /// its retry policy, and diagnostics collected if it fails.
+    pub async fn run_step<E: Executor>(&mut self, i: usize, exec: &E) {
+        let file = self.file;
+        let step = &file.scenario.steps[i].value;
+        let pending = self.begin(
+            i + 1,
+            step.kind.kind_name(),
+            step.display_name(),
+            self.file.step_at(i),
+        );
+        if self.status != Status::Passed {
+            self.results
+                .push(pending.done(Status::Skipped, 0, Outputs::new(), None));
+            return;
+        }
+        match self.decide_when(i) {
+            When::Run => {}
+            When::Skip(why) => {
+                let mut outputs = Outputs::new();
+                outputs.insert("skipped".into(), why.into());
+                return self.record(pending.done(Status::Skipped, 0, outputs, None));
+            }
+            When::Broken(e) => {
+                return self.record(pending.done(Status::Failed, 0, Outputs::new(), Some(e)));
+            }
+        }
+        self.progress
+            .start(&format!("{:02} {}", i + 1, pending.name));
+        self.ctx.set_current_step(&pending.name);
+        self.ctx.applied.clear();
+        let (attempts, outcome) = self.attempts(i, exec).await;
+        let mut r = match outcome {
+            Ok(out) => {
+                if let Some(cap) = step.kind.capture() {
+                    self.ctx.vars.capture(cap, &out);
+                }
+                self.ctx
+                    .step_outputs
+                    .insert(pending.name.clone(), out.clone());
+                pending.done(Status::Passed, attempts, out, None)
+            }
+            Err(e) => {
+                let st = if self.interrupted {
+                    Status::Interrupted
+                } else {
+                    Status::Failed
+                };
+                pending.done(st, attempts, Outputs::new(), Some(e))
+            }
+        };
+        if r.status == Status::Failed && self.ctx.cluster.is_some() {
+            self.collect_diagnostics(&mut r).await;
+        }
+        self.record(r);
+    }
+
+    fn decide_when(&self, i: usize) -> When {
+        let Some(cond) = &self.file.scenario.steps[i].value.when else {
+            return When::Run;
+        };
+        let vars = &self.ctx.vars;
+        let decided = vars.expand(&cond.left).and_then(|l| {
+            let r = vars.expand(&cond.right)?;
+            Ok((cond.decide(&l, &r)?, cond.show(&l, &r)))
+        });
+        match decided {
+            Ok((true, _)) => When::Run,
+            Ok((false, shown)) => When::Skip(format!("when: {cond} ({shown}) is false")),
+            Err(e) => When::Broken(format!("when: {cond}: {e}")),
+        }
+    }
+
+    /// Tries step `i` per its retry policy; the attempts made and the outputs or the message.
+    async fn attempts<E: Executor>(
+        &mut self,
+        i: usize,
+        exec: &E,
+    ) -> (u32, Result<Outputs, String>) {
+        let file = self.file;
+        let step = &file.scenario.steps[i].value;
+        let policy = step.retry.unwrap_or_default();
+        let mut waits = policy.backoff();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let kind = match expand(&step.kind, &self.ctx) {
+                Ok(k) => k,
+                Err(e) => return (attempts, Err(e)),
+            };
+            let mut deadline = Instant::now() + step.effective_timeout();
+            if let Some(sd) = self.deadline {
+                deadline = deadline.min(sd);
+            }
+            let fut = exec.execute(&kind, &mut self.ctx, deadline);
+            let err = match guarded(fut, deadline, &mut self.interrupt).await {
+                Outcome::Interrupted => {
+                    self.interrupted = true;
+                    return (attempts, Err("interrupted by Ctrl-C (or SIGTERM)".into()));
+                }
+                Outcome::Panicked(p) => return (attempts, Err(format!("the step panicked: {p}"))),
+                Outcome::TimedOut => StepError::new(format!(
+                    "timed out after {}",
+                    humantime::format_duration(step.effective_timeout())
+                ))
+                .with_hint(
+                    "raise the step's `timeout`, or look at the diagnostics for what it waited on",
+                ),
+                Outcome::Done(Ok(out)) => return (attempts, Ok(out)),
+                Outcome::Done(Err(e)) => e,
+            };
+            let past_scenario = self.deadline.is_some_and(|d| Instant::now() >= d);
+            if err.fatal || !policy.allows_another(attempts) || past_scenario {
+                let mut msg = err.to_string();
+                if past_scenario {
+                    msg.push_str(" (the scenario's timeout has passed)");
+                }
+                return (attempts, Err(msg));
+            }
+            let wait = waits.next().unwrap_or(crate::retry::MAX_BACKOFF);
+            tracing::info!(
+                "step {} attempt {attempts} failed: {err}; retrying in {wait:?}",
+                i + 1
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Writes `diagnostics/step-NN/` for a failed step and adds their summary to its message.
+    async fn collect_diagnostics(&mut self, r: &mut StepResult) {
+        let dir = self
+            .artifacts
+            .join("diagnostics")
+            .join(format!("step-{:02}", r.index));
+        let Ok(client) = self.ctx.client().await else {
+            return;
+        };
+        let mut namespaces = vec![self.ctx.namespace.clone(), "istio-system".to_string()];
+        namespaces.dedup();
+        let error = r.error.clone().unwrap_or_default();
+        let collect = crate::kube::diagnostics::collect(
+            &client,
+            &namespaces,
+            &self.ctx.applied,
+            &error,
+            &dir,
+        );
+        let bundle = tokio::time::timeout(Duration::from_secs(60), collect).await;
+        if let (Some(istioctl), Some(cluster)) = (&self.ctx.istio.istioctl, &self.ctx.cluster)
+            && self.ctx.cleanup.installed_istio()
+        {
+            crate::istio::diagnostics(
+                istioctl,
+                &cluster.kubeconfig,
+                cluster.context.as_deref(),
+                &dir,
+            )
+            .await;
+        }
+        if let Ok(b) = bundle {
+            if let Some(e) = &mut r.error {
+                e.push_str(&format!(" [{}]", b.summary()));
+            }
+            self.diagnostics = Some(dir.display().to_string());
+        }
+    }
+
+    /// Undoes what the run created (newest first) and removes the cluster unless kept.
+    pub async fn teardown(&mut self) {
+        let keep =
+            self.opts.keep_cluster || (self.opts.keep_on_failure && self.status != Status::Passed);
+        let outlives = !self.provider.owns_cluster();
+        let lines = crate::cleanup::undo_all(&mut self.ctx, outlives).await;
+        self.teardown.extend(lines);
+        self.ctx.drop_client();
+        match self.provider.teardown(keep).await {
+            Ok(line) if !line.is_empty() => self.teardown.push(line),
+            Ok(_) => {}
+            Err(e) => self.teardown.push(format!("teardown failed: {e}")),
+        }
+        for line in &self.teardown {
+            self.progress.note(line);
+        }
+        if self.interrupted {
+            self.status = Status::Interrupted;
+        }
+    }
+
+    /// The run's result, also written as reports into its artifacts directory.
+    pub fn report(mut self) -> RunResult {
+        let s = &self.file.scenario;
+        let result = RunResult {
+            scenario: s.name.clone(),
+            file: self.file.path.display().to_string(),
+            run_id: self.run_id,
+            provider: self.provider.name().to_string(),
+            kubernetes: self
+                .opts
+                .kubernetes
+                .clone()
+                .or(s.cluster.kubernetes.clone()),
+            istio: self.ctx.istio.version.clone(),
+            status: self.status,
+            started: self.started_wall,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            steps: self.results,
+            teardown: self.teardown,
+            artifacts: self.artifacts.display().to_string(),
+            diagnostics: self.diagnostics,
+            snapshots: std::mem::take(&mut self.ctx.snapshots),
+        };
+        if let Err(e) = crate::report::write_all(&result, &self.artifacts) {
+            self.progress.note(&format!(
+                "cannot write reports to {}: {e}",
+                self.artifacts.display()
+            ));
+        }
+        result
+    }
+}
+
+/// Expands `${...}` in every string of a step's spec.
+fn expand(kind: &StepKind, ctx: &Context) -> Result<StepKind, String> {
+    let mut v = serde_json::to_value(kind)
+        .map_err(|e| format!("internal: cannot serialize the step: {e}"))?;
+    ctx.vars.expand_value(&mut v)?;
+    serde_json::from_value(v)
+        .map_err(|e| format!("after expanding variables the step is not valid: {e}"))
+}
