@@ -38,10 +38,6 @@ fn trial(entry: Entry) -> Trial {
 }
 
 fn run_entry(entry: Entry) -> Result<Completion, Failed> {
-    let provider = harness::cluster::provider(&entry.provider).map_err(Failed::from)?;
-    if let Some(why) = matrix::gate(&format!("provider {}", entry.provider), provider.check())? {
-        return Ok(Completion::ignored_with(why));
-    }
     let opts = RunOptions {
         provider: Some(entry.provider.clone()),
         istio_version: entry.istio.clone(),
@@ -51,27 +47,18 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
         params: matrix::params_from_env().map_err(Failed::from)?,
         ..Default::default()
     };
+    let provider = match runner::prepare(&entry.file, &opts) {
+        Ok(p) => p,
+        Err(runner::StartError::CannotRun { provider, why }) => {
+            let gate = matrix::gate(&format!("provider {provider}"), Err(why))?;
+            return Ok(Completion::ignored_with(gate.unwrap_or_default()));
+        }
+        Err(e) => return Err(Failed::from(e.to_string())),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failed::from(e.to_string()))?;
-    let diags = harness::scenario::validate(
-        &entry.file,
-        &harness::scenario::validate::ValidateOptions {
-            istio_dir: opts.istio_dir.clone(),
-            provider: opts.provider.clone(),
-            params: opts.params.clone(),
-        },
-    );
-    if !diags.is_empty() {
-        return Err(Failed::from(
-            diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ));
-    }
     let result = rt.block_on(runner::run_with(
         &entry.file,
         &opts,

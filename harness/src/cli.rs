@@ -312,21 +312,20 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
     }
     let mut code = 0;
     for f in &files {
-        let name = runner::effective_provider(f, opts);
-        let provider = match cluster::provider(&name) {
+        let provider = match runner::prepare(f, opts) {
             Ok(p) => p,
+            Err(runner::StartError::CannotRun { provider, why }) => {
+                eprintln!(
+                    "error: {}: provider {provider} cannot run here: {why}. `istio-e2e doctor` lists what is missing.",
+                    f.path.display()
+                );
+                return EXIT_ENV;
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return EXIT_FAILED;
             }
         };
-        if let Err(why) = provider.check() {
-            eprintln!(
-                "error: {}: provider {name} cannot run here: {why}. `istio-e2e doctor` lists what is missing.",
-                f.path.display()
-            );
-            return EXIT_ENV;
-        }
         let result = runner::run_with(f, opts, provider, &runner::StepRunner).await;
         eprintln!("reports: {}", result.artifacts);
         match result.status {
@@ -575,8 +574,14 @@ async fn compare_versions(
         };
         eprintln!("== {} on Istio {version}", file.scenario.name);
         match runner::run_file(&file, &o).await {
-            Err(diags) => {
-                diags.iter().for_each(|d| eprintln!("{d}"));
+            Err(runner::StartError::CannotRun { provider, why }) => {
+                eprintln!(
+                    "error: provider {provider} cannot run here: {why}. `istio-e2e doctor` lists what is missing."
+                );
+                return EXIT_ENV;
+            }
+            Err(e) => {
+                eprintln!("{e}");
                 return EXIT_FAILED;
             }
             Ok(r) => {

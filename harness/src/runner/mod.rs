@@ -94,12 +94,28 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// Validates, then runs a scenario with its provider and the real steps. Validation errors
-/// come back as diagnostics, before anything touches a cluster.
-pub async fn run_file(
-    file: &ScenarioFile,
-    opts: &RunOptions,
-) -> Result<RunResult, Vec<Diagnostic>> {
+/// Why a scenario cannot start; nothing has touched a cluster yet.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The scenario file has problems (each `file:line:col: message`).
+    #[error("{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+    /// The provider name is not one the harness knows.
+    #[error("{0}")]
+    UnknownProvider(String),
+    /// The provider cannot run on this machine (no Docker, a binary or image missing).
+    #[error("provider {provider} cannot run here: {why}")]
+    CannotRun {
+        /// The provider's name.
+        provider: String,
+        /// What is missing.
+        why: String,
+    },
+}
+
+/// The one sequence before every run: validate the scenario, pick its provider, and check
+/// that the provider can run here.
+pub fn prepare(file: &ScenarioFile, opts: &RunOptions) -> Result<Box<dyn Provider>, StartError> {
     let vopts = ValidateOptions {
         istio_dir: opts.istio_dir.clone(),
         provider: opts.provider.clone(),
@@ -107,17 +123,20 @@ pub async fn run_file(
     };
     let diags = crate::scenario::validate(file, &vopts);
     if !diags.is_empty() {
-        return Err(diags);
+        return Err(StartError::Invalid(diags));
     }
     let name = effective_provider(file, opts);
-    let provider = crate::cluster::provider(&name).map_err(|m| {
-        vec![Diagnostic {
-            path: file.path.clone(),
-            line: 1,
-            column: 1,
-            message: m,
-        }]
+    let provider = crate::cluster::provider(&name).map_err(StartError::UnknownProvider)?;
+    provider.check().map_err(|why| StartError::CannotRun {
+        provider: name,
+        why,
     })?;
+    Ok(provider)
+}
+
+/// [`prepare`]s, then runs a scenario with its provider and the real steps.
+pub async fn run_file(file: &ScenarioFile, opts: &RunOptions) -> Result<RunResult, StartError> {
+    let provider = prepare(file, opts)?;
     Ok(run_with(file, opts, provider, &StepRunner).await)
 }
 
