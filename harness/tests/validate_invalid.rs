@@ -78,3 +78,13 @@ fn bookinfo_demo_validates_against_the_shared_1_12_1_release() {
         "{d:?}"
     );
 }
+
+/// Every key a capturing step records may be referenced: one list per step kind serves both
+/// the step and validation (`${pf.target-port}` and `${page.attempts}` were refused before).
+#[test]
+fn recorded_capture_keys_are_accepted() {
+    let text = "name: caps\ncluster: { provider: lab }\nsteps:\n  - port-forward: { service: productpage, port: http, capture: pf }\n  - http: { url: \"${pf.url}/\", capture: page }\n  - http: { url: \"http://x/${pf.target-port}/${pf.pod}/${page.attempts}\" }\n";
+    let f = scenario::parse_str(Path::new("caps.yaml"), text.into()).unwrap();
+    let d = scenario::validate(&f, &ValidateOptions::default());
+    assert!(d.is_empty(), "{d:?}");
+}

@@ -103,25 +103,74 @@ pub async fn exec(
         None => None,
     };
     let _ = proc.join().await;
-    let exit_code = match status {
-        None => 0,
-        Some(st) if st.status.as_deref() == Some("Success") => 0,
-        Some(st) => st
-            .details
-            .as_ref()
-            .and_then(|d| d.causes.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
-            .and_then(|c| c.message.as_deref())
-            .and_then(|m| m.parse().ok())
-            .unwrap_or_else(|| {
-                tracing::debug!("exec failed without an exit code: {:?}", st.message);
-                -1
-            }),
-    };
+    let exit_code = exit_code(status).map_err(|why| {
+        StepError::new(format!("exec in pod {pod}: {why}"))
+            .with_hint("the connection to the kubelet may have dropped; retry the step, or look at the pod's events")
+    })?;
     Ok(ExecOutput {
         pod: pod.to_string(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         exit_code,
     })
+}
+
+/// The command's exit code from the exec's final status: `Success` is 0, a failure carries its
+/// code; a stream that ended without any status is an error, never a silent 0.
+pub(crate) fn exit_code(
+    status: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
+) -> Result<i32, String> {
+    let Some(st) = status else {
+        return Err(
+            "the exec ended without an exit status, so whether the command succeeded is unknown"
+                .into(),
+        );
+    };
+    if st.status.as_deref() == Some("Success") {
+        return Ok(0);
+    }
+    Ok(st
+        .details
+        .as_ref()
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+        .and_then(|c| c.message.as_deref())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| {
+            tracing::debug!("exec failed without an exit code: {:?}", st.message);
+            -1
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+
+    #[test]
+    fn exit_codes() {
+        assert!(
+            exit_code(None)
+                .unwrap_err()
+                .contains("without an exit status")
+        );
+        let ok = Status {
+            status: Some("Success".into()),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(Some(ok)), Ok(0));
+        let failed = Status {
+            status: Some("Failure".into()),
+            details: Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    reason: Some("ExitCode".into()),
+                    message: Some("7".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(Some(failed)), Ok(7));
+    }
 }

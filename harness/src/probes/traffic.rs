@@ -86,6 +86,16 @@ fn default_concurrency() -> u32 {
 }
 
 impl TrafficSpec {
+    /// The failures allowed: `max-failures` as written; none (0) when the step sets neither
+    /// `max-failures` nor `min-success`, so traffic that fails is never a silent pass.
+    pub fn max_failures(&self) -> Option<Threshold> {
+        match (self.max_failures, self.min_success) {
+            (Some(t), _) => Some(t),
+            (None, None) => Some(Threshold::Count(0)),
+            (None, Some(_)) => None,
+        }
+    }
+
     /// `requests` GETs of `url`, 8 at a time, with no expectations.
     pub fn new(url: impl Into<String>, requests: u32) -> Self {
         TrafficSpec {
@@ -300,7 +310,7 @@ impl TrafficReport {
                 ),
             });
         }
-        if let Some(t) = spec.max_failures
+        if let Some(t) = spec.max_failures()
             && (self.failed as f64) > t.of(self.total) + 1e-9
         {
             out.push(Mismatch {
@@ -877,6 +887,34 @@ mod tests {
             ]
         );
         assert_eq!(fmt_histogram(&report.histogram), "200×8, 503×2");
+    }
+
+    /// A traffic step that says nothing about failures allows none: 100 x 503 fails.
+    #[test]
+    fn no_thresholds_means_no_failures_allowed() {
+        let spec = TrafficSpec::new("http://127.0.0.1:1/", 100);
+        let report = TrafficReport {
+            total: 100,
+            succeeded: 0,
+            failed: 100,
+            histogram: [("503".to_string(), 100)].into(),
+            reviews: BTreeMap::new(),
+            elapsed: Duration::ZERO,
+        };
+        let m: Vec<String> = report
+            .mismatches(&spec)
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        assert_eq!(
+            m,
+            [
+                "max-failures: expected at most 0 of 100 requests to fail, 100 did (not a 2xx status)"
+            ]
+        );
+        let mut lenient = spec.clone();
+        lenient.min_success = Some(Threshold::Percent(0.0));
+        assert!(report.mismatches(&lenient).is_empty());
     }
 
     #[test]

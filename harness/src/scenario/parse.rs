@@ -185,35 +185,73 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `retry: 3` or `retry: { attempts: 3, backoff: 2s }`.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum RetrySpec {
     Attempts(u32),
     Full(RetryFull),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RetryFull {
     attempts: u32,
-    #[serde(default)]
-    backoff: Option<String>,
+    backoff: Option<HumanDuration>,
+}
+
+impl<'de> Deserialize<'de> for RetrySpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RetryVisitor)
+    }
+}
+
+struct RetryVisitor;
+
+impl<'de> Visitor<'de> for RetryVisitor {
+    type Value = RetrySpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number of attempts (`retry: 3`) or `{ attempts: 3, backoff: 2s }`")
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<RetrySpec, E> {
+        u32::try_from(n)
+            .map(RetrySpec::Attempts)
+            .map_err(|_| E::custom(format!("retry attempts {n} is too many")))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<RetrySpec, E> {
+        u64::try_from(n)
+            .map_err(|_| E::custom(format!("retry attempts must be at least 1, not {n}")))
+            .and_then(|n| self.visit_u64(n))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RetrySpec, A::Error> {
+        let (mut attempts, mut backoff) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "attempts" => attempts = Some(map.next_value::<u32>()?),
+                "backoff" => backoff = Some(map.next_value::<HumanDuration>()?),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "unknown retry field `{other}`; a retry has `attempts` and `backoff`"
+                    )));
+                }
+            }
+        }
+        let attempts = attempts.ok_or_else(|| de::Error::custom("a retry needs `attempts`"))?;
+        Ok(RetrySpec::Full(RetryFull { attempts, backoff }))
+    }
 }
 
 impl RetrySpec {
+    /// The policy as written: `attempts: 0` is kept for validation to refuse, and a bad
+    /// `backoff` has already failed parsing at its line.
     fn into_retry(self) -> Retry {
         match self {
             RetrySpec::Attempts(n) => Retry {
-                attempts: n.max(1),
+                attempts: n,
                 ..Retry::default()
             },
             RetrySpec::Full(f) => Retry {
-                attempts: f.attempts.max(1),
-                backoff: f
-                    .backoff
-                    .as_deref()
-                    .and_then(|b| parse_duration(b).ok())
-                    .unwrap_or(Retry::default().backoff),
+                attempts: f.attempts,
+                backoff: f.backoff.map_or(Retry::default().backoff, |b| b.0),
             },
         }
     }

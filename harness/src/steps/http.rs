@@ -74,7 +74,7 @@ impl super::Kind for HttpSpec {
         self.capture.as_deref()
     }
     fn capture_keys(&self) -> &'static [&'static str] {
-        &["status", "title"]
+        &["status", "title", "attempts"]
     }
     fn needs_cluster(&self) -> bool {
         false

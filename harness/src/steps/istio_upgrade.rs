@@ -270,6 +270,25 @@ async fn run(
     Ok(out)
 }
 
+impl super::Kind for IstioUpgradeSpec {
+    fn default_timeout(&self) -> std::time::Duration {
+        super::secs(900)
+    }
+    fn summary(&self) -> String {
+        summary(self)
+    }
+    fn problems(&self) -> Vec<String> {
+        problems(self)
+    }
+    async fn run(
+        &self,
+        ctx: &mut Context,
+        deadline: std::time::Instant,
+    ) -> Result<Outputs, StepError> {
+        run(self, ctx, deadline).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,24 +352,5 @@ mod tests {
         );
         // A variable is checked once expanded.
         assert!(problems(&spec("{ to: \"${param.to}\", mode: \"${param.mode}\" }")).is_empty());
-    }
-}
-
-impl super::Kind for IstioUpgradeSpec {
-    fn default_timeout(&self) -> std::time::Duration {
-        super::secs(900)
-    }
-    fn summary(&self) -> String {
-        summary(self)
-    }
-    fn problems(&self) -> Vec<String> {
-        problems(self)
-    }
-    async fn run(
-        &self,
-        ctx: &mut Context,
-        deadline: std::time::Instant,
-    ) -> Result<Outputs, StepError> {
-        run(self, ctx, deadline).await
     }
 }

@@ -67,7 +67,7 @@ impl super::Kind for PortForwardSpec {
         Some(self.capture.as_deref().unwrap_or(&self.service))
     }
     fn capture_keys(&self) -> &'static [&'static str] {
-        super::ENDPOINT_KEYS
+        &["host", "port", "address", "url", "pod", "target-port"]
     }
     async fn run(
         &self,
