@@ -107,7 +107,7 @@ pub async fn run_file(
             path: file.path.clone(),
             line: 1,
             column: 1,
-            message: m,
+            message: m.to_string(),
         }]
     })?;
     Ok(run_with(file, opts, provider, &StepRunner).await)
@@ -218,21 +218,12 @@ pub async fn run_with<E: Executor>(
         });
     if uses_istio {
         let t0 = Instant::now();
-        let lock = PathBuf::from(crate::download::LOCK_FILE);
-        let prepared = crate::download::prepare_istio(
-            ctx.istio.dir.as_deref(),
-            ctx.istio.version.as_deref(),
-            &lock,
-        )
-        .await;
+        let prepared =
+            crate::istio::prepare_release(ctx.istio.dir.as_deref(), ctx.istio.version.as_deref())
+                .await;
         let (st, error, mut outputs) = match prepared {
             Ok(Some(rel)) => {
-                ctx.istio.istioctl = rel
-                    .istioctl
-                    .clone()
-                    .or_else(|| crate::istio::find_istioctl(None));
-                ctx.istio.dir = Some(rel.dir.clone());
-                ctx.vars.set("istio.dir", rel.dir.display().to_string());
+                crate::istio::use_release(&mut ctx, &rel);
                 (Status::Passed, None, Outputs::new())
             }
             Ok(None) => (Status::Passed, None, Outputs::new()),
@@ -266,7 +257,7 @@ pub async fn run_with<E: Executor>(
     }
 
     // Cluster setup.
-    if provider.name() != "none" && status == Status::Passed {
+    if provider.name() != crate::cluster::ProviderKind::None.name() && status == Status::Passed {
         progress.start(&format!("cluster: {}", provider.name()));
         let t0 = Instant::now();
         let req = ClusterRequest {
@@ -304,7 +295,11 @@ pub async fn run_with<E: Executor>(
                 Some("cluster setup did not finish before the scenario's timeout".into()),
                 Outputs::new(),
             ),
-            Some(Ok(Ok(Err(e)))) => (Status::Failed, Some(e.to_string()), Outputs::new()),
+            Some(Ok(Ok(Err(e)))) => (
+                Status::Failed,
+                Some(crate::error::StepError::from(e).to_string()),
+                Outputs::new(),
+            ),
             Some(Ok(Ok(Ok(info)))) => {
                 let mut o = Outputs::new();
                 o.insert("provider".into(), info.provider.clone().into());
@@ -544,7 +539,7 @@ pub async fn run_with<E: Executor>(
         }
     }
     let keep = opts.keep_cluster || (opts.keep_on_failure && status != Status::Passed);
-    if provider.name() == "existing"
+    if !provider.owns_cluster()
         && !ctx.created_namespaces.is_empty()
         && let Ok(client) = ctx.client().await
     {
@@ -557,7 +552,7 @@ pub async fn run_with<E: Executor>(
         }
     }
     // On a cluster that outlives the run, Istio goes only if this run installed it.
-    if provider.name() == "existing"
+    if !provider.owns_cluster()
         && ctx.istio.installed_by_run
         && let (Some(istioctl), Some(cluster)) = (ctx.istio.istioctl.clone(), ctx.cluster.clone())
     {

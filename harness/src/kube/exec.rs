@@ -5,8 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, ListParams, ResourceExt};
 use tokio::io::AsyncReadExt;
 
-use super::describe_error;
-use crate::error::StepError;
+use super::KubeError;
 
 /// The result of one exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +25,12 @@ pub async fn first_ready_pod(
     client: &kube::Client,
     ns: &str,
     selector: &str,
-) -> Result<String, StepError> {
+) -> Result<String, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list = api
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| describe_error(&format!("listing pods {selector} in {ns}"), e))?;
+        .map_err(|e| KubeError::call(format!("listing pods {selector} in {ns}"), e))?;
     let mut ready: Vec<String> = list
         .items
         .iter()
@@ -39,13 +38,14 @@ pub async fn first_ready_pod(
         .map(|p| p.name_any())
         .collect();
     ready.sort();
-    ready.into_iter().next().ok_or_else(|| {
-        StepError::new(format!(
-            "no Ready pod matches {selector} in namespace {ns} ({} pods match)",
-            list.items.len()
-        ))
-        .with_hint("add a wait step for these pods before this one")
-    })
+    ready
+        .into_iter()
+        .next()
+        .ok_or_else(|| KubeError::NoReadyPod {
+            namespace: ns.to_string(),
+            selector: selector.to_string(),
+            matching: list.items.len(),
+        })
 }
 
 /// True when the pod is Running and its Ready condition is True.
@@ -66,7 +66,7 @@ pub async fn exec(
     pod: &str,
     container: Option<&str>,
     command: &[String],
-) -> Result<ExecOutput, StepError> {
+) -> Result<ExecOutput, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut ap = AttachParams::default()
         .stdout(true)
@@ -78,7 +78,7 @@ pub async fn exec(
     let mut proc = api
         .exec(pod, command.to_vec(), &ap)
         .await
-        .map_err(|e| describe_error(&format!("exec in pod {ns}/{pod}"), e))?;
+        .map_err(|e| KubeError::call(format!("exec in pod {ns}/{pod}"), e))?;
     let mut out = proc.stdout();
     let mut err = proc.stderr();
     let status = proc.take_status();
