@@ -11,6 +11,9 @@ use crate::download::DownloadError;
 use crate::error::StepError;
 use crate::kube::KubeError;
 
+/// An error from testcontainers or Docker, kept with its chain.
+pub type ContainerSource = Box<dyn std::error::Error + Send + Sync>;
+
 /// A provider's failure. Every message names the provider's object (container, command, file).
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -72,28 +75,28 @@ pub enum ClusterError {
     LabUnavailable(Box<ClusterError>),
     /// The lab node container did not start (or not up to its ready line).
     #[error("the lab node did not start: {0}")]
-    LabStart(String),
+    LabStart(#[source] ContainerSource),
     /// The lab node did not report Ready in time.
     #[error("the lab node was not Ready within {}s", .0.as_secs())]
     NodeNotReady(Duration),
     /// A node container (lab, k3s) could not be started or asked something (`doing` says
     /// what, e.g. `lab apiserver port`).
-    #[error("{doing}: {reason}")]
+    #[error("{doing}: {source}")]
     Container {
         /// What was being done.
         doing: String,
-        /// testcontainers' message.
-        reason: String,
+        /// Why.
+        source: ContainerSource,
     },
     /// A node container could not be removed.
-    #[error("removing {what} container {id}: {reason}")]
+    #[error("removing {what} container {id}: {source}")]
     RemoveContainer {
         /// `lab` or `k3s`.
         what: &'static str,
         /// The container's id.
         id: String,
-        /// testcontainers' message.
-        reason: String,
+        /// Why.
+        source: ContainerSource,
     },
     /// The run's kubeconfig file could not be written.
     #[error("writing {}: {source}", .path.display())]
@@ -132,6 +135,14 @@ impl From<DownloadError> for ClusterError {
 }
 
 impl ClusterError {
+    /// A node container operation that failed (`doing`, e.g. `lab apiserver port`).
+    pub fn container(doing: impl Into<String>, e: impl Into<ContainerSource>) -> Self {
+        ClusterError::Container {
+            doing: doing.into(),
+            source: e.into(),
+        }
+    }
+
     /// True when trying again may succeed: a command or a removal that failed, a node slow to
     /// become Ready, a transient download or API failure. False when something is missing
     /// from this machine or the configuration is wrong.

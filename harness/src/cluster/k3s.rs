@@ -53,15 +53,15 @@ impl Provider for K3s {
                 .with_startup_timeout(std::time::Duration::from_secs(180))
                 .start()
                 .await
-                .map_err(|e| container_error("cannot start the k3s container", e))?;
+                .map_err(|e| ClusterError::container("cannot start the k3s container", e))?;
             let raw = container
                 .image()
                 .read_kube_config()
-                .map_err(|e| container_error("cannot read k3s kubeconfig", e));
+                .map_err(|e| ClusterError::container("cannot read k3s kubeconfig", e));
             let port = container
                 .get_host_port_ipv4(KUBE_SECURE_PORT)
                 .await
-                .map_err(|e| container_error("k3s apiserver port", e))?;
+                .map_err(|e| ClusterError::container("k3s apiserver port", e))?;
             let ip = super::container::node_address(&container, "k3s").await.ok();
             self.container = Some(container);
             let kubeconfig = super::container::write_kubeconfig(&raw?, port, &req.artifacts)?;
@@ -79,12 +79,5 @@ impl Provider for K3s {
     }
     fn clean_leftovers(&self) -> Vec<Leftover> {
         super::remove_labelled_containers(RUN_LABEL)
-    }
-}
-
-fn container_error(doing: &str, e: impl std::fmt::Display) -> ClusterError {
-    ClusterError::Container {
-        doing: doing.to_string(),
-        reason: e.to_string(),
     }
 }

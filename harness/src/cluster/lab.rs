@@ -131,27 +131,24 @@ impl Provider for Lab {
                 .with_startup_timeout(Duration::from_secs(120))
                 .start()
                 .await
-                .map_err(|e| ClusterError::LabStart(e.to_string()))?;
+                .map_err(|e| ClusterError::LabStart(e.into()))?;
             let id = container.id().to_string();
             self.container = Some(container);
             let c = self.container.as_ref().expect("just set");
             let port = c
                 .get_host_port_ipv4(ContainerPort::Tcp(6443))
                 .await
-                .map_err(|e| ClusterError::Container {
-                    doing: "lab apiserver port".into(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| ClusterError::container("lab apiserver port", e))?;
             let ip = super::container::node_address(c, "lab").await?;
-            let reading = |e: &dyn std::fmt::Display| ClusterError::Container {
-                doing: format!("reading {KUBECONFIG_IN_CONTAINER} from the lab node"),
-                reason: e.to_string(),
-            };
+            let reading = format!("reading {KUBECONFIG_IN_CONTAINER} from the lab node");
             let mut cat = c
                 .exec(ExecCommand::new(["cat", KUBECONFIG_IN_CONTAINER]))
                 .await
-                .map_err(|e| reading(&e))?;
-            let raw = cat.stdout_to_vec().await.map_err(|e| reading(&e))?;
+                .map_err(|e| ClusterError::container(&reading, e))?;
+            let raw = cat
+                .stdout_to_vec()
+                .await
+                .map_err(|e| ClusterError::container(&reading, e))?;
             let kubeconfig = super::container::write_kubeconfig(
                 &String::from_utf8_lossy(&raw),
                 port,

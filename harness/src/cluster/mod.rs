@@ -360,10 +360,7 @@ pub mod container {
         c.get_bridge_ip_address()
             .await
             .map(|ip| ip.to_string())
-            .map_err(|e| ClusterError::Container {
-                doing: format!("{what} node address"),
-                reason: e.to_string(),
-            })
+            .map_err(|e| ClusterError::container(format!("{what} node address"), e))
     }
 
     /// Removes the node container with its anonymous volumes, or keeps it (and says how to
@@ -386,7 +383,7 @@ pub mod container {
         c.rm().await.map_err(|e| ClusterError::RemoveContainer {
             what,
             id: id.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         Ok(format!("removed {what} container {id}"))
     }

@@ -1,6 +1,7 @@
 //! Kubernetes operations through kube-rs, the way the walkthrough used kubectl: apply, label,
 //! wait, exec, port-forward, ingress address lookup, and the diagnostics bundle. No kubectl
 //! process is started; every call goes to the cluster's API with the run's own kubeconfig.
+//! Failures are [`KubeError`]s, which say whether a retry can help.
 
 pub mod apply;
 pub mod diagnostics;
