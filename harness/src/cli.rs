@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::cluster::{self, Provider};
+use crate::cluster::{self, Provider, ProviderKind};
 use crate::runner::{self, RunOptions};
 use crate::scenario::{self, validate::ValidateOptions};
 
@@ -374,19 +374,21 @@ async fn doctor() -> u8 {
         "docker",
         cluster::docker_available()
             .err()
-            .unwrap_or_else(|| "daemon answers".into()),
+            .map_or_else(|| "daemon answers".into(), |e| e.to_string()),
     );
-    for name in ["kind", "minikube", "k3s", "existing", "lab"] {
-        if let Ok(p) = cluster::provider(name) {
-            let r = p.check();
-            line(
-                r.is_ok(),
-                &format!("provider {name}"),
-                r.err()
-                    .map(|e| format!("{e} (needs {})", p.needs()))
-                    .unwrap_or_else(|| "can run".into()),
-            );
+    for kind in ProviderKind::ALL {
+        if kind == ProviderKind::None {
+            continue;
         }
+        let p = kind.provider();
+        let r = p.check();
+        line(
+            r.is_ok(),
+            &format!("provider {kind}"),
+            r.err()
+                .map(|e| format!("{e} (needs {})", p.needs()))
+                .unwrap_or_else(|| "can run".into()),
+        );
     }
     let istioctl = crate::istio::find_istioctl(None);
     line(istioctl.is_some(), "istioctl", istioctl.map(|p| p.display().to_string()).unwrap_or_else(|| "not on PATH; pass --istio-dir with a release, or install it from https://istio.io/latest/docs/setup/getting-started/#download".into()));
@@ -423,79 +425,12 @@ async fn doctor() -> u8 {
     if missing > 0 { EXIT_ENV } else { 0 }
 }
 
-fn docker_ids(filter: &str) -> Vec<String> {
-    let Some(docker) = cluster::which("docker") else {
-        return vec![];
-    };
-    std::process::Command::new(docker)
-        .args(["ps", "-aq", "--filter", filter])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn clean() -> u8 {
     let mut n = 0;
-    if let Some(docker) = cluster::which("docker") {
-        for id in docker_ids(&format!("label={}", cluster::lab::LAB_LABEL))
-            .into_iter()
-            .chain(docker_ids("label=io.istio-e2e.run"))
-        {
-            let ok = std::process::Command::new(&docker)
-                .args(["rm", "-f", "-v", &id])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            println!(
-                "{} container {id}",
-                if ok { "removed" } else { "could not remove" }
-            );
+    for kind in ProviderKind::ALL {
+        for leftover in kind.provider().clean_leftovers() {
+            println!("{leftover}");
             n += 1;
-        }
-    }
-    if let Some(kind) = cluster::which("kind")
-        && let Ok(o) = std::process::Command::new(&kind)
-            .args(["get", "clusters"])
-            .output()
-    {
-        for c in String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter(|c| c.starts_with("istio-e2e-"))
-        {
-            let _ = std::process::Command::new(&kind)
-                .args(["delete", "cluster", "--name", c])
-                .status();
-            println!("deleted kind cluster {c}");
-            n += 1;
-        }
-    }
-    if let Some(mk) = cluster::which("minikube")
-        && let Ok(o) = std::process::Command::new(&mk)
-            .args(["profile", "list", "-o", "json"])
-            .output()
-    {
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        for p in v
-            .get("valid")
-            .and_then(|x| x.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = p
-                .get("Name")
-                .and_then(|x| x.as_str())
-                .filter(|n| n.starts_with("istio-e2e-"))
-            {
-                let _ = std::process::Command::new(&mk)
-                    .args(["delete", "-p", name])
-                    .status();
-                println!("deleted minikube profile {name}");
-                n += 1;
-            }
         }
     }
     println!("{n} leftovers removed");
@@ -602,7 +537,7 @@ async fn lab(action: LabAction) -> u8 {
     let dir = PathBuf::from("target/lab");
     let kubeconfig = dir.join("kubeconfig");
     let name = format!("istio-e2e-lab-{LAB_CLI_RUN}");
-    let running = !docker_ids(&format!("name=^{name}$")).is_empty();
+    let running = !cluster::docker_ids(&format!("name=^{name}$")).is_empty();
     match action {
         LabAction::Status => {
             if running {
@@ -616,7 +551,7 @@ async fn lab(action: LabAction) -> u8 {
             0
         }
         LabAction::Down => {
-            let ids = docker_ids(&format!("name=^{name}$"));
+            let ids = cluster::docker_ids(&format!("name=^{name}$"));
             if let Some(docker) = cluster::which("docker") {
                 for id in &ids {
                     let _ = std::process::Command::new(&docker)
@@ -663,7 +598,7 @@ async fn lab(action: LabAction) -> u8 {
                 }
                 Err(e) => {
                     let _ = lab.teardown(false).await;
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", crate::error::StepError::from(e));
                     EXIT_ENV
                 }
             }

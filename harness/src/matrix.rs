@@ -126,7 +126,7 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
                     s.name,
                     {
                         let mut a = vec![s.cluster.provider().to_string()];
-                        a.extend(s.cluster.providers.iter().cloned());
+                        a.extend(s.cluster.providers.iter().map(ToString::to_string));
                         a.join(", ")
                     }
                 ));
@@ -166,7 +166,10 @@ pub fn required() -> bool {
 /// Whether a trial may run here, given its environment check: `Ok(None)` run it;
 /// `Ok(Some(reason))` report it as ignored with that reason; `Err(reason)` fail it, because
 /// `ISTIO_E2E_REQUIRE=1` says nothing may be skipped.
-pub fn gate(what: &str, check: Result<(), String>) -> Result<Option<String>, String> {
+pub fn gate<E: std::fmt::Display>(
+    what: &str,
+    check: Result<(), E>,
+) -> Result<Option<String>, String> {
     match check {
         Ok(()) => Ok(None),
         Err(why) => {

@@ -7,8 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
-use harness::cluster::{ClusterInfo, ClusterRequest, Provider};
-use harness::error::StepError;
+use harness::cluster::{ClusterError, ClusterInfo, ClusterRequest, Provider};
 use harness::results::Status;
 use harness::runner::{RunOptions, StepRunner, run_with};
 
@@ -21,13 +20,13 @@ impl Provider for FakeCluster {
     fn needs(&self) -> &'static str {
         "nothing"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         Ok(())
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
             let kubeconfig = req.artifacts.join("kubeconfig");
             std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").unwrap();
@@ -40,7 +39,7 @@ impl Provider for FakeCluster {
             })
         })
     }
-    fn teardown(&mut self, _keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, _keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         Box::pin(async { Ok(String::new()) })
     }
 }

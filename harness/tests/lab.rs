@@ -425,7 +425,8 @@ fn compatibility_precheck_on_the_labs_version() -> Result<(), Failed> {
         .map_err(|e| format!("1.12.1 refused: {e}"))?;
     let e = harness::istio::check_compatibility("1.30.3", &v.git_version)
         .err()
-        .ok_or("1.30.3 accepted on 1.20")?;
+        .ok_or("1.30.3 accepted on 1.20")?
+        .to_string();
     ensure(
         e == format!(
             "Istio 1.30.3 needs Kubernetes 1.32 or newer (supported: 1.32 to 1.36); this cluster is Kubernetes {}",
@@ -521,7 +522,8 @@ fn upgrade_data_plane_restart_and_proxy_version() -> Result<(), Failed> {
         let e = wait::proxies_at_version(&client, "default", "1.41.0", deadline(3))
             .await
             .err()
-            .ok_or("1.41.0 accepted")?;
+            .ok_or("1.41.0 accepted")
+            .map(harness::error::StepError::from)?;
         ensure(
             e.message.starts_with("the data plane in namespace default did not move to Istio 1.41.0: pod productpage-v1-")
                 || e.message.contains("its istio-proxy runs istio-e2e.local/envoy:1.40, not 1.41.0"),
@@ -537,11 +539,12 @@ fn upgrade_data_plane_restart_and_proxy_version() -> Result<(), Failed> {
         let e = patch(&client, &missing, &Change::Merge(serde_json::json!({"spec": {"replicas": 2}})))
             .await
             .err()
-            .ok_or("patch of a missing object passed")?;
+            .ok_or("patch of a missing object passed")
+            .map(harness::error::StepError::from)?;
         ensure(e.message == "patch Deployment/default/nope: no such object", e.message.clone())?;
         let pp = Target { kind: "deployment", api_version: Some("apps/v1"), name: "productpage-v1", namespace: "default" };
         let bad = Change::Merge(serde_json::json!({"spec": {"replicas": -1}}));
-        let e = patch(&client, &pp, &bad).await.err().ok_or("replicas -1 accepted")?;
+        let e = patch(&client, &pp, &bad).await.err().ok_or("replicas -1 accepted").map(harness::error::StepError::from)?;
         ensure(
             e.message.contains("(dry run, nothing was changed): the API server refused it"),
             e.message.clone(),

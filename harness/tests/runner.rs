@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use harness::Outputs;
-use harness::cluster::{ClusterInfo, ClusterRequest, Provider};
+use harness::cluster::{ClusterError, ClusterInfo, ClusterRequest, Provider};
 use harness::context::Context;
 use harness::error::StepError;
 use harness::results::Status;
@@ -38,13 +38,13 @@ impl Provider for FakeProvider {
     fn needs(&self) -> &'static str {
         "nothing"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         Ok(())
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         self.0.push("create");
         Box::pin(async move {
             Ok(ClusterInfo {
@@ -56,7 +56,7 @@ impl Provider for FakeProvider {
             })
         })
     }
-    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         self.0.push(format!("teardown keep={keep}"));
         Box::pin(async { Ok("fake cluster removed".into()) })
     }

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
-use super::{ClusterInfo, ClusterRequest, Provider};
-use crate::error::StepError;
+use super::{ClusterError, ClusterInfo, ClusterRequest, Provider};
 
 /// The existing-cluster provider.
 #[derive(Default)]
@@ -19,33 +18,30 @@ fn source_kubeconfig(req: Option<&ClusterRequest>) -> Option<PathBuf> {
 }
 
 impl Provider for Existing {
-    fn owns_cluster(&self) -> bool {
-        false
-    }
     fn name(&self) -> &'static str {
         "existing"
     }
     fn needs(&self) -> &'static str {
         "a kubeconfig: ISTIO_E2E_KUBECONFIG, KUBECONFIG or the scenario's cluster.kubeconfig"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         match source_kubeconfig(None) {
             Some(p) if p.is_file() => Ok(()),
-            Some(p) => Err(format!("kubeconfig {} does not exist", p.display())),
-            None => Err("no kubeconfig given (set ISTIO_E2E_KUBECONFIG or KUBECONFIG)".into()),
+            Some(p) => Err(ClusterError::KubeconfigMissing(p)),
+            None => Err(ClusterError::NoKubeconfig),
         }
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
-            let src = source_kubeconfig(Some(req))
-                .ok_or_else(|| StepError::fatal("no kubeconfig given for provider `existing`"))?;
+            let src = source_kubeconfig(Some(req)).ok_or(ClusterError::NoKubeconfigForExisting)?;
             std::fs::create_dir_all(&req.artifacts).ok();
             let dst = req.artifacts.join("kubeconfig");
-            std::fs::copy(&src, &dst).map_err(|e| {
-                StepError::fatal(format!("cannot copy kubeconfig {}: {e}", src.display()))
+            std::fs::copy(&src, &dst).map_err(|source| ClusterError::CopyKubeconfig {
+                path: src.clone(),
+                source,
             })?;
             Ok(ClusterInfo {
                 provider: "existing".into(),
@@ -56,7 +52,10 @@ impl Provider for Existing {
             })
         })
     }
-    fn teardown(&mut self, _keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, _keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         Box::pin(async { Ok("existing cluster left as it was".to_string()) })
+    }
+    fn owns_cluster(&self) -> bool {
+        false
     }
 }

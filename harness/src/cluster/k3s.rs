@@ -6,8 +6,7 @@ use testcontainers_modules::k3s::{K3s as K3sImage, KUBE_SECURE_PORT};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
 
-use super::{ClusterInfo, ClusterRequest, Provider};
-use crate::error::StepError;
+use super::{ClusterError, ClusterInfo, ClusterRequest, Leftover, Provider, RUN_LABEL};
 
 /// The k3s provider.
 #[derive(Default)]
@@ -22,13 +21,13 @@ impl Provider for K3s {
     fn needs(&self) -> &'static str {
         "a Docker daemon that allows privileged containers, and the rancher/k3s image (pulled or loaded)"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         super::docker_available()
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
             let tag = req.kubernetes.clone().map(|v| {
                 format!(
@@ -46,7 +45,7 @@ impl Provider for K3s {
                 .with_conf_mount(&conf)
                 .with_privileged(true)
                 .with_userns_mode("host")
-                .with_label("io.istio-e2e.run", req.run_id.clone());
+                .with_label(RUN_LABEL, req.run_id.clone());
             if let Some(t) = tag {
                 image = image.with_tag(t);
             }
@@ -54,15 +53,15 @@ impl Provider for K3s {
                 .with_startup_timeout(std::time::Duration::from_secs(180))
                 .start()
                 .await
-                .map_err(|e| StepError::fatal(format!("cannot start the k3s container: {e}")))?;
+                .map_err(|e| ClusterError::container("cannot start the k3s container", e))?;
             let raw = container
                 .image()
                 .read_kube_config()
-                .map_err(|e| StepError::fatal(format!("cannot read k3s kubeconfig: {e}")));
+                .map_err(|e| ClusterError::container("cannot read k3s kubeconfig", e));
             let port = container
                 .get_host_port_ipv4(KUBE_SECURE_PORT)
                 .await
-                .map_err(|e| StepError::fatal(format!("k3s apiserver port: {e}")))?;
+                .map_err(|e| ClusterError::container("k3s apiserver port", e))?;
             let ip = super::container::node_address(&container, "k3s").await.ok();
             self.container = Some(container);
             let kubeconfig = super::container::write_kubeconfig(&raw?, port, &req.artifacts)?;
@@ -75,7 +74,10 @@ impl Provider for K3s {
             })
         })
     }
-    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         Box::pin(super::container::remove(self.container.take(), keep, "k3s"))
+    }
+    fn clean_leftovers(&self) -> Vec<Leftover> {
+        super::remove_labelled_containers(RUN_LABEL)
     }
 }

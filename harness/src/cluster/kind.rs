@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
-use super::{ClusterInfo, ClusterRequest, Provider, run_cmd, which};
-use crate::error::StepError;
+use super::{ClusterError, ClusterInfo, ClusterRequest, Leftover, Provider, run_cmd, which};
 
 /// The kind provider.
 #[derive(Default)]
@@ -61,13 +60,8 @@ fn cached_kind() -> Option<PathBuf> {
 }
 
 /// Downloads kind into the cache, verified against the publisher's checksum and the lock.
-async fn download_kind() -> Result<PathBuf, StepError> {
-    let dl = kind_downloader().map_err(StepError::from)?;
-    Ok(dl
-        .kind(&kind_version())
-        .await
-        .map_err(StepError::from)?
-        .path)
+async fn download_kind() -> Result<PathBuf, ClusterError> {
+    Ok(kind_downloader()?.kind(&kind_version()).await?.path)
 }
 
 /// Whether to preload host images into the node (`ISTIO_E2E_KIND_PRELOAD`, on unless `0`).
@@ -164,19 +158,17 @@ impl Provider for Kind {
     fn needs(&self) -> &'static str {
         "a Docker daemon and `kind` on PATH (https://kind.sigs.k8s.io), plus registry access for kindest/node"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         super::docker_available()?;
         if which("kind").is_some() || cached_kind().is_some() {
             return Ok(());
         }
-        Err(format!(
-            "`kind` is not on PATH (it is downloaded, verified, when the network allows: kind {KIND_VERSION}); install kind or run once with network access"
-        ))
+        Err(ClusterError::NoKind)
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
             let kind = match which("kind") {
                 Some(k) => k,
@@ -212,8 +204,7 @@ impl Provider for Kind {
                 )],
             )
             .await?;
-            let docker =
-                which("docker").ok_or_else(|| StepError::fatal("`docker` is not on PATH"))?;
+            let docker = which("docker").ok_or(ClusterError::NotOnPath("docker"))?;
             let ip = run_cmd(
                 &docker,
                 &[
@@ -252,7 +243,7 @@ impl Provider for Kind {
             })
         })
     }
-    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         Box::pin(async move {
             let Some((kind, name, kubeconfig)) = self.created.take() else {
                 return Ok(String::new());
@@ -274,6 +265,29 @@ impl Provider for Kind {
             run_cmd(&kind, &args, &[]).await?;
             Ok(format!("deleted kind cluster {name}"))
         })
+    }
+    fn clean_leftovers(&self) -> Vec<Leftover> {
+        let Some(kind) = which("kind") else {
+            return vec![];
+        };
+        let Ok(o) = std::process::Command::new(&kind)
+            .args(["get", "clusters"])
+            .output()
+        else {
+            return vec![];
+        };
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|c| c.starts_with("istio-e2e-"))
+            .map(|c| Leftover {
+                removed: std::process::Command::new(&kind)
+                    .args(["delete", "cluster", "--name", c])
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                what: format!("kind cluster {c}"),
+                verb: "deleted",
+            })
+            .collect()
     }
 }
 

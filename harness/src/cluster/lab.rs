@@ -18,8 +18,7 @@ use testcontainers_modules::testcontainers::core::{ContainerPort, ExecCommand, M
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use super::{ClusterInfo, ClusterRequest, Provider};
-use crate::error::StepError;
+use super::{ClusterError, ClusterInfo, ClusterRequest, Leftover, Provider, RUN_LABEL};
 
 /// The image name the build script tags (`fixtures/lab/build-image`).
 pub const DEFAULT_IMAGE: &str = "istio-e2e-lab:v1.20.2";
@@ -53,14 +52,17 @@ impl Lab {
 }
 
 /// True when Docker has the image (asked with `docker image inspect`, an argv, no shell).
-pub fn image_present(image: &str) -> Result<bool, String> {
-    let docker = super::which("docker").ok_or("`docker` is not on PATH")?;
-    let st = std::process::Command::new(docker)
+pub fn image_present(image: &str) -> Result<bool, ClusterError> {
+    let docker = super::which("docker").ok_or(ClusterError::NotOnPath("docker"))?;
+    let st = std::process::Command::new(&docker)
         .args(["image", "inspect", "--format", "{{.Id}}", image])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| ClusterError::Spawn {
+            program: docker.clone(),
+            source,
+        })?;
     Ok(st.success())
 }
 
@@ -71,26 +73,23 @@ impl Provider for Lab {
     fn needs(&self) -> &'static str {
         "a Docker daemon and the lab image (build it with fixtures/lab/build-image; no internet needed)"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         super::docker_available()?;
         let image = image_name(None);
         match image_present(&image) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
-                "the lab image {image} is not built; build it with `{BUILD_COMMAND}`"
-            )),
-            Err(e) => Err(format!("cannot ask Docker for the lab image: {e}")),
+            Ok(false) => Err(ClusterError::NoLabImage { image }),
+            Err(e) => Err(ClusterError::LabImageQuery(Box::new(e))),
         }
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
             crate::install_crypto_provider();
-            self.check().map_err(|e| {
-                StepError::fatal(e).with_hint(format!("run `{BUILD_COMMAND}` once; it is cached"))
-            })?;
+            self.check()
+                .map_err(|e| ClusterError::LabUnavailable(Box::new(e)))?;
             let image = image_name(req.image.as_deref());
             let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
             let started = Instant::now();
@@ -98,7 +97,7 @@ impl Provider for Lab {
                 .with_exposed_port(ContainerPort::Tcp(6443))
                 .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
                 .with_label(LAB_LABEL, "1")
-                .with_label("io.istio-e2e.run", req.run_id.clone())
+                .with_label(RUN_LABEL, req.run_id.clone())
                 .with_container_name(format!("istio-e2e-lab-{}", req.run_id))
                 .with_hostname("istio-e2e-lab")
                 .with_network("bridge")
@@ -115,7 +114,10 @@ impl Provider for Lab {
                     hc.publish_all_ports = Some(false);
                     hc.port_bindings = Some(std::collections::HashMap::from([(
                         "6443/tcp".to_string(),
-                        Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(String::new()),
+                        }]),
                     )]));
                     hc.masked_paths = Some(vec![]);
                     hc.readonly_paths = Some(vec![]);
@@ -129,28 +131,24 @@ impl Provider for Lab {
                 .with_startup_timeout(Duration::from_secs(120))
                 .start()
                 .await
-                .map_err(|e| StepError::fatal(format!("the lab node did not start: {e}")).with_hint("`docker logs` of the container shows which server failed; run `istio-e2e clean` to remove leftovers"))?;
+                .map_err(|e| ClusterError::LabStart(e.into()))?;
             let id = container.id().to_string();
             self.container = Some(container);
             let c = self.container.as_ref().expect("just set");
             let port = c
                 .get_host_port_ipv4(ContainerPort::Tcp(6443))
                 .await
-                .map_err(|e| StepError::fatal(format!("lab apiserver port: {e}")))?;
+                .map_err(|e| ClusterError::container("lab apiserver port", e))?;
             let ip = super::container::node_address(c, "lab").await?;
+            let reading = format!("reading {KUBECONFIG_IN_CONTAINER} from the lab node");
             let mut cat = c
                 .exec(ExecCommand::new(["cat", KUBECONFIG_IN_CONTAINER]))
                 .await
-                .map_err(|e| {
-                    StepError::fatal(format!(
-                        "reading {KUBECONFIG_IN_CONTAINER} from the lab node: {e}"
-                    ))
-                })?;
-            let raw = cat.stdout_to_vec().await.map_err(|e| {
-                StepError::fatal(format!(
-                    "reading {KUBECONFIG_IN_CONTAINER} from the lab node: {e}"
-                ))
-            })?;
+                .map_err(|e| ClusterError::container(&reading, e))?;
+            let raw = cat
+                .stdout_to_vec()
+                .await
+                .map_err(|e| ClusterError::container(&reading, e))?;
             let kubeconfig = super::container::write_kubeconfig(
                 &String::from_utf8_lossy(&raw),
                 port,
@@ -172,13 +170,16 @@ impl Provider for Lab {
             Ok(info)
         })
     }
-    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         Box::pin(super::container::remove(self.container.take(), keep, "lab"))
+    }
+    fn clean_leftovers(&self) -> Vec<Leftover> {
+        super::remove_labelled_containers(LAB_LABEL)
     }
 }
 
 /// Waits (watch, no polling) until a node reports Ready.
-pub async fn wait_node_ready(client: &kube::Client, limit: Duration) -> Result<(), StepError> {
+pub async fn wait_node_ready(client: &kube::Client, limit: Duration) -> Result<(), ClusterError> {
     let api: Api<Node> = Api::all(client.clone());
     let ready = |n: &Node| {
         n.status
@@ -193,10 +194,7 @@ pub async fn wait_node_ready(client: &kube::Client, limit: Duration) -> Result<(
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, stream.next()).await {
             Err(_) | Ok(None) => {
-                return Err(StepError::new(format!(
-                    "the lab node was not Ready within {}s",
-                    limit.as_secs()
-                )));
+                return Err(ClusterError::NodeNotReady(limit));
             }
             Ok(Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)))) if ready(&n) => {
                 return Ok(());

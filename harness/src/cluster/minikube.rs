@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
-use super::{ClusterInfo, ClusterRequest, Provider, run_cmd, which};
-use crate::error::StepError;
+use super::{ClusterError, ClusterInfo, ClusterRequest, Leftover, Provider, run_cmd, which};
 
 /// The minikube provider.
 #[derive(Default)]
@@ -35,19 +34,18 @@ impl Provider for Minikube {
     fn needs(&self) -> &'static str {
         "a Docker daemon and `minikube` on PATH, plus registry access for its base image"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         super::docker_available()?;
         which("minikube")
             .map(|_| ())
-            .ok_or_else(|| "`minikube` is not on PATH".to_string())
+            .ok_or(ClusterError::NotOnPath("minikube"))
     }
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
-            let mk =
-                which("minikube").ok_or_else(|| StepError::fatal("`minikube` is not on PATH"))?;
+            let mk = which("minikube").ok_or(ClusterError::NotOnPath("minikube"))?;
             std::fs::create_dir_all(&req.artifacts).ok();
             let profile = format!("istio-e2e-{}", req.run_id);
             let kubeconfig = req.artifacts.join("kubeconfig");
@@ -67,7 +65,7 @@ impl Provider for Minikube {
             })
         })
     }
-    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         Box::pin(async move {
             let Some((mk, profile, kubeconfig)) = self.created.take() else {
                 return Ok(String::new());
@@ -85,6 +83,33 @@ impl Provider for Minikube {
             run_cmd(&mk, &["delete".into(), "-p".into(), profile.clone()], &env).await?;
             Ok(format!("deleted minikube profile {profile}"))
         })
+    }
+    fn clean_leftovers(&self) -> Vec<Leftover> {
+        let Some(mk) = which("minikube") else {
+            return vec![];
+        };
+        let Ok(o) = std::process::Command::new(&mk)
+            .args(["profile", "list", "-o", "json"])
+            .output()
+        else {
+            return vec![];
+        };
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v.get("valid")
+            .and_then(|x| x.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("Name").and_then(|x| x.as_str()))
+            .filter(|n| n.starts_with("istio-e2e-"))
+            .map(|name| Leftover {
+                removed: std::process::Command::new(&mk)
+                    .args(["delete", "-p", name])
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                what: format!("minikube profile {name}"),
+                verb: "deleted",
+            })
+            .collect()
     }
 }
 

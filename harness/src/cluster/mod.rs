@@ -1,19 +1,120 @@
 //! Cluster providers behind one trait: kind (the default), minikube, k3s, an existing cluster,
-//! the offline lab, and `none` for scenarios that only probe URLs. Every provider writes the
-//! cluster's kubeconfig to its own file under the run's artifacts directory; none writes to
-//! the user's `~/.kube/config`.
+//! the offline lab, and `none` for scenarios that only probe URLs. [`ProviderKind`] names
+//! them (scenarios, `--provider`, `doctor`, `clean`); [`ProviderKind::provider`] makes one.
+//! Every provider writes the cluster's kubeconfig to its own file under the run's artifacts
+//! directory; none writes to the user's `~/.kube/config`. Failures are [`ClusterError`]s.
 
+pub mod error;
 pub mod existing;
 pub mod k3s;
 pub mod kind;
 pub mod lab;
 pub mod minikube;
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use futures::future::BoxFuture;
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::StepError;
+pub use self::error::ClusterError;
+
+/// The label every node container a run starts (lab, k3s) carries, with the run's id as its
+/// value, so `istio-e2e clean` and the tests find the containers of a run.
+pub const RUN_LABEL: &str = "io.istio-e2e.run";
+
+/// The providers, by the name scenarios, `--provider` and `ISTIO_E2E_PROVIDER` use.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// kind (Kubernetes in Docker), the default.
+    #[default]
+    Kind,
+    /// minikube with the Docker driver.
+    Minikube,
+    /// k3s in a container.
+    K3s,
+    /// A cluster the user already has (never deleted).
+    Existing,
+    /// The offline lab node (Kubernetes 1.20 in one container).
+    Lab,
+    /// No cluster: scenarios that only probe URLs.
+    None,
+}
+
+impl ProviderKind {
+    /// Every provider, in the order `doctor` lists them.
+    pub const ALL: [ProviderKind; 6] = [
+        ProviderKind::Kind,
+        ProviderKind::Minikube,
+        ProviderKind::K3s,
+        ProviderKind::Existing,
+        ProviderKind::Lab,
+        ProviderKind::None,
+    ];
+
+    /// The name as written in scenarios (`kind`, `k3s`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Kind => "kind",
+            ProviderKind::Minikube => "minikube",
+            ProviderKind::K3s => "k3s",
+            ProviderKind::Existing => "existing",
+            ProviderKind::Lab => "lab",
+            ProviderKind::None => "none",
+        }
+    }
+
+    /// Every name, comma-separated, for messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+
+    /// A fresh provider of this kind.
+    pub fn provider(self) -> Box<dyn Provider> {
+        match self {
+            ProviderKind::Kind => Box::new(kind::Kind::default()),
+            ProviderKind::Minikube => Box::new(minikube::Minikube::default()),
+            ProviderKind::K3s => Box::new(k3s::K3s::default()),
+            ProviderKind::Existing => Box::new(existing::Existing),
+            ProviderKind::Lab => Box::new(lab::Lab::default()),
+            ProviderKind::None => Box::new(NoCluster),
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = ClusterError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| ClusterError::UnknownProvider(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProviderKind {
+    /// The scenario's spelling; an unknown name is refused with the list of known ones.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "unknown cluster provider `{name}`; use one of: {}",
+                Self::names()
+            ))
+        })
+    }
+}
 
 /// A cluster a run can use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,37 +157,52 @@ pub trait Provider: Send {
     fn name(&self) -> &'static str;
     /// What it needs, for `doctor` (e.g. "docker and kind on PATH, or network to download kind").
     fn needs(&self) -> &'static str;
-    /// `Err(one-line reason)` when it cannot run on this machine.
-    fn check(&self) -> Result<(), String>;
+    /// Why it cannot run on this machine, if it cannot.
+    fn check(&self) -> Result<(), ClusterError>;
     /// Creates (or connects to) the cluster.
     fn create<'a>(
         &'a mut self,
         req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>>;
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>>;
     /// Removes what `create` made (unless `keep`); always safe to call, even after a failed create.
-    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, StepError>>;
-    /// True when the cluster is the run's own and goes with it (false for `existing`: what
-    /// the run created there is undone one by one).
+    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>>;
+    /// True when the run's cluster is the provider's own and goes with its teardown, so what
+    /// the run put into it needs no cleanup of its own; false for a cluster that outlives the
+    /// run (`existing`) and for no cluster at all (`none`).
     fn owns_cluster(&self) -> bool {
         true
     }
+    /// Removes what earlier runs of this provider left behind (clusters, profiles, node
+    /// containers, found by the `istio-e2e-` name prefix or a label); one entry per leftover.
+    fn clean_leftovers(&self) -> Vec<Leftover> {
+        Vec::new()
+    }
 }
 
-/// The provider for a name.
-pub fn provider(name: &str) -> Result<Box<dyn Provider>, String> {
-    Ok(match name {
-        "kind" => Box::new(kind::Kind::default()),
-        "minikube" => Box::new(minikube::Minikube::default()),
-        "k3s" => Box::new(k3s::K3s::default()),
-        "existing" => Box::new(existing::Existing),
-        "lab" => Box::new(lab::Lab::default()),
-        "none" => Box::new(NoCluster),
-        other => {
-            return Err(format!(
-                "unknown provider `{other}`; use one of: kind, minikube, k3s, existing, lab, none"
-            ));
+/// Something an earlier run left behind, and whether `clean` removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// What it is, e.g. `container 3f2a...` or `kind cluster istio-e2e-r1`.
+    pub what: String,
+    /// How a removal is said for it (`removed` for containers, `deleted` for clusters).
+    pub verb: &'static str,
+    /// True when it is gone.
+    pub removed: bool,
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.removed {
+            write!(f, "{} {}", self.verb, self.what)
+        } else {
+            write!(f, "could not remove {}", self.what)
         }
-    })
+    }
+}
+
+/// The provider for a name (`kind`, `lab`, ...); see [`ProviderKind`].
+pub fn provider(name: &str) -> Result<Box<dyn Provider>, ClusterError> {
+    name.parse::<ProviderKind>().map(ProviderKind::provider)
 }
 
 /// No cluster: for scenarios whose steps only probe URLs.
@@ -99,17 +215,20 @@ impl Provider for NoCluster {
     fn needs(&self) -> &'static str {
         "nothing"
     }
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ClusterError> {
         Ok(())
     }
     fn create<'a>(
         &'a mut self,
         _req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, StepError>> {
-        Box::pin(async { Err(StepError::fatal("provider `none` has no cluster")) })
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
+        Box::pin(async { Err(ClusterError::NoCluster) })
     }
-    fn teardown(&mut self, _keep: bool) -> BoxFuture<'_, Result<String, StepError>> {
+    fn teardown(&mut self, _keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
         Box::pin(async { Ok(String::new()) })
+    }
+    fn owns_cluster(&self) -> bool {
+        false
     }
 }
 
@@ -128,17 +247,51 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// True when a Docker daemon answers on its socket (`DOCKER_HOST` or /var/run/docker.sock).
-pub fn docker_available() -> Result<(), String> {
-    let sock = std::env::var("DOCKER_HOST")
+pub fn docker_available() -> Result<(), ClusterError> {
+    let socket = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|h| h.strip_prefix("unix://").map(String::from))
         .unwrap_or_else(|| "/var/run/docker.sock".into());
-    match std::os::unix::net::UnixStream::connect(&sock) {
+    match std::os::unix::net::UnixStream::connect(&socket) {
         Ok(_) => Ok(()),
-        Err(e) => Err(format!(
-            "no Docker daemon answers at {sock} ({e}); start dockerd or Docker Desktop"
-        )),
+        Err(source) => Err(ClusterError::NoDocker { socket, source }),
     }
+}
+
+/// The ids of Docker containers, running or not, that match a `docker ps --filter` (e.g.
+/// `label=io.istio-e2e.run`); none when docker is missing or fails.
+pub fn docker_ids(filter: &str) -> Vec<String> {
+    let Some(docker) = which("docker") else {
+        return vec![];
+    };
+    std::process::Command::new(docker)
+        .args(["ps", "-aq", "--filter", filter])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes (`docker rm -f -v`) every container carrying `label`, for `clean`.
+pub fn remove_labelled_containers(label: &str) -> Vec<Leftover> {
+    let Some(docker) = which("docker") else {
+        return vec![];
+    };
+    docker_ids(&format!("label={label}"))
+        .into_iter()
+        .map(|id| Leftover {
+            removed: std::process::Command::new(&docker)
+                .args(["rm", "-f", "-v", &id])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+            what: format!("container {id}"),
+            verb: "removed",
+        })
+        .collect()
 }
 
 /// Runs a command (argument vector, no shell) and returns stdout; the error names the command
@@ -147,7 +300,7 @@ pub async fn run_cmd(
     program: &Path,
     args: &[String],
     env: &[(String, String)],
-) -> Result<String, StepError> {
+) -> Result<String, ClusterError> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .stdin(std::process::Stdio::null())
@@ -155,18 +308,16 @@ pub async fn run_cmd(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| StepError::fatal(format!("cannot run {}: {e}", program.display())))?;
+    let out = cmd.output().await.map_err(|source| ClusterError::Spawn {
+        program: program.to_path_buf(),
+        source,
+    })?;
     if !out.status.success() {
-        return Err(StepError::new(format!(
-            "`{} {}` failed ({}): {}",
-            program.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(ClusterError::CommandFailed {
+            command: format!("{} {}", program.display(), args.join(" ")),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -178,7 +329,7 @@ pub mod container {
 
     use testcontainers_modules::testcontainers::{ContainerAsync, Image};
 
-    use crate::error::StepError;
+    use super::ClusterError;
 
     /// Writes the run's own kubeconfig: the text read from the node, with its in-container
     /// server address `https://127.0.0.1:6443` pointed at the port published on the host.
@@ -187,15 +338,17 @@ pub mod container {
         raw: &str,
         host_port: u16,
         artifacts: &Path,
-    ) -> Result<PathBuf, StepError> {
+    ) -> Result<PathBuf, ClusterError> {
         let text = raw.replace(
             "https://127.0.0.1:6443",
             &format!("https://127.0.0.1:{host_port}"),
         );
         std::fs::create_dir_all(artifacts).ok();
         let kubeconfig = artifacts.join("kubeconfig");
-        std::fs::write(&kubeconfig, text)
-            .map_err(|e| StepError::fatal(format!("writing {}: {e}", kubeconfig.display())))?;
+        std::fs::write(&kubeconfig, text).map_err(|source| ClusterError::WriteKubeconfig {
+            path: kubeconfig.clone(),
+            source,
+        })?;
         Ok(kubeconfig)
     }
 
@@ -203,11 +356,11 @@ pub mod container {
     pub async fn node_address<I: Image>(
         c: &ContainerAsync<I>,
         what: &str,
-    ) -> Result<String, StepError> {
+    ) -> Result<String, ClusterError> {
         c.get_bridge_ip_address()
             .await
             .map(|ip| ip.to_string())
-            .map_err(|e| StepError::fatal(format!("{what} node address: {e}")))
+            .map_err(|e| ClusterError::container(format!("{what} node address"), e))
     }
 
     /// Removes the node container with its anonymous volumes, or keeps it (and says how to
@@ -215,8 +368,8 @@ pub mod container {
     pub async fn remove<I: Image>(
         c: Option<ContainerAsync<I>>,
         keep: bool,
-        what: &str,
-    ) -> Result<String, StepError> {
+        what: &'static str,
+    ) -> Result<String, ClusterError> {
         let Some(c) = c else {
             return Ok(String::new());
         };
@@ -227,9 +380,90 @@ pub mod container {
                 "kept {what} container {id}; remove it with `docker rm -f -v {id}` or `istio-e2e clean`"
             ));
         }
-        c.rm()
-            .await
-            .map_err(|e| StepError::new(format!("removing {what} container {id}: {e}")))?;
+        c.rm().await.map_err(|e| ClusterError::RemoveContainer {
+            what,
+            id: id.clone(),
+            source: e.into(),
+        })?;
         Ok(format!("removed {what} container {id}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn provider_names_round_trip_through_text_serde_and_clap() {
+        let names: Vec<&str> = ProviderKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names,
+            ["kind", "minikube", "k3s", "existing", "lab", "none"]
+        );
+        for k in ProviderKind::ALL {
+            assert_eq!(k.to_string().parse::<ProviderKind>().unwrap(), k);
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(serde_json::from_str::<ProviderKind>(&json).unwrap(), k);
+            assert_eq!(
+                <ProviderKind as ValueEnum>::from_str(k.name(), false).unwrap(),
+                k
+            );
+            assert_eq!(k.to_possible_value().unwrap().get_name(), k.name());
+            assert_eq!(k.provider().name(), k.name());
+        }
+        assert_eq!(ProviderKind::default(), ProviderKind::Kind);
+    }
+
+    #[test]
+    fn unknown_provider_names_are_refused_with_the_list() {
+        let e = "kubeadm".parse::<ProviderKind>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown provider `kubeadm`; use one of: kind, minikube, k3s, existing, lab, none"
+        );
+        assert!(!e.is_retryable());
+        assert!("Kind".parse::<ProviderKind>().is_err());
+        let e = serde_json::from_str::<ProviderKind>("\"kubeadm\"").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("unknown cluster provider `kubeadm`; use one of: kind, minikube"),
+            "{e}"
+        );
+        assert!(provider("kubeadm").is_err());
+    }
+
+    #[test]
+    fn only_existing_and_none_leave_a_cluster_the_run_does_not_own() {
+        let owners: Vec<ProviderKind> = ProviderKind::ALL
+            .into_iter()
+            .filter(|k| k.provider().owns_cluster())
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ProviderKind::Kind,
+                ProviderKind::Minikube,
+                ProviderKind::K3s,
+                ProviderKind::Lab
+            ]
+        );
+    }
+
+    #[test]
+    fn leftovers_say_whether_they_went() {
+        let gone = Leftover {
+            what: "container abc".into(),
+            verb: "removed",
+            removed: true,
+        };
+        assert_eq!(gone.to_string(), "removed container abc");
+        let stuck = Leftover {
+            removed: false,
+            ..gone
+        };
+        assert_eq!(stuck.to_string(), "could not remove container abc");
     }
 }

@@ -1,12 +1,18 @@
-//! The Istio lifecycle: the compatibility precheck, istioctl (found, run with the run's own
-//! kubeconfig), install and uninstall.
+//! The Istio lifecycle: the release (prepared once, for the run and for upgrades), the
+//! compatibility precheck, istioctl (found, run with the run's own kubeconfig), install,
+//! upgrade and uninstall. Failures are [`IstioError`]s.
+
+pub mod error;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tokio::process::Command;
 
-use crate::error::StepError;
+pub use self::error::IstioError;
+use crate::context::Context;
+use crate::download::IstioRelease;
+use crate::kube::KubeError;
 
 /// Supported Kubernetes versions per Istio minor release (official "supported" ranges from
 /// the release announcements on istio.io, `data/compatibility/supportStatus.yml`; see
@@ -47,12 +53,16 @@ pub fn minor_of(version: &str) -> Option<(u32, u32)> {
 /// Checks that Istio `istio` supports Kubernetes `k8s`. Newer Kubernetes than the table's
 /// newest is allowed with a warning (it usually works); older is refused, because the CRDs
 /// use features the older apiserver lacks (Istio 1.30's CRDs need CEL, Kubernetes 1.25+).
-pub fn check_compatibility(istio: &str, k8s: &str) -> Result<Option<String>, String> {
+pub fn check_compatibility(istio: &str, k8s: &str) -> Result<Option<String>, IstioError> {
+    let bad = |what, version: &str| IstioError::BadVersion {
+        what,
+        version: version.to_string(),
+    };
     let Some((1, im)) = minor_of(istio) else {
-        return Err(format!("cannot read Istio version {istio:?}"));
+        return Err(bad("Istio", istio));
     };
     let Some((1, km)) = minor_of(k8s) else {
-        return Err(format!("cannot read Kubernetes version {k8s:?}"));
+        return Err(bad("Kubernetes", k8s));
     };
     let Some(&(_, lo, hi)) = SUPPORT.iter().find(|(m, _, _)| *m == im) else {
         let newest = SUPPORT.last().map(|s| s.0).unwrap_or(0);
@@ -61,14 +71,15 @@ pub fn check_compatibility(istio: &str, k8s: &str) -> Result<Option<String>, Str
                 "Istio 1.{im} is newer than the support table (1.{newest}); not checked"
             )));
         }
-        return Err(format!(
-            "Istio 1.{im} is older than any release this harness supports (1.10+)"
-        ));
+        return Err(IstioError::TooOld(im));
     };
     if km < lo {
-        return Err(format!(
-            "Istio {istio} needs Kubernetes 1.{lo} or newer (supported: 1.{lo} to 1.{hi}); this cluster is Kubernetes {k8s}"
-        ));
+        return Err(IstioError::KubernetesTooOld {
+            istio: istio.to_string(),
+            kubernetes: k8s.to_string(),
+            oldest: lo,
+            newest: hi,
+        });
     }
     if km > hi {
         return Ok(Some(format!(
@@ -76,6 +87,49 @@ pub fn check_compatibility(istio: &str, k8s: &str) -> Result<Option<String>, Str
         )));
     }
     Ok(None)
+}
+
+/// The compatibility precheck against a running cluster, for `istio-install` and
+/// `istio-upgrade`: reads the cluster's Kubernetes version, then checks `istio` (when a
+/// version is known) with [`check_compatibility`]. A refusal is an error; a warning (a newer
+/// Kubernetes than the table lists) is logged and returned, for the step to record.
+pub async fn check_cluster(
+    client: &kube::Client,
+    istio: Option<&str>,
+) -> Result<Option<String>, IstioError> {
+    let server = client
+        .apiserver_version()
+        .await
+        .map_err(|e| KubeError::call("reading the cluster's version", e))?;
+    let Some(istio) = istio else {
+        return Ok(None);
+    };
+    let warning = check_compatibility(istio, &server.git_version)?;
+    if let Some(w) = &warning {
+        tracing::warn!("{w}");
+    }
+    Ok(warning)
+}
+
+/// The Istio release a run (the scenario's `istio:`, `--istio-dir`) or an `istio-upgrade` step
+/// uses: the extracted release in `dir`, else a verified download of `version` recorded in
+/// `istio-e2e.lock`; `None` when neither is given.
+pub async fn prepare_release(
+    dir: Option<&Path>,
+    version: Option<&str>,
+) -> Result<Option<IstioRelease>, IstioError> {
+    let lock = PathBuf::from(crate::download::LOCK_FILE);
+    Ok(crate::download::prepare_istio(dir, version, &lock).await?)
+}
+
+/// Makes `release` the one later steps use: `ctx.istio.dir`, `${istio.dir}` and, when the
+/// release has one, its istioctl (else the istioctl found before stays).
+pub fn use_release(ctx: &mut Context, release: &IstioRelease) {
+    if let Some(istioctl) = &release.istioctl {
+        ctx.istio.istioctl = Some(istioctl.clone());
+    }
+    ctx.istio.dir = Some(release.dir.clone());
+    ctx.vars.set("istio.dir", release.dir.display().to_string());
 }
 
 /// The components the profile installs, as deployments in `istio-system`.
@@ -151,7 +205,7 @@ pub async fn run_istioctl(
     istioctl: &Path,
     argv: &[String],
     deadline: Instant,
-) -> Result<IstioctlOutput, StepError> {
+) -> Result<IstioctlOutput, IstioError> {
     let mut cmd = Command::new(istioctl);
     cmd.args(argv)
         .kill_on_drop(true)
@@ -168,13 +222,13 @@ pub async fn run_istioctl(
     let left = deadline.saturating_duration_since(Instant::now());
     let out = tokio::time::timeout(left, cmd.output())
         .await
-        .map_err(|_| {
-            StepError::new(format!(
-                "istioctl {} did not finish before the step's timeout",
-                argv.join(" ")
-            ))
+        .map_err(|_| IstioError::Timeout {
+            argv: argv.join(" "),
         })?
-        .map_err(|e| StepError::fatal(format!("cannot run {}: {e}", istioctl.display())))?;
+        .map_err(|source| IstioError::Spawn {
+            program: istioctl.to_path_buf(),
+            source,
+        })?;
     Ok(IstioctlOutput {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -217,7 +271,7 @@ pub async fn run_checked(
     cluster: &crate::cluster::ClusterInfo,
     log: &Path,
     deadline: Instant,
-) -> Result<IstioctlOutput, StepError> {
+) -> Result<IstioctlOutput, IstioError> {
     use std::io::Write;
     let argv = istioctl_argv(args, &cluster.kubeconfig, cluster.context.as_deref());
     let res = run_istioctl(istioctl, &argv, deadline).await?;
@@ -237,11 +291,11 @@ pub async fn run_checked(
         );
     }
     if res.exit_code != 0 {
-        return Err(StepError::new(format!(
-            "istioctl {name} exited {}: {}",
-            res.exit_code,
-            crate::expect::excerpt(&format!("{} {}", res.stdout, res.stderr))
-        )));
+        return Err(IstioError::Exited {
+            command: name.to_string(),
+            code: res.exit_code,
+            excerpt: crate::expect::excerpt(&format!("{} {}", res.stdout, res.stderr)),
+        });
     }
     Ok(res)
 }
@@ -296,10 +350,23 @@ mod tests {
 
     #[test]
     fn compatibility_table_refuses_old_clusters_and_accepts_supported_ones() {
-        assert_eq!(check_compatibility("1.12.1", "v1.20.2"), Ok(None));
-        let e = check_compatibility("1.30.3", "v1.20.2").unwrap_err();
+        assert_eq!(check_compatibility("1.12.1", "v1.20.2").unwrap(), None);
         assert_eq!(
-            e,
+            check_compatibility("1.9.0", "v1.20.2")
+                .unwrap_err()
+                .to_string(),
+            "Istio 1.9 is older than any release this harness supports (1.10+)"
+        );
+        assert_eq!(
+            check_compatibility("latest", "v1.20.2")
+                .unwrap_err()
+                .to_string(),
+            "cannot read Istio version \"latest\""
+        );
+        let e = check_compatibility("1.30.3", "v1.20.2").unwrap_err();
+        assert!(e.is_incompatible() && !e.is_retryable());
+        assert_eq!(
+            e.to_string(),
             "Istio 1.30.3 needs Kubernetes 1.32 or newer (supported: 1.32 to 1.36); this cluster is Kubernetes v1.20.2"
         );
         assert!(check_compatibility("1.12.1", "v1.30.0").unwrap().is_some());

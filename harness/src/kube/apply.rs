@@ -10,8 +10,7 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
 
-use super::FIELD_MANAGER;
-use crate::error::StepError;
+use super::{FIELD_MANAGER, KubeError};
 
 /// How long an apply keeps asking discovery about a kind it does not find before calling it
 /// unknown.
@@ -69,13 +68,15 @@ impl Document {
 
 /// Reads files and directories (their `*.yaml`/`*.yml`/`*.json` in name order) into
 /// documents; empty documents are skipped.
-pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, StepError> {
+pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, KubeError> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| {
-                    StepError::fatal(format!("cannot read directory {}: {e}", p.display()))
+                .map_err(|source| KubeError::ReadManifest {
+                    path: p.clone(),
+                    is_dir: true,
+                    source,
                 })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
@@ -89,23 +90,23 @@ pub fn read_documents(paths: &[PathBuf]) -> Result<Vec<Document>, StepError> {
         } else if p.exists() {
             files.push(p.clone());
         } else {
-            return Err(StepError::fatal(format!(
-                "missing manifest {}: no such file or directory",
-                p.display()
-            )));
+            return Err(KubeError::MissingManifest(p.clone()));
         }
     }
     let mut docs = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f)
-            .map_err(|e| StepError::fatal(format!("cannot read {}: {e}", f.display())))?;
+        let text = std::fs::read_to_string(&f).map_err(|source| KubeError::ReadManifest {
+            path: f.clone(),
+            is_dir: false,
+            source,
+        })?;
         docs.extend(parse_documents(&f, &text)?);
     }
     Ok(docs)
 }
 
 /// Parses multi-document YAML text into objects.
-pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StepError> {
+pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, KubeError> {
     // Kubernetes manifests are YAML 1.1 as kubectl reads them (go-yaml): `0755` is octal.
     let opts = serde_saphyr::options! { legacy_octal_numbers: true };
     let values: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(text, opts)
@@ -114,11 +115,11 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StepErr
                 .location()
                 .map(|l| format!(":{}:{}", l.line(), l.column()))
                 .unwrap_or_default();
-            StepError::fatal(format!(
-                "{}{at}: not valid YAML: {}",
-                file.display(),
-                e.without_snippet()
-            ))
+            KubeError::NotYaml {
+                file: file.to_path_buf(),
+                at,
+                reason: e.without_snippet().to_string(),
+            }
         })?;
     let mut out = Vec::new();
     for (i, v) in values.into_iter().enumerate() {
@@ -144,18 +145,18 @@ pub fn parse_documents(file: &Path, text: &str) -> Result<Vec<Document>, StepErr
     Ok(out)
 }
 
-fn to_document(file: &Path, index: usize, v: serde_json::Value) -> Result<Document, StepError> {
-    let object: DynamicObject = serde_json::from_value(v).map_err(|e| {
-        StepError::fatal(format!(
-            "{} document {index}: not a Kubernetes object: {e}",
-            file.display()
-        ))
-    })?;
+fn to_document(file: &Path, index: usize, v: serde_json::Value) -> Result<Document, KubeError> {
+    let object: DynamicObject =
+        serde_json::from_value(v).map_err(|source| KubeError::NotAnObject {
+            file: file.to_path_buf(),
+            index,
+            source,
+        })?;
     if object.types.is_none() || object.metadata.name.is_none() {
-        return Err(StepError::fatal(format!(
-            "{} document {index}: needs apiVersion, kind and metadata.name",
-            file.display()
-        )));
+        return Err(KubeError::Incomplete {
+            file: file.to_path_buf(),
+            index,
+        });
     }
     Ok(Document {
         file: file.to_path_buf(),
@@ -180,7 +181,7 @@ pub async fn apply(
     docs: &[Document],
     default_ns: &str,
     deadline: Instant,
-) -> Result<ApplyReport, StepError> {
+) -> Result<ApplyReport, KubeError> {
     let mut report = ApplyReport::default();
     let (crds, rest): (Vec<&Document>, Vec<&Document>) = docs.iter().partition(|d| d.is_crd());
     let (namespaces, rest): (Vec<&Document>, Vec<&Document>) =
@@ -243,12 +244,11 @@ pub async fn apply(
                 await_condition(crd_api.clone(), &name, conditions::is_crd_established()),
             )
             .await
-            .map_err(|_| {
-                StepError::new(format!(
-                    "CRD {name} was not Established before the step's timeout"
-                ))
-            })?
-            .map_err(|e| StepError::new(format!("watching CRD {name}: {e}")))?;
+            .map_err(|_| KubeError::CrdNotEstablished(name.clone()))?
+            .map_err(|source| KubeError::WatchCrd {
+                name: name.clone(),
+                source,
+            })?;
         }
         // Discovery lags Established: run it again until every kind of the input resolves.
         loop {
@@ -290,7 +290,7 @@ async fn apply_tracked(
     d: &Document,
     pp: &PatchParams,
     report: &mut ApplyReport,
-) -> Result<(), StepError> {
+) -> Result<(), KubeError> {
     let name = d.object.metadata.name.as_deref().unwrap_or_default();
     let before = api.get_opt(name).await.ok().flatten();
     let after = patch(api, d, pp).await?;
@@ -331,15 +331,15 @@ fn crd_in_input(crds: &[&Document], d: &Document) -> bool {
     })
 }
 
-fn unknown_kind(d: &Document) -> StepError {
+fn unknown_kind(d: &Document) -> KubeError {
     let t = d.object.types.as_ref();
-    StepError::fatal(format!(
-        "{}: the cluster does not serve {} {}",
-        d.whereis(),
-        t.map(|t| t.api_version.as_str()).unwrap_or("?"),
-        t.map(|t| t.kind.as_str()).unwrap_or("?"),
-    ))
-    .with_hint("apply the CRD first (in the same step or an earlier one), or check the apiVersion against the cluster's version")
+    KubeError::UnknownKind {
+        document: d.whereis(),
+        api_version: t
+            .map(|t| t.api_version.clone())
+            .unwrap_or_else(|| "?".into()),
+        kind: t.map(|t| t.kind.clone()).unwrap_or_else(|| "?".into()),
+    }
 }
 
 type ApiPair = (Api<DynamicObject>, ApiCapabilities);
@@ -349,10 +349,12 @@ fn api_for(
     discovery: &Discovery,
     d: &Document,
     default_ns: &str,
-) -> Result<Option<ApiPair>, StepError> {
+) -> Result<Option<ApiPair>, KubeError> {
     let t = d.object.types.as_ref().ok_or_else(|| unknown_kind(d))?;
-    let gvk = GroupVersionKind::try_from(t)
-        .map_err(|e| StepError::fatal(format!("{}: {e}", d.whereis())))?;
+    let gvk = GroupVersionKind::try_from(t).map_err(|e| KubeError::BadKind {
+        document: d.whereis(),
+        reason: e.to_string(),
+    })?;
     let Some((ar, caps)) = discovery.resolve_gvk(&gvk) else {
         return Ok(None);
     };
@@ -376,14 +378,14 @@ async fn patch(
     api: &Api<DynamicObject>,
     d: &Document,
     pp: &PatchParams,
-) -> Result<DynamicObject, StepError> {
+) -> Result<DynamicObject, KubeError> {
     let name = d.object.metadata.name.clone().unwrap_or_default();
     let mut obj = d.object.clone();
     // The namespace comes from the Api; a cluster-scoped object must not carry one.
     obj.metadata.namespace = None;
     default_port_protocols(&mut obj.data);
     let (what, doing) = (d.whereis(), format!("applying {}", d.whereis()));
-    let refused = |e: kube::Error| super::refused(&what, &doing, pp.dry_run, e);
+    let refused = |e: kube::Error| KubeError::change(&what, &doing, pp.dry_run, e);
     match api.patch(&name, pp, &Patch::Apply(&obj)).await {
         // Server-side apply cannot represent lists with duplicate keys, e.g. two container
         // ports with the same number (Istio's grafana.yaml; kubernetes/kubernetes#113482).

@@ -5,8 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, ListParams, ResourceExt};
 use tokio::io::AsyncReadExt;
 
-use super::describe_error;
-use crate::error::StepError;
+use super::KubeError;
 
 /// The result of one exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +25,12 @@ pub async fn first_ready_pod(
     client: &kube::Client,
     ns: &str,
     selector: &str,
-) -> Result<String, StepError> {
+) -> Result<String, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list = api
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| describe_error(&format!("listing pods {selector} in {ns}"), e))?;
+        .map_err(|e| KubeError::call(format!("listing pods {selector} in {ns}"), e))?;
     let mut ready: Vec<String> = list
         .items
         .iter()
@@ -39,13 +38,14 @@ pub async fn first_ready_pod(
         .map(|p| p.name_any())
         .collect();
     ready.sort();
-    ready.into_iter().next().ok_or_else(|| {
-        StepError::new(format!(
-            "no Ready pod matches {selector} in namespace {ns} ({} pods match)",
-            list.items.len()
-        ))
-        .with_hint("add a wait step for these pods before this one")
-    })
+    ready
+        .into_iter()
+        .next()
+        .ok_or_else(|| KubeError::NoReadyPod {
+            namespace: ns.to_string(),
+            selector: selector.to_string(),
+            matching: list.items.len(),
+        })
 }
 
 /// True when the pod is Running and its Ready condition is True.
@@ -66,7 +66,7 @@ pub async fn exec(
     pod: &str,
     container: Option<&str>,
     command: &[String],
-) -> Result<ExecOutput, StepError> {
+) -> Result<ExecOutput, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut ap = AttachParams::default()
         .stdout(true)
@@ -78,7 +78,7 @@ pub async fn exec(
     let mut proc = api
         .exec(pod, command.to_vec(), &ap)
         .await
-        .map_err(|e| describe_error(&format!("exec in pod {ns}/{pod}"), e))?;
+        .map_err(|e| KubeError::call(format!("exec in pod {ns}/{pod}"), e))?;
     let mut out = proc.stdout();
     let mut err = proc.stderr();
     let status = proc.take_status();
@@ -103,9 +103,8 @@ pub async fn exec(
         None => None,
     };
     let _ = proc.join().await;
-    let exit_code = exit_code(status).map_err(|why| {
-        StepError::new(format!("exec in pod {pod}: {why}"))
-            .with_hint("the connection to the kubelet may have dropped; retry the step, or look at the pod's events")
+    let exit_code = exit_code(status).ok_or_else(|| KubeError::NoExitStatus {
+        pod: pod.to_string(),
     })?;
     Ok(ExecOutput {
         pod: pod.to_string(),
@@ -116,30 +115,26 @@ pub async fn exec(
 }
 
 /// The command's exit code from the exec's final status: `Success` is 0, a failure carries its
-/// code; a stream that ended without any status is an error, never a silent 0.
+/// code; `None` when the stream ended without any status (never a silent 0).
 pub(crate) fn exit_code(
     status: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
-) -> Result<i32, String> {
-    let Some(st) = status else {
-        return Err(
-            "the exec ended without an exit status, so whether the command succeeded is unknown"
-                .into(),
-        );
-    };
+) -> Option<i32> {
+    let st = status?;
     if st.status.as_deref() == Some("Success") {
-        return Ok(0);
+        return Some(0);
     }
-    Ok(st
-        .details
-        .as_ref()
-        .and_then(|d| d.causes.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
-        .and_then(|c| c.message.as_deref())
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_else(|| {
-            tracing::debug!("exec failed without an exit code: {:?}", st.message);
-            -1
-        }))
+    Some(
+        st.details
+            .as_ref()
+            .and_then(|d| d.causes.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
+            .and_then(|c| c.message.as_deref())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| {
+                tracing::debug!("exec failed without an exit code: {:?}", st.message);
+                -1
+            }),
+    )
 }
 
 #[cfg(test)]
@@ -149,16 +144,15 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        assert!(
-            exit_code(None)
-                .unwrap_err()
-                .contains("without an exit status")
-        );
+        assert_eq!(exit_code(None), None);
+        let e = KubeError::NoExitStatus { pod: "p".into() };
+        assert!(e.to_string().contains("without an exit status"), "{e}");
+        assert!(e.is_retryable());
         let ok = Status {
             status: Some("Success".into()),
             ..Default::default()
         };
-        assert_eq!(exit_code(Some(ok)), Ok(0));
+        assert_eq!(exit_code(Some(ok)), Some(0));
         let failed = Status {
             status: Some("Failure".into()),
             details: Some(StatusDetails {
@@ -171,6 +165,6 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(exit_code(Some(failed)), Ok(7));
+        assert_eq!(exit_code(Some(failed)), Some(7));
     }
 }

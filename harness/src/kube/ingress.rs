@@ -4,8 +4,7 @@
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 
-use super::describe_error;
-use crate::error::StepError;
+use super::KubeError;
 
 /// Where the host reaches a Service port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,15 +26,14 @@ pub async fn find(
     service: &str,
     port: &str,
     node_address: Option<&str>,
-) -> Result<IngressAddress, StepError> {
+) -> Result<IngressAddress, KubeError> {
     let (svc, p) = super::service_port(client, ns, service, port).await?;
     let spec = svc.spec.clone().unwrap_or_default();
-    let node_port = p.node_port.ok_or_else(|| {
-        StepError::fatal(format!(
-            "service {ns}/{service} port {port} has no nodePort (type {})",
-            spec.type_.clone().unwrap_or_default()
-        ))
-        .with_hint("the ingress step needs a NodePort or LoadBalancer service")
+    let node_port = p.node_port.ok_or_else(|| KubeError::NoNodePort {
+        namespace: ns.to_string(),
+        service: service.to_string(),
+        port: port.to_string(),
+        service_type: spec.type_.clone().unwrap_or_default(),
     })? as u16;
     let load_balancer = svc
         .status
@@ -60,7 +58,7 @@ async fn node_host(
     client: &kube::Client,
     ns: &str,
     selector: &std::collections::BTreeMap<String, String>,
-) -> Result<String, StepError> {
+) -> Result<String, KubeError> {
     if !selector.is_empty() {
         let sel = super::selector_string(selector);
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -77,11 +75,11 @@ async fn node_host(
     let list = nodes
         .list(&ListParams::default())
         .await
-        .map_err(|e| describe_error("listing nodes", e))?;
+        .map_err(|e| KubeError::call("listing nodes", e))?;
     list.items
         .iter()
         .flat_map(|n| n.status.iter().flat_map(|s| s.addresses.iter().flatten()))
         .find(|a| a.type_ == "InternalIP")
         .map(|a| a.address.clone())
-        .ok_or_else(|| StepError::new("no node has an InternalIP address"))
+        .ok_or(KubeError::NoNodeAddress)
 }

@@ -8,8 +8,7 @@
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::Scope;
 
-use super::describe_error;
-use crate::error::StepError;
+use super::KubeError;
 
 /// What to change.
 #[derive(Debug, Clone)]
@@ -45,7 +44,7 @@ pub async fn patch(
     client: &kube::Client,
     target: &Target<'_>,
     change: &Change,
-) -> Result<bool, StepError> {
+) -> Result<bool, KubeError> {
     let discovery = super::discover(client).await?;
     let found = discovery.groups().find_map(|g| {
         let resources = match target.api_version {
@@ -63,16 +62,11 @@ pub async fn patch(
             .find(|(ar, _)| ar.kind.eq_ignore_ascii_case(target.kind))
     });
     let Some((ar, caps)) = found else {
-        return Err(StepError::fatal(format!(
-            "patch {}: the cluster serves no kind {}{}",
-            target.describe(),
-            target.kind,
-            target
-                .api_version
-                .map(|a| format!(" in {a}"))
-                .unwrap_or_default()
-        ))
-        .with_hint("check the kind's spelling (e.g. Deployment) and apiVersion"));
+        return Err(KubeError::NoSuchKind {
+            target: target.describe(),
+            kind: target.kind.to_string(),
+            api_version: target.api_version.map(String::from),
+        });
     };
     let api: Api<DynamicObject> = match caps.scope {
         Scope::Cluster => Api::all_with(client.clone(), &ar),
@@ -81,12 +75,9 @@ pub async fn patch(
     let before = api
         .get_opt(target.name)
         .await
-        .map_err(|e| describe_error(&format!("reading {}", target.describe()), e))?;
+        .map_err(|e| KubeError::call(format!("reading {}", target.describe()), e))?;
     let Some(before) = before else {
-        return Err(
-            StepError::fatal(format!("patch {}: no such object", target.describe()))
-                .with_hint("apply it in an earlier step, or check the name and namespace"),
-        );
+        return Err(KubeError::NoSuchObject(target.describe()));
     };
     let dry = PatchParams::default().dry_run();
     let real = PatchParams::default();
@@ -107,7 +98,7 @@ pub async fn patch(
     };
     let what = format!("patch {}", target.describe());
     let doing = format!("patching {}", target.describe());
-    let refused = |e: kube::Error, dry: bool| super::refused(&what, &doing, dry, e);
+    let refused = |e: kube::Error, dry: bool| KubeError::change(&what, &doing, dry, e);
     // Kinds without strategic merge (custom resources) answer 415: use a JSON merge patch.
     let strategic = match send(&dry, strategic).await {
         Ok(_) => strategic,

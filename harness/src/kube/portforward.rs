@@ -13,9 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use super::describe_error;
+use super::KubeError;
 use super::exec::is_ready;
-use crate::error::StepError;
 
 /// A running port-forward; stops when [`PortForward::stop`] is called or it is dropped.
 pub struct PortForward {
@@ -53,28 +52,28 @@ pub async fn resolve_service(
     ns: &str,
     service: &str,
     port: &str,
-) -> Result<(String, u16), StepError> {
+) -> Result<(String, u16), KubeError> {
     let (svc, sp) = super::service_port(client, ns, service, port).await?;
     let spec = svc.spec.clone().unwrap_or_default();
     let selector = spec.selector.clone().unwrap_or_default();
     if selector.is_empty() {
-        return Err(StepError::fatal(format!(
-            "service {ns}/{service} has no selector to find pods by"
-        )));
+        return Err(KubeError::NoSelector {
+            namespace: ns.to_string(),
+            service: service.to_string(),
+        });
     }
     let sel = super::selector_string(&selector);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list = pods
         .list(&ListParams::default().labels(&sel))
         .await
-        .map_err(|e| describe_error(&format!("listing pods of service {ns}/{service}"), e))?;
+        .map_err(|e| KubeError::call(format!("listing pods of service {ns}/{service}"), e))?;
     let mut ready: Vec<&Pod> = list.items.iter().filter(|p| is_ready(p)).collect();
     ready.sort_by_key(|p| p.name_any());
-    let pod = ready.first().ok_or_else(|| {
-        StepError::new(format!(
-            "no Ready pod behind service {ns}/{service} (selector {sel})"
-        ))
-        .with_hint("wait for the service's pods before forwarding to it")
+    let pod = ready.first().ok_or_else(|| KubeError::NoReadyPodBehind {
+        namespace: ns.to_string(),
+        service: service.to_string(),
+        selector: sel.clone(),
     })?;
     let target = sp.target_port.clone().unwrap_or(IntOrString::Int(sp.port));
     let container_port = match target {
@@ -87,11 +86,9 @@ pub async fn resolve_service(
             .flat_map(|c| c.ports.iter().flatten())
             .find(|p| p.name.as_deref() == Some(name.as_str()))
             .map(|p| p.container_port as u16)
-            .ok_or_else(|| {
-                StepError::fatal(format!(
-                    "pod {} has no container port named {name}",
-                    pod.name_any()
-                ))
+            .ok_or_else(|| KubeError::NoNamedPort {
+                pod: pod.name_any(),
+                name: name.clone(),
             })?,
     };
     Ok((pod.name_any(), container_port))
@@ -104,14 +101,15 @@ pub async fn start(
     service: &str,
     port: &str,
     listen: SocketAddr,
-) -> Result<PortForward, StepError> {
+) -> Result<PortForward, KubeError> {
     let first = resolve_service(&client, ns, service, port).await?;
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| StepError::fatal(format!("cannot listen on {listen}: {e}")))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| StepError::new(e.to_string()))?;
+        .map_err(|source| KubeError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(KubeError::LocalAddr)?;
     let target = Arc::new(Mutex::new(first));
     let (ns, service, port) = (ns.to_string(), service.to_string(), port.to_string());
     let t = target.clone();

@@ -12,8 +12,7 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
 use kube::api::{Api, ListParams, LogParams, ResourceExt};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use super::describe_error;
-use crate::error::StepError;
+use super::KubeError;
 
 /// What "pods ready" means for one wait.
 #[derive(Debug, Clone, Default)]
@@ -123,7 +122,7 @@ pub async fn pods_ready(
     client: &kube::Client,
     want: &PodsReady,
     deadline: Instant,
-) -> Result<Vec<Pod>, StepError> {
+) -> Result<Vec<Pod>, KubeError> {
     ensure_namespace(client, &want.namespace).await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), &want.namespace);
     let mut cfg = watcher::Config::default();
@@ -185,7 +184,7 @@ pub async fn pods_ready(
         .await
         .map(|l| l.items)
         .unwrap_or_else(|_| store.into_values().collect());
-    Err(StepError::new(
+    Err(KubeError::PodsNotReady(
         explain_pods(client, &want.namespace, &pods, want).await,
     ))
 }
@@ -283,13 +282,12 @@ pub async fn last_event(client: &kube::Client, ns: &str, name: &str) -> Option<S
 }
 
 /// Fails clearly when a namespace does not exist.
-pub async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), StepError> {
+pub async fn ensure_namespace(client: &kube::Client, ns: &str) -> Result<(), KubeError> {
     let api: Api<Namespace> = Api::all(client.clone());
     match api.get_opt(ns).await {
         Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(StepError::fatal(format!("namespace {ns} does not exist"))
-            .with_hint("create it with an apply step, or check the step's `namespace`")),
-        Err(e) => Err(describe_error(&format!("looking up namespace {ns}"), e)),
+        Ok(None) => Err(KubeError::NoNamespace(ns.to_string())),
+        Err(e) => Err(KubeError::call(format!("looking up namespace {ns}"), e)),
     }
 }
 
@@ -338,7 +336,7 @@ pub async fn deployments_rolled_out(
     ns: &str,
     names: &[String],
     deadline: Instant,
-) -> Result<Vec<String>, StepError> {
+) -> Result<Vec<String>, KubeError> {
     ensure_namespace(client, ns).await?;
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pending = |store: &BTreeMap<String, Deployment>| -> Vec<String> {
@@ -391,7 +389,7 @@ pub async fn deployments_rolled_out(
             msg.push_str(&format!(". {}", why.join(". ")));
         }
     }
-    Err(StepError::new(msg))
+    Err(KubeError::RolloutIncomplete(msg))
 }
 
 /// Watches every object of `api` until `pending` (what is still missing, given the objects by
@@ -468,7 +466,7 @@ pub async fn proxies_at_version(
     ns: &str,
     version: &str,
     deadline: Instant,
-) -> Result<usize, StepError> {
+) -> Result<usize, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pending = |store: &BTreeMap<String, Pod>| -> Vec<String> {
         store
@@ -486,11 +484,11 @@ pub async fn proxies_at_version(
                         .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"))
             })
             .count()),
-        Err(p) => Err(StepError::new(format!(
-            "the data plane in namespace {ns} did not move to Istio {version}: {}",
-            p.join("; ")
-        ))
-        .with_hint("restarted pods get the sidecar of the revision their namespace names (istio-injection or istio.io/rev); look at the injector's logs in istio-system")),
+        Err(pending) => Err(KubeError::ProxiesNotMoved {
+            namespace: ns.to_string(),
+            version: version.to_string(),
+            pending,
+        }),
     }
 }
 
@@ -500,12 +498,12 @@ pub async fn rollout_restart(
     client: &kube::Client,
     ns: &str,
     names: &[String],
-) -> Result<Vec<String>, StepError> {
+) -> Result<Vec<String>, KubeError> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let targets: Vec<String> = if names.is_empty() {
         api.list(&ListParams::default())
             .await
-            .map_err(|e| describe_error(&format!("listing deployments in {ns}"), e))?
+            .map_err(|e| KubeError::call(format!("listing deployments in {ns}"), e))?
             .items
             .iter()
             .map(|d| d.name_any())
@@ -524,7 +522,7 @@ pub async fn rollout_restart(
             &kube::api::Patch::Strategic(&patch),
         )
         .await
-        .map_err(|e| describe_error(&format!("restarting deployment {ns}/{n}"), e))?;
+        .map_err(|e| KubeError::call(format!("restarting deployment {ns}/{n}"), e))?;
     }
     Ok(targets)
 }

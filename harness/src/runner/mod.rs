@@ -126,10 +126,11 @@ pub fn prepare(file: &ScenarioFile, opts: &RunOptions) -> Result<Box<dyn Provide
         return Err(StartError::Invalid(diags));
     }
     let name = effective_provider(file, opts);
-    let provider = crate::cluster::provider(&name).map_err(StartError::UnknownProvider)?;
+    let provider =
+        crate::cluster::provider(&name).map_err(|e| StartError::UnknownProvider(e.to_string()))?;
     provider.check().map_err(|why| StartError::CannotRun {
         provider: name,
-        why,
+        why: why.to_string(),
     })?;
     Ok(provider)
 }
@@ -367,7 +368,7 @@ impl<'f> Run<'f> {
     /// Creates the cluster (nothing for provider `none`, or after a failure).
     pub async fn create_cluster(&mut self) {
         let name = self.provider.name().to_string();
-        if name == "none" || self.status != Status::Passed {
+        if name == crate::cluster::ProviderKind::None.name() || self.status != Status::Passed {
             return;
         }
         self.progress.start(&format!("cluster: {name}"));
@@ -411,7 +412,11 @@ impl<'f> Run<'f> {
                 let msg = "cluster setup did not finish before the scenario's timeout";
                 (Status::Failed, Some(msg.into()), Outputs::new())
             }
-            Outcome::Done(Err(e)) => (Status::Failed, Some(e.to_string()), Outputs::new()),
+            Outcome::Done(Err(e)) => (
+                Status::Failed,
+                Some(StepError::from(e).to_string()),
+                Outputs::new(),
+            ),
             Outcome::Done(Ok(info)) => {
                 let address = info.node_address.clone().unwrap_or_default();
                 let mut o = Outputs::new();

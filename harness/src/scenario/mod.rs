@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ProviderKind;
 pub use crate::steps::{STEP_KINDS, StepKind};
 
 pub use parse::{Located, load, parse_str};
@@ -76,11 +77,11 @@ pub struct ClusterSpec {
     /// The provider used unless overridden: `kind` (the default), `minikube`, `k3s`,
     /// `existing`, `lab` or `none`.
     #[serde(default)]
-    pub provider: Option<String>,
+    pub provider: Option<ProviderKind>,
     /// Other providers this scenario may run on when the matrix asks for them; the scenario's
     /// own provider is always allowed. A matrix entry for a provider not listed is not made.
     #[serde(default)]
-    pub providers: Vec<String>,
+    pub providers: Vec<ProviderKind>,
     /// Kubernetes version, e.g. `v1.33.1` (kind node image tag, minikube `--kubernetes-version`).
     #[serde(default)]
     pub kubernetes: Option<String>,
@@ -100,13 +101,16 @@ pub struct ClusterSpec {
 
 impl ClusterSpec {
     /// The provider this scenario names, `kind` when it names none.
-    pub fn provider(&self) -> &str {
-        self.provider.as_deref().unwrap_or("kind")
+    pub fn provider(&self) -> ProviderKind {
+        self.provider.unwrap_or_default()
     }
 
-    /// True when the scenario can run on `provider`.
+    /// True when the scenario can run on the provider named `provider` (false for a name that
+    /// is no provider).
     pub fn allows(&self, provider: &str) -> bool {
-        self.provider() == provider || self.providers.iter().any(|p| p == provider)
+        provider
+            .parse::<ProviderKind>()
+            .is_ok_and(|k| self.provider() == k || self.providers.contains(&k))
     }
 }
 

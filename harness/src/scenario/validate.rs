@@ -51,9 +51,6 @@ pub struct ValidateOptions {
     pub params: std::collections::BTreeMap<String, String>,
 }
 
-/// The providers a scenario may name.
-pub const PROVIDERS: &[&str] = &["kind", "minikube", "k3s", "existing", "lab", "none"];
-
 /// Checks a parsed scenario; an empty result means it may run.
 pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -75,21 +72,7 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
         let (l, c) = find("name:", 0);
         out.push(diag(l, c, "the scenario needs a non-empty `name`".into()));
     }
-    for p in
-        std::iter::once(s.cluster.provider()).chain(s.cluster.providers.iter().map(|p| p.as_str()))
-    {
-        if !PROVIDERS.contains(&p) {
-            let (l, c) = find(p, 0);
-            out.push(diag(
-                l,
-                c,
-                format!(
-                    "unknown cluster provider `{p}`; use one of: {}",
-                    PROVIDERS.join(", ")
-                ),
-            ));
-        }
-    }
+    // Provider names are checked when the file is read (`ProviderKind`'s deserializer).
     for name in opts.params.keys() {
         if !s.params.contains_key(name) {
             let declared: Vec<&String> = s.params.keys().collect();

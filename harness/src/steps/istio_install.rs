@@ -30,24 +30,11 @@ async fn run(
     deadline: Instant,
 ) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
-    let server = client
-        .apiserver_version()
-        .await
-        .map_err(|e| super::kube_err("reading the cluster's version", e))?;
-    let k8s = server.git_version.clone();
     let mut out = Outputs::new();
-    if let Some(v) = ctx.istio.version.clone() {
-        match crate::istio::check_compatibility(&v, &k8s) {
-            Err(e) => {
-                return Err(StepError::fatal(e)
-                    .with_hint("pick another Istio version or Kubernetes version"));
-            }
-            Ok(Some(warning)) => {
-                tracing::warn!("{warning}");
-                out.insert("compatibility-warning".into(), warning.into());
-            }
-            Ok(None) => {}
-        }
+    if let Some(warning) =
+        crate::istio::check_cluster(&client, ctx.istio.version.as_deref()).await?
+    {
+        out.insert("compatibility-warning".into(), warning.into());
     }
     let Some(istioctl) = ctx.istio.istioctl.clone() else {
         return Err(StepError::fatal("istioctl not found: neither <istio dir>/bin/istioctl nor istioctl on PATH")

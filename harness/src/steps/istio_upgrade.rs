@@ -161,22 +161,20 @@ async fn run(
         .cluster
         .clone()
         .ok_or_else(|| StepError::fatal("istio-upgrade needs a cluster"))?;
-    let server = client
-        .apiserver_version()
+    let warning = crate::istio::check_cluster(&client, Some(&s.to))
         .await
-        .map_err(|e| super::kube_err("reading the cluster's version", e))?;
-    crate::istio::check_compatibility(&s.to, &server.git_version).map_err(|e| {
-        StepError::fatal(e).with_hint("pick an Istio version this Kubernetes version supports")
-    })?;
+        .map_err(|e| {
+            if e.is_incompatible() {
+                StepError::from(e)
+                    .with_hint("pick an Istio version this Kubernetes version supports")
+            } else {
+                e.into()
+            }
+        })?;
     // The new release: a local directory or a verified download.
-    let lock = PathBuf::from(crate::download::LOCK_FILE);
-    let release = crate::download::prepare_istio(
-        s.dir.as_ref().map(PathBuf::from).as_deref(),
-        Some(&s.to),
-        &lock,
-    )
-    .await
-    .map_err(StepError::from)?;
+    let release =
+        crate::istio::prepare_release(s.dir.as_ref().map(PathBuf::from).as_deref(), Some(&s.to))
+            .await?;
     let istioctl = release
         .as_ref()
         .and_then(|r| r.istioctl.clone())
@@ -251,9 +249,8 @@ async fn run(
     // Later steps use the new release.
     let from = ctx.istio.version.replace(s.to.clone()).unwrap_or_default();
     ctx.istio.istioctl = Some(istioctl);
-    if let Some(r) = release {
-        ctx.vars.set("istio.dir", r.dir.display().to_string());
-        ctx.istio.dir = Some(r.dir);
+    if let Some(r) = &release {
+        crate::istio::use_release(ctx, r);
     }
     ctx.istio.revision = revision.clone();
     ctx.vars.set("istio.version", s.to.clone());
@@ -267,6 +264,9 @@ async fn run(
     }
     out.insert("restarted".into(), restarted.into());
     out.insert("proxies".into(), proxies.into());
+    if let Some(w) = warning {
+        out.insert("compatibility-warning".into(), w.into());
+    }
     Ok(out)
 }
 
