@@ -2,7 +2,7 @@
 //! passes.
 //!
 //! Istio configuration takes a while to reach every proxy, so a check retries (with
-//! [`Backoff`]) on connection errors, on 5xx answers and on failed expectations,
+//! [`Backoff`](super::Backoff)) on connection errors, on 5xx answers and on failed expectations,
 //! the way istio.io's doc tests retry `_verify_*` for up to 120 s.
 //!
 //! ```yaml
