@@ -384,12 +384,12 @@ impl LastFailure {
         self.answer.is_none()
     }
 
-    /// The most recent failure.
-    pub(crate) fn latest(&self) -> Option<&ProbeError> {
+    /// The most recent failure, owned.
+    pub(crate) fn into_latest(self) -> Option<ProbeError> {
         if self.last_was_transport {
-            self.transport.as_ref()
+            self.transport
         } else {
-            self.answer.as_ref()
+            self.answer
         }
     }
 
@@ -470,15 +470,14 @@ mod tests {
         );
         l.record(ProbeError::NotYet("dashboards: \"X\" not found".into()));
         assert_eq!(l.describe(), "dashboards: \"X\" not found");
-        assert!(!l.latest().unwrap().is_transport());
         l.record(refused().await.unwrap_err());
         assert!(!l.never_answered());
-        assert!(l.latest().unwrap().is_transport());
         let d = l.describe();
         assert!(
             d.starts_with("dashboards: \"X\" not found; the last attempt failed: connect error"),
             "{d}"
         );
+        assert!(l.into_latest().unwrap().is_transport());
     }
 
     #[test]

@@ -311,23 +311,17 @@ pub async fn ready_until(
         Ok(_) => Ok(()),
         Err(PollError::Stopped(e)) => Err(e.into()),
         Err(PollError::Expired(x)) => {
-            let Some(last) = x.last.latest() else {
-                return Err(StepError::new(x.head(&format!("Prometheus at {base_url}"))));
-            };
-            let err = StepError::new(last.to_string());
-            let err = match last.hint() {
-                Some(h) => err.with_hint(h),
-                None => err,
-            };
-            Err(StepError {
-                message: format!(
-                    "{} (still, after {} attempts in {})",
-                    err.message,
-                    x.attempts,
-                    fmt_duration(deadline)
-                ),
-                ..err
-            })
+            let still = format!(
+                " (still, after {} attempts in {})",
+                x.attempts,
+                fmt_duration(deadline)
+            );
+            let mut err = x.last.into_latest().map_or_else(
+                || StepError::new(format!("Prometheus at {base_url} was never tried")),
+                StepError::from,
+            );
+            err.message.push_str(&still);
+            Err(err)
         }
     }
 }
