@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{MAX_BODY_BYTES, PollError, ProbeError, poll, read_body};
+use super::{PollError, ProbeError, poll};
 use crate::Outputs;
 use crate::error::StepError;
 use crate::expect::{Expect, Mismatch, Observed, html_title};
@@ -115,18 +115,8 @@ impl HttpCheck {
         url: &reqwest::Url,
         timeout: Duration,
     ) -> Result<(u16, String), ProbeError> {
-        let resp = self
-            .request(client, method, url, timeout)
-            .send()
-            .await
-            .map_err(ProbeError::Transport)?;
-        let status = resp.status().as_u16();
-        let body = read_body(resp, MAX_BODY_BYTES)
-            .await
-            .map_err(|source| ProbeError::Body {
-                status: Some(status),
-                source,
-            })?;
+        let (status, body) =
+            super::send_and_read(self.request(client, method, url, timeout), true).await?;
         let mut mismatches = self.expect.check(Observed::http(status, &body));
         if self.expect.status.is_none() && status >= 500 {
             mismatches.insert(
@@ -172,7 +162,7 @@ pub struct HttpOutcome {
     pub status: u16,
     /// Its HTML `<title>`, trimmed, if it has one.
     pub title: Option<String>,
-    /// Its body (at most [`MAX_BODY_BYTES`]), for steps that capture from it.
+    /// Its body (at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES)), for steps that capture from it.
     pub body: String,
     /// How many requests were sent, the passing one included.
     pub attempts: u32,

@@ -197,17 +197,21 @@ pub(crate) async fn get_text(
     url: &str,
     timeout: Duration,
 ) -> Result<(u16, String), ProbeError> {
-    let resp = client
-        .get(url)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(ProbeError::Transport)?;
+    send_and_read(client.get(url).timeout(timeout), false).await
+}
+
+/// Sends a request and reads at most [`MAX_BODY_BYTES`] of the answer: the status and body,
+/// or the transport error (a body error shows the status when `status_in_message`).
+pub(crate) async fn send_and_read(
+    req: reqwest::RequestBuilder,
+    status_in_message: bool,
+) -> Result<(u16, String), ProbeError> {
+    let resp = req.send().await.map_err(ProbeError::Transport)?;
     let status = resp.status().as_u16();
     let body = read_body(resp, MAX_BODY_BYTES)
         .await
         .map_err(|source| ProbeError::Body {
-            status: None,
+            status: status_in_message.then_some(status),
             source,
         })?;
     Ok((status, body))
