@@ -1,5 +1,5 @@
-//! Downloads against a local HTTP server on 127.0.0.1: a generated Istio release and kind and
-//! minikube binaries with their checksum files. Verified installs, the cache (no requests),
+//! Downloads against a local HTTP server on 127.0.0.1: a generated Istio release and kind
+//! binaries with their checksum files. Verified installs, the cache (no requests),
 //! checksum and lock mismatches (file deleted), unsafe archives, and local releases.
 
 use std::collections::HashMap;
@@ -250,10 +250,9 @@ async fn istio_release_is_verified_unpacked_and_locked() {
     let istioctl = rel.istioctl.clone().expect("bin/istioctl");
     assert_eq!(istioctl, rel.dir.join("bin/istioctl"));
     assert_eq!(mode(&istioctl), 0o755);
-    assert_eq!(rel.samples, rel.dir.join("samples"));
     assert_eq!(rel.version.as_deref(), Some(ISTIO));
     assert_eq!(
-        std::fs::read(rel.samples.join("bookinfo/current.yaml")).unwrap(),
+        std::fs::read(rel.dir.join("samples/bookinfo/current.yaml")).unwrap(),
         BOOKINFO
     );
     let out = std::process::Command::new(&istioctl).output().unwrap();
@@ -300,8 +299,8 @@ async fn a_cached_release_that_matches_the_lock_makes_no_request() {
     assert_eq!(third, first);
     assert!(
         third
-            .samples
-            .join("bookinfo/platform/kube/bookinfo.yaml")
+            .dir
+            .join("samples/bookinfo/platform/kube/bookinfo.yaml")
             .is_file()
     );
     assert_eq!(server.requests(), 0);
@@ -541,26 +540,28 @@ async fn kind_binary_is_verified_executable_and_cached() {
 }
 
 #[tokio::test]
-async fn minikube_checksum_is_hex_only_and_the_lock_stays_sorted() {
+async fn a_hex_only_checksum_is_accepted_and_the_lock_stays_sorted() {
     let server = Server::start().await;
     let tmp = tempfile::tempdir().unwrap();
-    let bin = b"#!/bin/sh\necho minikube\n";
-    server.serve("/minikube/v1.99.0/minikube-linux-amd64", bin.to_vec());
-    server.serve(
-        "/minikube/v1.99.0/minikube-linux-amd64.sha256",
-        format!("{}\n", sha(bin)),
-    );
-    let kind = b"#!/bin/sh\necho kind\n";
-    server.serve(&format!("/kind/{KIND}/kind-linux-amd64"), kind.to_vec());
+    // A checksum file with the digest alone, no file name (as minikube publishes them).
+    let bin = b"#!/bin/sh\necho kind 0.99\n";
+    server.serve(&format!("/kind/{KIND}/kind-linux-amd64"), bin.to_vec());
     server.serve(
         &format!("/kind/{KIND}/kind-linux-amd64.sha256sum"),
-        format!("{}  kind-linux-amd64\n", sha(kind)),
+        format!("{}\n", sha(bin)),
+    );
+    let older = b"#!/bin/sh\necho kind 0.98\n";
+    server.serve("/kind/v0.98.0/kind-linux-amd64", older.to_vec());
+    server.serve(
+        "/kind/v0.98.0/kind-linux-amd64.sha256sum",
+        format!("{}  kind-linux-amd64\n", sha(older)),
     );
 
+    // Recorded newest first; the lock lists them sorted.
     let dl = downloader(&server, tmp.path());
-    let m = dl.minikube("v1.99.0").await.unwrap();
-    assert_eq!(mode(&m.path), 0o755);
-    dl.kind(KIND).await.unwrap();
+    let k = dl.kind(KIND).await.unwrap();
+    assert_eq!(mode(&k.path), 0o755);
+    dl.kind("v0.98.0").await.unwrap();
 
     let text = std::fs::read_to_string(tmp.path().join(LOCK_FILE)).unwrap();
     let base = server.base();
@@ -570,25 +571,25 @@ async fn minikube_checksum_is_hex_only_and_the_lock_stays_sorted() {
   "downloads": [
     {{
       "tool": "kind",
+      "version": "v0.98.0",
+      "os": "linux",
+      "arch": "amd64",
+      "url": "{base}/kind/v0.98.0/kind-linux-amd64",
+      "sha256": "{o}"
+    }},
+    {{
+      "tool": "kind",
       "version": "v0.99.0",
       "os": "linux",
       "arch": "amd64",
       "url": "{base}/kind/v0.99.0/kind-linux-amd64",
       "sha256": "{k}"
-    }},
-    {{
-      "tool": "minikube",
-      "version": "v1.99.0",
-      "os": "linux",
-      "arch": "amd64",
-      "url": "{base}/minikube/v1.99.0/minikube-linux-amd64",
-      "sha256": "{m}"
     }}
   ]
 }}
 "#,
-        k = sha(kind),
-        m = sha(bin)
+        o = sha(older),
+        k = sha(bin)
     );
     assert_eq!(text, expected);
 }
@@ -618,7 +619,7 @@ fn local_releases_need_samples_and_may_lack_istioctl() {
     std::fs::write(dir.join("manifest.yaml"), "version: 1.30.3\n").unwrap();
     let rel = use_local_release(&dir).unwrap();
     assert_eq!(rel.istioctl, None);
-    assert_eq!(rel.samples, dir.join("samples"));
+    assert_eq!(rel.dir, dir);
     assert_eq!(rel.version.as_deref(), Some("1.30.3"));
 
     std::fs::create_dir_all(dir.join("bin")).unwrap();

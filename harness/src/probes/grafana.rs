@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Attempt, get_json, join_url, poll};
+use super::{ProbeError, get_json, join_url, poll_outputs, url_under};
 use crate::Outputs;
 use crate::error::StepError;
 
@@ -69,8 +69,10 @@ impl GrafanaCheck {
 }
 
 /// Titles of the dashboards (`type` `dash-db`, or no type) in a `/api/search` answer.
-pub fn dashboard_titles(search: &Value) -> Result<BTreeSet<String>, String> {
-    let hits = search.as_array().ok_or("the search answer is not a list")?;
+pub fn dashboard_titles(search: &Value) -> Result<BTreeSet<String>, ProbeError> {
+    let hits = search
+        .as_array()
+        .ok_or_else(|| ProbeError::NotYet("the search answer is not a list".into()))?;
     Ok(hits
         .iter()
         .filter(|h| h.get("type").and_then(Value::as_str).unwrap_or("dash-db") == "dash-db")
@@ -84,41 +86,32 @@ async fn attempt(
     base_url: &str,
     check: &GrafanaCheck,
     timeout: Duration,
-) -> Attempt<Outputs> {
+) -> Result<Outputs, ProbeError> {
     let health_url = join_url(base_url, "/api/health");
     // Grafana answers 503 with `"database": "failing"` when its database is down.
-    let health = match super::get_text(client, &health_url, timeout).await {
-        Err(e) => return Attempt::unreachable(format!("{health_url}: {e}")),
-        Ok((_, body)) => match serde_json::from_str::<Value>(&body) {
-            Ok(v) => v,
-            Err(_) => {
-                return Attempt::not_yet(format!(
-                    "{health_url}: the answer is not JSON: {}",
-                    crate::expect::excerpt(&body)
-                ));
-            }
-        },
+    let (_, body) = super::get_text(client, &health_url, timeout)
+        .await
+        .map_err(|e| e.context(&health_url))?;
+    let Ok(health) = serde_json::from_str::<Value>(&body) else {
+        return Err(ProbeError::NotYet(format!(
+            "{health_url}: the answer is not JSON: {}",
+            crate::expect::excerpt(&body)
+        )));
     };
     let database = health.get("database").and_then(Value::as_str).unwrap_or("");
     if database != "ok" {
-        return Attempt::not_yet(format!(
+        return Err(ProbeError::NotYet(format!(
             "{health_url}: database is {database:?}, expected \"ok\""
-        ));
+        )));
     }
-    let mut search_url = match reqwest::Url::parse(&join_url(base_url, "/api/search")) {
-        Ok(u) => u,
-        Err(e) => return Attempt::Fatal(StepError::fatal(format!("base URL {base_url:?}: {e}"))),
-    };
+    let mut search_url = url_under(base_url, "/api/search")?;
     search_url
         .query_pairs_mut()
         .append_pair("query", &check.search);
-    let titles = match get_json(client, search_url.as_str(), timeout).await {
-        Err(e) => return Attempt::unreachable(format!("{search_url}: {e}")),
-        Ok(v) => match dashboard_titles(&v) {
-            Ok(t) => t,
-            Err(e) => return Attempt::not_yet(format!("{search_url}: {e}")),
-        },
-    };
+    let titles = get_json(client, search_url.as_str(), timeout)
+        .await
+        .and_then(|v| dashboard_titles(&v))
+        .map_err(|e| e.context(search_url.as_str()))?;
     let missing: Vec<&String> = check
         .dashboards
         .iter()
@@ -126,7 +119,7 @@ async fn attempt(
         .collect();
     if !missing.is_empty() {
         let found: Vec<&str> = titles.iter().map(String::as_str).collect();
-        return Attempt::not_yet(format!(
+        return Err(ProbeError::NotYet(format!(
             "dashboards: {} not found by {search_url} (found: {})",
             missing
                 .iter()
@@ -138,7 +131,7 @@ async fn attempt(
             } else {
                 found.join(", ")
             }
-        ));
+        )));
     }
     let mut out = Outputs::new();
     out.insert("database".into(), Value::from("ok"));
@@ -146,7 +139,7 @@ async fn attempt(
     wanted.sort();
     wanted.dedup();
     out.insert("dashboards".into(), Value::from(wanted));
-    Attempt::Done(out)
+    Ok(out)
 }
 
 /// Polls Grafana at `base_url` until `/api/health` reports the database `ok` and the search
@@ -160,12 +153,13 @@ pub async fn check_until(
 ) -> Result<Outputs, StepError> {
     let problems = check.problems();
     if !problems.is_empty() {
-        return Err(StepError::fatal(format!(
-            "Grafana check is not valid: {}",
-            problems.join("; ")
-        )));
+        return Err(ProbeError::Invalid {
+            what: "Grafana check".into(),
+            problems,
+        }
+        .into());
     }
-    poll(
+    poll_outputs(
         &format!("Grafana check at {base_url}"),
         deadline,
         "the dashboards come from the istio-grafana-dashboards ConfigMaps of samples/addons/grafana.yaml; \

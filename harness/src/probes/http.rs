@@ -2,7 +2,7 @@
 //! passes.
 //!
 //! Istio configuration takes a while to reach every proxy, so a check retries (with
-//! [`Backoff`]) on connection errors, on 5xx answers and on failed expectations,
+//! [`Backoff`](super::Backoff)) on connection errors, on 5xx answers and on failed expectations,
 //! the way istio.io's doc tests retry `_verify_*` for up to 120 s.
 //!
 //! ```yaml
@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Backoff, HINT_UNREACHABLE, MAX_BODY_BYTES, describe_error, fmt_duration, read_body};
+use super::{PollError, ProbeError, poll};
 use crate::Outputs;
 use crate::error::StepError;
 use crate::expect::{Expect, Mismatch, Observed, html_title};
@@ -72,8 +72,8 @@ impl HttpCheck {
             )),
             Err(e) => out.push(format!("url {:?} is not a valid URL: {e}", self.url)),
         }
-        if let Err(e) = self.method() {
-            out.push(e);
+        if let (Some(m), None) = (&self.method, self.method()) {
+            out.push(format!("method {m:?} is not a valid HTTP method"));
         }
         for (k, v) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
@@ -98,12 +98,43 @@ impl HttpCheck {
         out
     }
 
-    fn method(&self) -> Result<reqwest::Method, String> {
+    /// The method to send: `method`, upper-cased, or `GET`; `None` when it is not one.
+    fn method(&self) -> Option<reqwest::Method> {
         match &self.method {
-            None => Ok(reqwest::Method::GET),
-            Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                .map_err(|_| format!("method {m:?} is not a valid HTTP method")),
+            None => Some(reqwest::Method::GET),
+            Some(m) => reqwest::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok(),
         }
+    }
+
+    /// One try: the answer when it meets every expectation (a 5xx fails unless `status`
+    /// expects it).
+    async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        method: &reqwest::Method,
+        url: &reqwest::Url,
+        timeout: Duration,
+    ) -> Result<(u16, String), ProbeError> {
+        let (status, body) =
+            super::send_and_read(self.request(client, method, url, timeout), true).await?;
+        let mut mismatches = self.expect.check(Observed::http(status, &body));
+        if self.expect.status.is_none() && status >= 500 {
+            mismatches.insert(
+                0,
+                Mismatch {
+                    what: "status".into(),
+                    message: format!("got {status}; a 5xx is retried unless `status` expects it"),
+                },
+            );
+        }
+        if !mismatches.is_empty() {
+            let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
+            return Err(ProbeError::NotYet(format!(
+                "last status {status}; mismatches: {}",
+                list.join("; ")
+            )));
+        }
+        Ok((status, body))
     }
 
     fn request(
@@ -131,9 +162,7 @@ pub struct HttpOutcome {
     pub status: u16,
     /// Its HTML `<title>`, trimmed, if it has one.
     pub title: Option<String>,
-    /// Its body length in bytes (at most [`MAX_BODY_BYTES`]).
-    pub body_len: usize,
-    /// Its body (at most [`MAX_BODY_BYTES`]), for steps that capture from it.
+    /// Its body (at most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES)), for steps that capture from it.
     pub body: String,
     /// How many requests were sent, the passing one included.
     pub attempts: u32,
@@ -167,85 +196,48 @@ pub async fn check_until(
 ) -> Result<HttpOutcome, StepError> {
     let problems = check.problems();
     if !problems.is_empty() {
-        return Err(StepError::fatal(format!(
-            "HTTP check of {:?} is not valid: {}",
-            check.url,
-            problems.join("; ")
-        )));
+        return Err(ProbeError::Invalid {
+            what: format!("HTTP check of {:?}", check.url),
+            problems,
+        }
+        .into());
     }
-    let method = check.method().map_err(StepError::fatal)?;
+    let method = check.method().ok_or_else(|| {
+        StepError::fatal(format!(
+            "method {:?} is not a valid HTTP method",
+            check.method
+        ))
+    })?;
     let url = reqwest::Url::parse(&check.url).map_err(|e| StepError::fatal(e.to_string()))?;
-    let mut backoff = Backoff::new(deadline);
-    let mut last = super::LastFailure::default();
-    let mut last_status: Option<u16> = None;
-    loop {
-        backoff.begin_attempt();
-        let sent = check
-            .request(client, &method, &url, backoff.per_try())
-            .send()
-            .await;
-        match sent {
-            Err(e) => last.record(describe_error(&e), true),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                match read_body(resp, MAX_BODY_BYTES).await {
-                    Err(e) => last.record(
-                        format!(
-                            "status {status}, then reading the body: {}",
-                            describe_error(&e)
-                        ),
-                        true,
-                    ),
-                    Ok(body) => {
-                        let mut mismatches = check.expect.check(Observed::http(status, &body));
-                        if check.expect.status.is_none() && status >= 500 {
-                            mismatches.insert(
-                                0,
-                                Mismatch {
-                                    what: "status".into(),
-                                    message: format!(
-                                        "got {status}; a 5xx is retried unless `status` expects it"
-                                    ),
-                                },
-                            );
-                        }
-                        if mismatches.is_empty() {
-                            return Ok(HttpOutcome {
-                                status,
-                                title: html_title(&body).map(|t| t.trim().to_string()),
-                                body_len: body.len(),
-                                body,
-                                attempts: backoff.attempts(),
-                                elapsed: backoff.elapsed(),
-                            });
-                        }
-                        let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
-                        last_status = Some(status);
-                        last.record(
-                            format!("last status {status}; mismatches: {}", list.join("; ")),
-                            false,
-                        );
-                    }
-                }
-            }
-        }
-        if !backoff.wait().await {
-            break;
+    match poll(deadline, |timeout| {
+        check.attempt(client, &method, &url, timeout)
+    })
+    .await
+    {
+        Ok(p) => Ok(HttpOutcome {
+            status: p.value.0,
+            title: html_title(&p.value.1).map(|t| t.trim().to_string()),
+            body: p.value.1,
+            attempts: p.attempts,
+            elapsed: p.elapsed,
+        }),
+        Err(PollError::Stopped(e)) => Err(e.into()),
+        Err(PollError::Expired(x)) => {
+            let err = StepError::new(format!(
+                "{}; {}",
+                x.head(&format!("{method} {url}")),
+                x.last.describe()
+            ));
+            Err(if x.last.never_answered() {
+                err.with_hint(super::HINT_UNREACHABLE)
+            } else {
+                err.with_hint(
+                    "configuration may still be propagating through the mesh: raise the step's \
+                     timeout, or check the route and the expected values",
+                )
+            })
         }
     }
-    let head = format!(
-        "{method} {url} did not pass within {} ({} attempts)",
-        fmt_duration(deadline),
-        backoff.attempts()
-    );
-    let err = StepError::new(format!("{head}; {}", last.describe()));
-    Err(match last_status {
-        None => err.with_hint(HINT_UNREACHABLE),
-        Some(_) => err.with_hint(
-            "configuration may still be propagating through the mesh: raise the step's \
-             timeout, or check the route and the expected values",
-        ),
-    })
 }
 
 #[cfg(test)]
@@ -276,7 +268,6 @@ mod tests {
         let o = HttpOutcome {
             status: 200,
             title: Some("Simple Bookstore App".into()),
-            body_len: 10,
             body: String::new(),
             attempts: 3,
             elapsed: Duration::from_millis(1234),

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Attempt, get_json, join_url, poll};
+use super::{ProbeError, get_json, join_url, poll_outputs, url_under};
 use crate::Outputs;
 use crate::error::StepError;
 
@@ -91,7 +91,7 @@ impl JaegerCheck {
 
 /// The `data` list of a Jaeger query answer (`null` is an empty list), with the answer's
 /// `errors`, if any, as an error.
-fn data(answer: &Value) -> Result<Vec<Value>, String> {
+fn data(answer: &Value) -> Result<Vec<Value>, ProbeError> {
     if let Some(errors) = answer.get("errors").and_then(Value::as_array)
         && !errors.is_empty()
     {
@@ -104,18 +104,21 @@ fn data(answer: &Value) -> Result<Vec<Value>, String> {
                     .unwrap_or_else(|| e.to_string())
             })
             .collect();
-        return Err(format!("Jaeger reported errors: {}", msgs.join("; ")));
+        return Err(ProbeError::NotYet(format!(
+            "Jaeger reported errors: {}",
+            msgs.join("; ")
+        )));
     }
     match answer.get("data") {
-        None => Err("the answer has no `data`".to_string()),
+        None => Err(ProbeError::NotYet("the answer has no `data`".into())),
         Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => Ok(a.clone()),
-        Some(_) => Err("`data` is not a list".to_string()),
+        Some(_) => Err(ProbeError::NotYet("`data` is not a list".into())),
     }
 }
 
 /// The service names of an `/api/services` answer.
-pub fn service_names(answer: &Value) -> Result<BTreeSet<String>, String> {
+pub fn service_names(answer: &Value) -> Result<BTreeSet<String>, ProbeError> {
     Ok(data(answer)?
         .iter()
         .filter_map(|s| s.as_str().map(str::to_string))
@@ -124,7 +127,7 @@ pub fn service_names(answer: &Value) -> Result<BTreeSet<String>, String> {
 
 /// How many traces of an `/api/traces` answer have a span from `service` (a process with that
 /// `serviceName`).
-pub fn traces_with_service(answer: &Value, service: &str) -> Result<usize, String> {
+pub fn traces_with_service(answer: &Value, service: &str) -> Result<usize, ProbeError> {
     Ok(data(answer)?
         .iter()
         .filter(|t| {
@@ -143,16 +146,13 @@ async fn attempt(
     base_url: &str,
     check: &JaegerCheck,
     timeout: Duration,
-) -> Attempt<Outputs> {
+) -> Result<Outputs, ProbeError> {
     let root = join_url(base_url, &check.base_path);
     let services_url = join_url(&root, "/api/services");
-    let listed = match get_json(client, &services_url, timeout).await {
-        Err(e) => return Attempt::unreachable(format!("{services_url}: {e}")),
-        Ok(v) => match service_names(&v) {
-            Ok(s) => s,
-            Err(e) => return Attempt::not_yet(format!("{services_url}: {e}")),
-        },
-    };
+    let listed = get_json(client, &services_url, timeout)
+        .await
+        .and_then(|v| service_names(&v))
+        .map_err(|e| e.context(&services_url))?;
     let wanted: BTreeSet<&str> = std::iter::once(check.service.as_str())
         .chain(check.services.iter().map(String::as_str))
         .collect();
@@ -162,7 +162,7 @@ async fn attempt(
         .filter(|s| !listed.contains(*s))
         .collect();
     if !missing.is_empty() {
-        return Attempt::not_yet(format!(
+        return Err(ProbeError::NotYet(format!(
             "services: {} not listed by {services_url} (listed: {})",
             missing.join(", "),
             if listed.is_empty() {
@@ -170,28 +170,22 @@ async fn attempt(
             } else {
                 listed.iter().cloned().collect::<Vec<_>>().join(", ")
             }
-        ));
+        )));
     }
-    let mut traces_url = match reqwest::Url::parse(&join_url(&root, "/api/traces")) {
-        Ok(u) => u,
-        Err(e) => return Attempt::Fatal(StepError::fatal(format!("base URL {base_url:?}: {e}"))),
-    };
+    let mut traces_url = url_under(base_url, &join_url(&check.base_path, "/api/traces"))?;
     traces_url
         .query_pairs_mut()
         .append_pair("service", &check.service)
         .append_pair("limit", &check.limit.to_string());
-    let n = match get_json(client, traces_url.as_str(), timeout).await {
-        Err(e) => return Attempt::unreachable(format!("{traces_url}: {e}")),
-        Ok(v) => match traces_with_service(&v, &check.service) {
-            Ok(n) => n,
-            Err(e) => return Attempt::not_yet(format!("{traces_url}: {e}")),
-        },
-    };
+    let n = get_json(client, traces_url.as_str(), timeout)
+        .await
+        .and_then(|v| traces_with_service(&v, &check.service))
+        .map_err(|e| e.context(traces_url.as_str()))?;
     if n < check.min_traces {
-        return Attempt::not_yet(format!(
+        return Err(ProbeError::NotYet(format!(
             "traces: expected at least {} traces with {} from {traces_url}, got {n}",
             check.min_traces, check.service
-        ));
+        )));
     }
     let mut out = Outputs::new();
     out.insert("service".into(), Value::from(check.service.clone()));
@@ -200,7 +194,7 @@ async fn attempt(
         Value::from(wanted.into_iter().collect::<Vec<_>>()),
     );
     out.insert("traces-at-least".into(), Value::from(check.min_traces));
-    Attempt::Done(out)
+    Ok(out)
 }
 
 /// Polls Jaeger at `base_url` (its base path is added) until the services are listed and the
@@ -214,12 +208,13 @@ pub async fn check_until(
 ) -> Result<Outputs, StepError> {
     let problems = check.problems();
     if !problems.is_empty() {
-        return Err(StepError::fatal(format!(
-            "Jaeger check is not valid: {}",
-            problems.join("; ")
-        )));
+        return Err(ProbeError::Invalid {
+            what: "Jaeger check".into(),
+            problems,
+        }
+        .into());
     }
-    poll(
+    poll_outputs(
         &format!("Jaeger check at {base_url}"),
         deadline,
         "from Istio 1.22 the demo profile sends no traces by default: configure an extension \
@@ -243,7 +238,8 @@ mod tests {
         );
         let e = service_names(&json!({"data": null, "errors": [{"code": 500, "msg": "boom"}]}))
             .unwrap_err();
-        assert_eq!(e, "Jaeger reported errors: boom");
+        assert_eq!(e.to_string(), "Jaeger reported errors: boom");
+        assert!(e.is_retryable() && !e.is_transport());
     }
 
     #[test]

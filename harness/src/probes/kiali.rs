@@ -24,7 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Attempt, get_json, join_url, poll};
+use super::{ProbeError, get_json, join_url, poll_outputs, url_under};
 use crate::Outputs;
 use crate::error::StepError;
 
@@ -150,11 +150,11 @@ impl fmt::Display for NodeRef {
 
 /// The app and workload nodes of a Kiali graph answer (boxes and service nodes left out), in
 /// `namespace`.
-pub fn graph_nodes(graph: &Value, namespace: &str) -> Result<BTreeSet<NodeRef>, String> {
+pub fn graph_nodes(graph: &Value, namespace: &str) -> Result<BTreeSet<NodeRef>, ProbeError> {
     let nodes = graph
         .pointer("/elements/nodes")
         .and_then(Value::as_array)
-        .ok_or("the graph has no elements.nodes list")?;
+        .ok_or_else(|| ProbeError::NotYet("the graph has no elements.nodes list".into()))?;
     let s = |d: &Value, k: &str| d.get(k).and_then(Value::as_str).map(str::to_string);
     Ok(nodes
         .iter()
@@ -182,43 +182,42 @@ async fn attempt(
     base_url: &str,
     check: &KialiCheck,
     timeout: Duration,
-) -> Attempt<Outputs> {
+) -> Result<Outputs, ProbeError> {
     let root = join_url(base_url, &check.web_root);
     let ns_url = join_url(&root, "/api/namespaces");
-    let listed: Vec<String> = match get_json(client, &ns_url, timeout).await {
-        Err(e) => return Attempt::unreachable(format!("{ns_url}: {e}")),
-        Ok(v) => match v.as_array() {
-            None => return Attempt::not_yet(format!("{ns_url}: the answer is not a list")),
-            Some(a) => a
-                .iter()
-                .filter_map(|n| n.get("name").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect(),
-        },
+    let answer = get_json(client, &ns_url, timeout)
+        .await
+        .map_err(|e| e.context(&ns_url))?;
+    let Some(namespaces) = answer.as_array() else {
+        return Err(ProbeError::NotYet(format!(
+            "{ns_url}: the answer is not a list"
+        )));
     };
+    let listed: Vec<String> = namespaces
+        .iter()
+        .filter_map(|n| n.get("name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
     if !listed.contains(&check.namespace) {
-        return Attempt::not_yet(format!(
+        return Err(ProbeError::NotYet(format!(
             "namespaces: {:?} is not listed by {ns_url} (listed: {})",
             check.namespace,
             listed.join(", ")
-        ));
+        )));
     }
-    let mut graph_url = match reqwest::Url::parse(&join_url(&root, "/api/namespaces/graph")) {
-        Ok(u) => u,
-        Err(e) => return Attempt::Fatal(StepError::fatal(format!("base URL {base_url:?}: {e}"))),
-    };
+    let mut graph_url = url_under(
+        base_url,
+        &join_url(&check.web_root, "/api/namespaces/graph"),
+    )?;
     graph_url
         .query_pairs_mut()
         .append_pair("namespaces", &check.namespace)
         .append_pair("graphType", &check.graph_type)
         .append_pair("duration", &check.duration);
-    let seen = match get_json(client, graph_url.as_str(), timeout).await {
-        Err(e) => return Attempt::unreachable(format!("{graph_url}: {e}")),
-        Ok(v) => match graph_nodes(&v, &check.namespace) {
-            Ok(n) => n,
-            Err(e) => return Attempt::not_yet(format!("{graph_url}: {e}")),
-        },
-    };
+    let seen = get_json(client, graph_url.as_str(), timeout)
+        .await
+        .and_then(|v| graph_nodes(&v, &check.namespace))
+        .map_err(|e| e.context(graph_url.as_str()))?;
     let wanted: Vec<NodeRef> = check
         .nodes
         .iter()
@@ -240,19 +239,19 @@ async fn attempt(
         }
     };
     if seen.is_empty() {
-        return Attempt::not_yet(format!(
+        return Err(ProbeError::NotYet(format!(
             "graph: no app nodes in namespace {} (seen: {})",
             check.namespace,
             seen_text()
-        ));
+        )));
     }
     if !missing.is_empty() {
-        return Attempt::not_yet(format!(
+        return Err(ProbeError::NotYet(format!(
             "graph: no node {} in namespace {} (seen: {})",
             missing.join(", no node "),
             check.namespace,
             seen_text()
-        ));
+        )));
     }
     let mut out = Outputs::new();
     out.insert("namespace".into(), Value::from(check.namespace.clone()));
@@ -261,7 +260,7 @@ async fn attempt(
     names.sort();
     names.dedup();
     out.insert("nodes".into(), Value::from(names));
-    Attempt::Done(out)
+    Ok(out)
 }
 
 /// Polls Kiali at `base_url` (its web root is added) until the namespace is listed and the
@@ -275,12 +274,13 @@ pub async fn check_until(
 ) -> Result<Outputs, StepError> {
     let problems = check.problems();
     if !problems.is_empty() {
-        return Err(StepError::fatal(format!(
-            "Kiali check is not valid: {}",
-            problems.join("; ")
-        )));
+        return Err(ProbeError::Invalid {
+            what: "Kiali check".into(),
+            problems,
+        }
+        .into());
     }
-    poll(
+    poll_outputs(
         &format!("Kiali check at {base_url}"),
         deadline,
         "the graph comes from Prometheus' istio_requests_total: send traffic through the \

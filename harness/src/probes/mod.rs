@@ -5,6 +5,11 @@
 //! passes, and returns a [`StepError`] that names the URL, the number of
 //! attempts and everything that did not hold.
 //!
+//! Inside, each try fails with a typed [`ProbeError`]: the one polling loop retries it when
+//! [`ProbeError::is_retryable`], and [`ProbeError::is_transport`] (no answer at all) picks the
+//! "is the port-forward running?" hint. It becomes the message and hint users see only where a
+//! probe returns to its step.
+//!
 //! | probe | endpoint | what it asserts |
 //! | --- | --- | --- |
 //! | [`http`] | any URL (`GET` unless told) | the shared [`Expect`](crate::expect::Expect) block: status, `<title>`, contains, regex, selector + text, JSON pointers; a 5xx is a failure unless `status` expects it |
@@ -16,6 +21,7 @@
 //! | [`jaeger`] | `/jaeger/api/services`, `/jaeger/api/traces?service=…&limit=20` | the services are known; the service has at least `min-traces` traces |
 
 pub mod bookinfo;
+mod error;
 pub mod grafana;
 pub mod http;
 pub mod jaeger;
@@ -27,6 +33,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub(crate) use error::{HINT_UNREACHABLE, describe_error};
+pub use error::{ProbeError, TransportKind};
+
+use crate::Outputs;
 use crate::error::StepError;
 
 /// The longest a single request may take inside a polling loop; the loop's deadline cuts it
@@ -165,39 +175,6 @@ pub(crate) fn join_url(base: &str, path: &str) -> String {
     )
 }
 
-/// A short word for what kind of transport failure this was: `connect`, `timeout`, `body`,
-/// `redirect`, `request` or `other`.
-pub(crate) fn error_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_connect() {
-        "connect"
-    } else if e.is_timeout() {
-        "timeout"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else if e.is_redirect() {
-        "redirect"
-    } else if e.is_request() {
-        "request"
-    } else {
-        "other"
-    }
-}
-
-/// The error and its causes in one line, e.g. `connect error: … : Connection refused (os error 111)`.
-pub(crate) fn describe_error(e: &reqwest::Error) -> String {
-    let mut out = format!("{} error", error_kind(e));
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = err.source();
-    }
-    out
-}
-
 /// Reads at most `limit` bytes of a body, as text (invalid UTF-8 replaced).
 pub(crate) async fn read_body(
     mut resp: reqwest::Response,
@@ -214,125 +191,195 @@ pub(crate) async fn read_body(
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// One GET inside a polling loop: the status and body, or a one-line transport error.
+/// One GET inside a polling loop: the status and body, or the transport error.
 pub(crate) async fn get_text(
     client: &reqwest::Client,
     url: &str,
     timeout: Duration,
-) -> Result<(u16, String), String> {
-    let resp = client
-        .get(url)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| describe_error(&e))?;
+) -> Result<(u16, String), ProbeError> {
+    send_and_read(client.get(url).timeout(timeout), false).await
+}
+
+/// Sends a request and reads at most [`MAX_BODY_BYTES`] of the answer: the status and body,
+/// or the transport error (a body error shows the status when `status_in_message`).
+pub(crate) async fn send_and_read(
+    req: reqwest::RequestBuilder,
+    status_in_message: bool,
+) -> Result<(u16, String), ProbeError> {
+    let resp = req.send().await.map_err(ProbeError::Transport)?;
     let status = resp.status().as_u16();
     let body = read_body(resp, MAX_BODY_BYTES)
         .await
-        .map_err(|e| format!("reading the body: {}", describe_error(&e)))?;
+        .map_err(|source| ProbeError::Body {
+            status: status_in_message.then_some(status),
+            source,
+        })?;
     Ok((status, body))
 }
 
-/// A GET that must answer 2xx with JSON; anything else is a one-line reason to retry.
+/// A GET that must answer 2xx with JSON.
 pub(crate) async fn get_json(
     client: &reqwest::Client,
     url: &str,
     timeout: Duration,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ProbeError> {
     let (status, body) = get_text(client, url, timeout).await?;
     if !(200..300).contains(&status) {
-        return Err(format!("HTTP {status}: {}", crate::expect::excerpt(&body)));
+        return Err(ProbeError::Status {
+            status,
+            excerpt: crate::expect::excerpt(&body),
+        });
     }
-    serde_json::from_str(&body).map_err(|e| {
-        format!(
-            "the answer is not JSON ({e}): {}",
-            crate::expect::excerpt(&body)
-        )
+    serde_json::from_str(&body).map_err(|source| ProbeError::NotJson {
+        source,
+        excerpt: crate::expect::excerpt(&body),
     })
 }
 
-/// What one attempt of a polling probe concluded.
-pub(crate) enum Attempt<T> {
-    /// Every expectation held.
-    Done(T),
-    /// Not yet: why, and whether it was a transport error (for the hint).
-    Retry { reason: String, transport: bool },
-    /// Retrying cannot help.
-    Fatal(StepError),
+/// A URL under a probe's base URL, or [`ProbeError::BadUrl`].
+pub(crate) fn url_under(base: &str, path: &str) -> Result<reqwest::Url, ProbeError> {
+    reqwest::Url::parse(&join_url(base, path)).map_err(|e| ProbeError::BadUrl {
+        base: base.to_string(),
+        source: Box::new(e),
+    })
 }
 
-impl<T> Attempt<T> {
-    /// A transport (or HTTP) failure from [`get_json`]/[`get_text`].
-    pub(crate) fn unreachable(reason: String) -> Self {
-        let transport = !reason.starts_with("HTTP ") && !reason.starts_with("the answer");
-        Attempt::Retry { reason, transport }
+/// What a polling loop got when it passed.
+#[derive(Debug)]
+pub(crate) struct Polled<T> {
+    /// What the passing try returned.
+    pub(crate) value: T,
+    /// Tries made, the passing one included.
+    pub(crate) attempts: u32,
+    /// Time from the first try to the passing one's end.
+    pub(crate) elapsed: Duration,
+}
+
+/// Why a polling loop ended without passing.
+#[derive(Debug)]
+pub(crate) enum PollError {
+    /// A try failed in a way no retry can cure ([`ProbeError::is_retryable`] is false).
+    Stopped(ProbeError),
+    /// The deadline passed (or the tries ran out).
+    Expired(Expired),
+}
+
+/// A polling loop that ran out of time: how long, how many tries, and what they saw.
+#[derive(Debug)]
+pub(crate) struct Expired {
+    /// The loop's time budget.
+    pub(crate) deadline: Duration,
+    /// Tries made.
+    pub(crate) attempts: u32,
+    /// What the failed tries saw.
+    pub(crate) last: LastFailure,
+}
+
+impl Expired {
+    /// `<what> did not pass within <deadline> (<n> attempts)`.
+    pub(crate) fn head(&self, what: &str) -> String {
+        format!(
+            "{what} did not pass within {} ({} attempts)",
+            fmt_duration(self.deadline),
+            self.attempts
+        )
     }
 
-    /// An answer that does not show what is expected yet.
-    pub(crate) fn not_yet(reason: impl Into<String>) -> Self {
-        Attempt::Retry {
-            reason: reason.into(),
-            transport: false,
+    /// `<head>: <what the tries saw>`, with `hint`, or the unreachable hint when no try got
+    /// an answer.
+    pub(crate) fn into_step_error(self, what: &str, hint: &str) -> StepError {
+        StepError::new(format!("{}: {}", self.head(what), self.last.describe())).with_hint(
+            if self.last.never_answered() {
+                HINT_UNREACHABLE
+            } else {
+                hint
+            },
+        )
+    }
+}
+
+impl PollError {
+    /// The step's error: a stopped loop's own message and hint, an expired loop's
+    /// [`Expired::into_step_error`].
+    pub(crate) fn into_step_error(self, what: &str, hint: &str) -> StepError {
+        match self {
+            PollError::Stopped(e) => e.into(),
+            PollError::Expired(x) => x.into_step_error(what, hint),
         }
     }
 }
 
-/// Runs `attempt` (given each try's timeout) until it is done, fatal, or `deadline` passes; the
-/// error then names `what`, the attempts and the last reason, with `hint` (or the unreachable
-/// hint, when the last failure was a transport error).
+/// Runs `attempt` (given each try's timeout) with [`Backoff`] until it passes, fails in a way
+/// that is not [retryable](ProbeError::is_retryable), or `deadline` passes. The one polling
+/// loop of the probes.
 pub(crate) async fn poll<T, F, Fut>(
-    what: &str,
     deadline: Duration,
-    hint: &str,
     mut attempt: F,
-) -> Result<T, StepError>
+) -> Result<Polled<T>, PollError>
 where
     F: FnMut(Duration) -> Fut,
-    Fut: std::future::Future<Output = Attempt<T>>,
+    Fut: std::future::Future<Output = Result<T, ProbeError>>,
 {
     let mut backoff = Backoff::new(deadline);
     let mut last = LastFailure::default();
     loop {
         backoff.begin_attempt();
         match attempt(backoff.per_try()).await {
-            Attempt::Done(t) => return Ok(t),
-            Attempt::Fatal(e) => return Err(e),
-            Attempt::Retry { reason, transport } => last.record(reason, transport),
+            Ok(value) => {
+                return Ok(Polled {
+                    value,
+                    attempts: backoff.attempts(),
+                    elapsed: backoff.elapsed(),
+                });
+            }
+            Err(e) if !e.is_retryable() => return Err(PollError::Stopped(e)),
+            Err(e) => last.record(e),
         }
         if !backoff.wait().await {
-            break;
+            return Err(PollError::Expired(Expired {
+                deadline,
+                attempts: backoff.attempts(),
+                last,
+            }));
         }
     }
-    Err(StepError::new(format!(
-        "{what} did not pass within {} ({} attempts): {}",
-        fmt_duration(deadline),
-        backoff.attempts(),
-        last.describe()
-    ))
-    .with_hint(if last.never_answered() {
-        HINT_UNREACHABLE
-    } else {
-        hint
-    }))
+}
+
+/// [`poll`] for a probe whose outputs are the whole result: the error names `what`, the
+/// attempts and the last failure, with `hint` (or the unreachable hint).
+pub(crate) async fn poll_outputs<F, Fut>(
+    what: &str,
+    deadline: Duration,
+    hint: &str,
+    attempt: F,
+) -> Result<Outputs, StepError>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: std::future::Future<Output = Result<Outputs, ProbeError>>,
+{
+    poll(deadline, attempt)
+        .await
+        .map(|p| p.value)
+        .map_err(|e| e.into_step_error(what, hint))
 }
 
 /// The failures a polling loop saw, so its error shows what the target last answered even when
 /// the very last attempt only timed out.
 #[derive(Debug, Default)]
 pub(crate) struct LastFailure {
-    answer: Option<String>,
-    transport: Option<String>,
+    answer: Option<ProbeError>,
+    transport: Option<ProbeError>,
     last_was_transport: bool,
 }
 
 impl LastFailure {
     /// Records one failed attempt.
-    pub(crate) fn record(&mut self, reason: String, transport: bool) {
-        self.last_was_transport = transport;
-        if transport {
-            self.transport = Some(reason);
+    pub(crate) fn record(&mut self, e: ProbeError) {
+        self.last_was_transport = e.is_transport();
+        if self.last_was_transport {
+            self.transport = Some(e);
         } else {
-            self.answer = Some(reason);
+            self.answer = Some(e);
         }
     }
 
@@ -341,13 +388,22 @@ impl LastFailure {
         self.answer.is_none()
     }
 
+    /// The most recent failure, owned.
+    pub(crate) fn into_latest(self) -> Option<ProbeError> {
+        if self.last_was_transport {
+            self.transport
+        } else {
+            self.answer
+        }
+    }
+
     /// The last answer's problem, and the last transport error if that came after it.
     pub(crate) fn describe(&self) -> String {
         match (&self.answer, &self.transport) {
             (Some(a), Some(t)) if self.last_was_transport => {
                 format!("{a}; the last attempt failed: {t}")
             }
-            (Some(a), _) => a.clone(),
+            (Some(a), _) => a.to_string(),
             (None, Some(t)) => format!("last error: {t}"),
             (None, None) => "no attempt was made".to_string(),
         }
@@ -358,10 +414,6 @@ impl LastFailure {
 pub(crate) fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
-
-/// The hint for a probe whose last failure was a transport error.
-pub(crate) const HINT_UNREACHABLE: &str =
-    "is the port-forward to this address running? (the step that opens it must come first)";
 
 #[cfg(test)]
 mod tests {
@@ -401,20 +453,35 @@ mod tests {
         assert!(!b.wait().await, "a finished backoff stays finished");
     }
 
-    #[test]
-    fn a_last_timeout_does_not_hide_the_last_answer() {
+    #[tokio::test]
+    async fn a_last_transport_error_does_not_hide_the_last_answer() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/");
+        let c = super::client();
+        let refused = || get_text(&c, &url, Duration::from_secs(5));
         let mut l = LastFailure::default();
         assert_eq!(l.describe(), "no attempt was made");
-        l.record("connect error: refused".into(), true);
+        l.record(refused().await.unwrap_err());
         assert!(l.never_answered());
-        assert_eq!(l.describe(), "last error: connect error: refused");
-        l.record("dashboards: \"X\" not found".into(), false);
-        l.record("timeout error".into(), true);
-        assert!(!l.never_answered());
-        assert_eq!(
-            l.describe(),
-            "dashboards: \"X\" not found; the last attempt failed: timeout error"
+        assert!(
+            l.describe().starts_with("last error: connect error"),
+            "{}",
+            l.describe()
         );
+        l.record(ProbeError::NotYet("dashboards: \"X\" not found".into()));
+        assert_eq!(l.describe(), "dashboards: \"X\" not found");
+        l.record(refused().await.unwrap_err());
+        assert!(!l.never_answered());
+        let d = l.describe();
+        assert!(
+            d.starts_with("dashboards: \"X\" not found; the last attempt failed: connect error"),
+            "{d}"
+        );
+        assert!(l.into_latest().unwrap().is_transport());
     }
 
     #[test]

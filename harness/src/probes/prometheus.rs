@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Backoff, HINT_UNREACHABLE, fmt_duration, get_text, join_url};
+use super::{PollError, ProbeError, fmt_duration, get_text, join_url, poll};
 use crate::Outputs;
 use crate::error::StepError;
 use crate::expect::{Mismatch, excerpt};
@@ -133,23 +133,29 @@ impl Series {
 
 /// Reads the `data` of a successful `/api/v1/query` answer: vector, matrix (last sample of each
 /// series) or scalar.
-pub fn parse_result(doc: &Value) -> Result<Vec<Series>, String> {
+pub fn parse_result(doc: &Value) -> Result<Vec<Series>, ProbeError> {
+    let shape = |m: String| ProbeError::NotYet(m);
     if doc.get("status").and_then(Value::as_str) != Some("success") {
-        return Err(format!(
+        return Err(shape(format!(
             "status is not \"success\": {}",
             excerpt(&doc.to_string())
-        ));
+        )));
     }
-    let data = doc.get("data").ok_or("no `data` in the answer")?;
+    let data = doc
+        .get("data")
+        .ok_or_else(|| shape("no `data` in the answer".into()))?;
     let kind = data.get("resultType").and_then(Value::as_str).unwrap_or("");
-    let result = data.get("result").ok_or("no `data.result` in the answer")?;
-    let sample = |v: &Value| -> Result<f64, String> {
+    let result = data
+        .get("result")
+        .ok_or_else(|| shape("no `data.result` in the answer".into()))?;
+    let not_a_list = || shape("`data.result` is not a list".into());
+    let sample = |v: &Value| -> Result<f64, ProbeError> {
         let s = v
             .get(1)
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("sample {v} is not [time, \"value\"]"))?;
+            .ok_or_else(|| shape(format!("sample {v} is not [time, \"value\"]")))?;
         s.parse::<f64>()
-            .map_err(|_| format!("sample value {s:?} is not a number"))
+            .map_err(|_| shape(format!("sample value {s:?} is not a number")))
     };
     let labels = |item: &Value| -> BTreeMap<String, String> {
         item.get("metric")
@@ -164,7 +170,7 @@ pub fn parse_result(doc: &Value) -> Result<Vec<Series>, String> {
     match kind {
         "vector" => result
             .as_array()
-            .ok_or("`data.result` is not a list")?
+            .ok_or_else(not_a_list)?
             .iter()
             .map(|item| {
                 Ok(Series {
@@ -175,7 +181,7 @@ pub fn parse_result(doc: &Value) -> Result<Vec<Series>, String> {
             .collect(),
         "matrix" => result
             .as_array()
-            .ok_or("`data.result` is not a list")?
+            .ok_or_else(not_a_list)?
             .iter()
             .filter_map(|item| {
                 let last = item.get("values")?.as_array()?.last()?.clone();
@@ -189,7 +195,7 @@ pub fn parse_result(doc: &Value) -> Result<Vec<Series>, String> {
             labels: BTreeMap::new(),
             value: sample(result)?,
         }]),
-        other => Err(format!("result type {other:?} cannot be checked")),
+        other => Err(shape(format!("result type {other:?} cannot be checked"))),
     }
 }
 
@@ -279,16 +285,19 @@ pub fn outputs(q: &PromQuery, series: &[Series]) -> Outputs {
 
 /// One look at `/-/ready`: `Ok` on 200.
 pub async fn ready(client: &reqwest::Client, base_url: &str) -> Result<(), StepError> {
+    ready_once(client, base_url).await.map_err(StepError::from)
+}
+
+async fn ready_once(client: &reqwest::Client, base_url: &str) -> Result<(), ProbeError> {
     let url = join_url(base_url, "/-/ready");
     match get_text(client, &url, super::PER_TRY_TIMEOUT).await {
         Ok((200, _)) => Ok(()),
-        Ok((status, body)) => Err(StepError::new(format!(
-            "Prometheus at {url} is not ready: HTTP {status}: {}",
-            excerpt(&body)
-        ))),
-        Err(e) => {
-            Err(StepError::new(format!("Prometheus at {url}: {e}")).with_hint(HINT_UNREACHABLE))
+        Ok((status, body)) => Err(ProbeError::Status {
+            status,
+            excerpt: excerpt(&body),
         }
+        .context(format!("Prometheus at {url} is not ready"))),
+        Err(e) => Err(e.context(format!("Prometheus at {url}"))),
     }
 }
 
@@ -298,25 +307,71 @@ pub async fn ready_until(
     base_url: &str,
     deadline: Duration,
 ) -> Result<(), StepError> {
-    let mut backoff = Backoff::new(deadline);
-    loop {
-        backoff.begin_attempt();
-        let err = match ready(client, base_url).await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if !backoff.wait().await {
-            return Err(StepError {
-                message: format!(
-                    "{} (still, after {} attempts in {})",
-                    err.message,
-                    backoff.attempts(),
-                    fmt_duration(deadline)
-                ),
-                ..err
-            });
+    match poll(deadline, |_| ready_once(client, base_url)).await {
+        Ok(_) => Ok(()),
+        Err(PollError::Stopped(e)) => Err(e.into()),
+        Err(PollError::Expired(x)) => {
+            let still = format!(
+                " (still, after {} attempts in {})",
+                x.attempts,
+                fmt_duration(deadline)
+            );
+            let mut err = x.last.into_latest().map_or_else(
+                || StepError::new(format!("Prometheus at {base_url} was never tried")),
+                StepError::from,
+            );
+            err.message.push_str(&still);
+            Err(err)
         }
     }
+}
+
+/// One try of an instant query: the outputs when every expectation holds.
+async fn query_once(
+    client: &reqwest::Client,
+    endpoint: &str,
+    url: &reqwest::Url,
+    q: &PromQuery,
+    timeout: Duration,
+) -> Result<Outputs, ProbeError> {
+    let (status, body) = get_text(client, url.as_str(), timeout).await?;
+    let doc: Option<Value> = serde_json::from_str(&body).ok();
+    let prom_error = doc.as_ref().and_then(|d| {
+        let kind = d.get("errorType")?.as_str()?;
+        let msg = d.get("error").and_then(Value::as_str).unwrap_or("");
+        Some(format!("{kind}: {msg}"))
+    });
+    let reason = || prom_error.clone().unwrap_or_else(|| excerpt(&body));
+    let doc = match (status, doc) {
+        (400, _) => {
+            return Err(ProbeError::Rejected {
+                endpoint: endpoint.to_string(),
+                query: q.query.clone(),
+                reason: reason(),
+            });
+        }
+        (200, Some(doc)) => doc,
+        (200, None) => {
+            return Err(ProbeError::NotYet(format!(
+                "the answer is not JSON: {}",
+                excerpt(&body)
+            )));
+        }
+        (status, _) => {
+            return Err(ProbeError::Status {
+                status,
+                excerpt: reason(),
+            });
+        }
+    };
+    let series =
+        parse_result(&doc).map_err(|e| ProbeError::NotYet(format!("unexpected answer: {e}")))?;
+    let mismatches = check(&series, &q.expect);
+    if !mismatches.is_empty() {
+        let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
+        return Err(ProbeError::NotYet(list.join("; ")));
+    }
+    Ok(outputs(q, &series))
 }
 
 /// Polls the instant query until its result meets every expectation, within `deadline`, and
@@ -333,82 +388,29 @@ pub async fn query_until(
 ) -> Result<Outputs, StepError> {
     let problems = q.problems();
     if !problems.is_empty() {
-        return Err(StepError::fatal(format!(
-            "Prometheus query {:?} is not valid: {}",
-            q.query,
-            problems.join("; ")
-        )));
+        return Err(ProbeError::Invalid {
+            what: format!("Prometheus query {:?}", q.query),
+            problems,
+        }
+        .into());
     }
     let endpoint = join_url(base_url, "/api/v1/query");
-    let url = reqwest::Url::parse_with_params(&endpoint, [("query", q.query.as_str())])
-        .map_err(|e| StepError::fatal(format!("base URL {base_url:?}: {e}")))?;
-    let mut backoff = Backoff::new(deadline);
-    let mut last = super::LastFailure::default();
-    loop {
-        backoff.begin_attempt();
-        match get_text(client, url.as_str(), backoff.per_try()).await {
-            Err(e) => last.record(e, true),
-            Ok((status, body)) => {
-                let doc: Option<Value> = serde_json::from_str(&body).ok();
-                let prom_error = doc.as_ref().and_then(|d| {
-                    let kind = d.get("errorType")?.as_str()?;
-                    let msg = d.get("error").and_then(Value::as_str).unwrap_or("");
-                    Some(format!("{kind}: {msg}"))
-                });
-                if status == 400 {
-                    return Err(StepError::fatal(format!(
-                        "Prometheus at {endpoint} rejected the query {:?}: {}",
-                        q.query,
-                        prom_error.unwrap_or_else(|| excerpt(&body))
-                    ))
-                    .with_hint("fix the PromQL in the step"));
-                }
-                match (status, doc) {
-                    (200, Some(doc)) => match parse_result(&doc) {
-                        Err(e) => last.record(format!("unexpected answer: {e}"), false),
-                        Ok(series) => {
-                            let mismatches = check(&series, &q.expect);
-                            if mismatches.is_empty() {
-                                return Ok(outputs(q, &series));
-                            }
-                            let list: Vec<String> =
-                                mismatches.iter().map(|m| m.to_string()).collect();
-                            last.record(list.join("; "), false);
-                        }
-                    },
-                    (200, None) => {
-                        last.record(format!("the answer is not JSON: {}", excerpt(&body)), false)
-                    }
-                    (status, _) => last.record(
-                        format!(
-                            "HTTP {status}: {}",
-                            prom_error.unwrap_or_else(|| excerpt(&body))
-                        ),
-                        false,
-                    ),
-                }
-            }
-        }
-        if !backoff.wait().await {
-            break;
-        }
-    }
-    let err = StepError::new(format!(
-        "Prometheus query {:?} at {endpoint} did not pass within {} ({} attempts): {}",
-        q.query,
-        fmt_duration(deadline),
-        backoff.attempts(),
-        last.describe()
-    ));
-    Err(if last.never_answered() {
-        err.with_hint(HINT_UNREACHABLE)
-    } else {
-        err.with_hint(
-            "Prometheus has no Istio series until traffic went through the sidecars and a \
-             scrape happened (every 15 s in samples/addons): send traffic first and poll for \
-             60 s or more",
-        )
-    })
+    let url =
+        reqwest::Url::parse_with_params(&endpoint, [("query", q.query.as_str())]).map_err(|e| {
+            StepError::from(ProbeError::BadUrl {
+                base: base_url.to_string(),
+                source: Box::new(e),
+            })
+        })?;
+    super::poll_outputs(
+        &format!("Prometheus query {:?} at {endpoint}", q.query),
+        deadline,
+        "Prometheus has no Istio series until traffic went through the sidecars and a \
+         scrape happened (every 15 s in samples/addons): send traffic first and poll for \
+         60 s or more",
+        |timeout| query_once(client, &endpoint, &url, q, timeout),
+    )
+    .await
 }
 
 #[cfg(test)]

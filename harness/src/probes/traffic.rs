@@ -30,7 +30,8 @@ use tokio::time::Instant;
 
 use super::bookinfo::{ProductPage, ReviewsSplit};
 use super::{
-    HINT_UNREACHABLE, MAX_BODY_BYTES, PER_TRY_TIMEOUT, error_kind, fmt_duration, read_body,
+    HINT_UNREACHABLE, MAX_BODY_BYTES, PER_TRY_TIMEOUT, TransportKind, describe_error, fmt_duration,
+    read_body,
 };
 use crate::Outputs;
 use crate::error::StepError;
@@ -230,9 +231,20 @@ enum ThresholdRepr {
     Text(String),
 }
 
+/// A threshold that is neither a count nor a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThresholdError {
+    /// Ends in `%` but is not a finite number before it.
+    #[error("{0:?} is not a percentage like \"95%\"")]
+    NotPercent(String),
+    /// Neither a whole number nor a percentage.
+    #[error("{0:?} is neither a count (95) nor a percentage (\"95%\")")]
+    Neither(String),
+}
+
 impl TryFrom<ThresholdRepr> for Threshold {
-    type Error = String;
-    fn try_from(r: ThresholdRepr) -> Result<Self, String> {
+    type Error = ThresholdError;
+    fn try_from(r: ThresholdRepr) -> Result<Self, ThresholdError> {
         match r {
             ThresholdRepr::Count(n) => Ok(Threshold::Count(n)),
             ThresholdRepr::Text(s) => {
@@ -243,11 +255,11 @@ impl TryFrom<ThresholdRepr> for Threshold {
                         .ok()
                         .filter(|p| p.is_finite())
                         .map(Threshold::Percent)
-                        .ok_or_else(|| format!("{s:?} is not a percentage like \"95%\""))
+                        .ok_or(ThresholdError::NotPercent(s))
                 } else {
-                    t.parse::<u64>().map(Threshold::Count).map_err(|_| {
-                        format!("{s:?} is neither a count (95) nor a percentage (\"95%\")")
-                    })
+                    t.parse::<u64>()
+                        .map(Threshold::Count)
+                        .map_err(|_| ThresholdError::Neither(s))
                 }
             }
         }
@@ -353,7 +365,8 @@ enum One {
         status: u16,
         page: Option<super::bookinfo::ReviewsVersion>,
     },
-    Error(&'static str, String),
+    /// No (complete) answer: what kind of failure, and the error with its causes.
+    Error(TransportKind, String),
     NotSent,
 }
 
@@ -376,7 +389,7 @@ async fn one(
     }
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return One::Error(error_kind(&e), super::describe_error(&e)),
+        Err(e) => return One::Error(TransportKind::of(&e), describe_error(&e)),
     };
     let status = resp.status().as_u16();
     let html = resp
@@ -386,7 +399,7 @@ async fn one(
         .is_some_and(|v| v.contains("html"));
     // The body is always read, so the connection can be reused; only HTML is parsed.
     match read_body(resp, MAX_BODY_BYTES).await {
-        Err(e) => One::Error(error_kind(&e), super::describe_error(&e)),
+        Err(e) => One::Error(TransportKind::of(&e), describe_error(&e)),
         Ok(body) => One::Answer {
             status,
             page: if html || body.contains("<title>") {
@@ -437,15 +450,17 @@ pub async fn send(
         elapsed: start.elapsed(),
     };
     let mut not_sent = 0u64;
+    let mut refused = 0u64;
     for r in results {
         match r {
             One::NotSent => not_sent += 1,
             One::Error(kind, _) => {
                 report.total += 1;
                 report.failed += 1;
+                refused += u64::from(kind == TransportKind::Connect);
                 *report
                     .histogram
-                    .entry(format!("error: {kind}"))
+                    .entry(format!("error: {}", kind.as_str()))
                     .or_default() += 1;
             }
             One::Answer { status, page } => {
@@ -479,10 +494,7 @@ pub async fn send(
     let mismatches = report.mismatches(spec);
     if !mismatches.is_empty() {
         let list: Vec<String> = mismatches.iter().map(|m| m.to_string()).collect();
-        let all_unreachable = report
-            .histogram
-            .keys()
-            .all(|k| k.starts_with("error: connect"));
+        let all_unreachable = refused == report.total;
         let err = StepError::new(format!(
             "GET {url} ×{}: {} ({seen})",
             requests,
@@ -584,9 +596,12 @@ impl BackgroundTraffic {
                                 page.map(|v| v.as_str()),
                                 None,
                             ),
-                            One::Error(kind, detail) => {
-                                (format!("error: {kind}"), false, None, Some(detail))
-                            }
+                            One::Error(kind, detail) => (
+                                format!("error: {}", kind.as_str()),
+                                false,
+                                None,
+                                Some(detail),
+                            ),
                             One::NotSent => continue,
                         };
                         let sample = Sample {
