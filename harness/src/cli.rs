@@ -335,7 +335,7 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
                     let r = result.clone();
                     let own = f.scenario.istio.as_ref().and_then(|i| i.version.clone());
                     if std::panic::catch_unwind(move || {
-                        crate::snapshot::assert_run(&r, own.as_deref())
+                        crate::snapshot::assert_run(&r, own.as_deref());
                     })
                     .is_err()
                     {

@@ -4,7 +4,7 @@
 //! request counts. Snapshots live in `snapshots/` at the repository root and are compared with
 //! insta (`cargo insta review` to accept a change).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -200,27 +200,131 @@ pub fn snapshot_prefix(r: &RunResult, scenario_version: Option<&str>) -> String 
 }
 
 /// Asserts the run's snapshots with insta: `<prefix>__results` (the normalized run) and one
-/// `<prefix>__<name>` per `snapshot` step, with the prefix of [`snapshot_prefix`]. A
-/// difference panics with the diff (insta writes `.snap.new` for `cargo insta review`, except
-/// under `CI`).
-pub fn assert_run(r: &RunResult, scenario_version: Option<&str>) {
+/// `<prefix>__<name>` per `snapshot` step, with the prefix of [`snapshot_prefix`], against
+/// [`snapshot_dir`]. A snapshot that exists and differs panics with the diff (insta writes
+/// `.snap.new` for `cargo insta review`, except under `CI`). A snapshot that does not exist
+/// yet (the first run of a new matrix entry) is recorded, not failed: see [`record_new`].
+/// Returns the paths of the snapshots recorded.
+pub fn assert_run(r: &RunResult, scenario_version: Option<&str>) -> Vec<PathBuf> {
+    assert_run_in(r, scenario_version, &snapshot_dir())
+}
+
+/// [`assert_run`] against the snapshots in `dir`.
+pub fn assert_run_in(r: &RunResult, scenario_version: Option<&str>, dir: &Path) -> Vec<PathBuf> {
     let prefix = snapshot_prefix(r, scenario_version);
+    let mut views = vec![(format!("{prefix}__results"), run_view(r))];
+    views.extend(
+        r.snapshots
+            .iter()
+            .map(|(n, v)| (format!("{prefix}__{n}"), v.clone())),
+    );
+    let (known, new): (Vec<_>, Vec<_>) = views
+        .into_iter()
+        .partition(|(name, _)| dir.join(format!("{name}.snap")).exists());
+    let recorded = new
+        .iter()
+        .filter_map(|(name, v)| record_new(r, name, v))
+        .collect();
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(snapshot_dir());
+    settings.set_snapshot_path(dir);
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     settings.set_description(format!("scenario {}", r.scenario));
     settings.bind(|| {
-        insta::assert_yaml_snapshot!(format!("{prefix}__results"), run_view(r));
-        for (name, v) in &r.snapshots {
-            insta::assert_yaml_snapshot!(format!("{prefix}__{name}"), v);
+        for (name, v) in &known {
+            insta::assert_yaml_snapshot!(name.as_str(), v);
         }
     });
+    recorded
+}
+
+/// Writes a snapshot that does not exist yet into the run's artifacts
+/// (`snapshots/<name>.snap`, in insta's format, ready to commit), says so on stderr and in
+/// `$GITHUB_STEP_SUMMARY`, and returns its path.
+pub fn record_new(r: &RunResult, name: &str, value: &Value) -> Option<PathBuf> {
+    let dir = Path::new(&r.artifacts).join("snapshots");
+    let path = dir.join(format!("{name}.snap"));
+    let body = insta::_macro_support::serialize_value(
+        value,
+        insta::_macro_support::SerializationFormat::Yaml,
+    );
+    let text = format!(
+        "---\nsource: harness/src/snapshot.rs\ndescription: scenario {}\n---\n{}\n",
+        r.scenario,
+        body.trim_end()
+    );
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
+        eprintln!("cannot record new snapshot {}: {e}", path.display());
+        return None;
+    }
+    let line = format!(
+        "new snapshot recorded: {}, review and commit it (copy it to snapshots/{name}.snap)",
+        path.display()
+    );
+    eprintln!("{line}");
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(summary)
+            .and_then(|mut f| writeln!(f, "\n- {line}"));
+        if let Err(e) = appended {
+            eprintln!("cannot append to $GITHUB_STEP_SUMMARY: {e}");
+        }
+    }
+    Some(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_at(artifacts: &Path) -> RunResult {
+        serde_json::from_value(json!({
+            "scenario": "new-entry", "file": "x.yaml", "run_id": "1", "provider": "kind",
+            "status": "passed", "started": "", "duration_ms": 0, "steps": [],
+            "teardown": [], "artifacts": artifacts.display().to_string(),
+            "snapshots": {"mesh": {"pods": 6}}
+        }))
+        .unwrap()
+    }
+
+    /// The first run of a new matrix entry passes and records its snapshots in the artifacts;
+    /// the recorded file, once committed, is what the next run is compared with.
+    #[test]
+    fn a_missing_snapshot_is_recorded_not_failed() {
+        let snaps = tempfile::tempdir().unwrap();
+        let artifacts = tempfile::tempdir().unwrap();
+        let r = run_at(artifacts.path());
+        let recorded = assert_run_in(&r, None, snaps.path());
+        assert_eq!(recorded.len(), 2, "{recorded:?}");
+        for p in &recorded {
+            assert!(p.starts_with(artifacts.path()), "{p:?}");
+            let text = std::fs::read_to_string(p).unwrap();
+            assert!(text.starts_with("---\nsource: "), "{text}");
+            std::fs::copy(p, snaps.path().join(p.file_name().unwrap())).unwrap();
+        }
+        let mesh = std::fs::read_to_string(&recorded[1]).unwrap();
+        assert!(mesh.ends_with("---\npods: 6\n"), "{mesh:?}");
+        // Committed, they are compared: the same run passes and records nothing.
+        assert!(assert_run_in(&r, None, snaps.path()).is_empty());
+    }
+
+    /// A snapshot that exists and differs still fails.
+    #[test]
+    fn a_differing_snapshot_fails() {
+        let snaps = tempfile::tempdir().unwrap();
+        let artifacts = tempfile::tempdir().unwrap();
+        let r = run_at(artifacts.path());
+        for p in assert_run_in(&r, None, snaps.path()) {
+            std::fs::copy(&p, snaps.path().join(p.file_name().unwrap())).unwrap();
+        }
+        let mut changed = r.clone();
+        changed.snapshots.insert("mesh".into(), json!({"pods": 5}));
+        let failed = std::panic::catch_unwind(|| assert_run_in(&changed, None, snaps.path()));
+        assert!(failed.is_err(), "a changed snapshot passed");
+    }
 
     #[test]
     fn volatile_values_are_redacted() {

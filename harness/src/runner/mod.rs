@@ -77,8 +77,12 @@ impl Executor for StepRunner {
     }
 }
 
-/// A fresh run id: UTC time and process id, e.g. `20261125-234054-1234`.
+/// A fresh run id, unique on this machine: UTC time, process id and a per-process sequence
+/// number, e.g. `20261125-234054-1234-0` (two trials started in the same second by one
+/// process get different ids, so different cluster names and artifacts directories).
 pub fn new_run_id() -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -87,11 +91,21 @@ pub fn new_run_id() -> String {
         .to_string();
     let compact: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
     format!(
-        "{}-{}-{}",
+        "{}-{}-{}-{seq}",
         &compact[..8],
         &compact[8..14],
         std::process::id()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_ids_made_in_the_same_second_differ() {
+        let ids: std::collections::BTreeSet<String> =
+            (0..1000).map(|_| super::new_run_id()).collect();
+        assert_eq!(ids.len(), 1000);
+    }
 }
 
 /// Why a scenario cannot start; nothing has touched a cluster yet.
