@@ -54,20 +54,40 @@ pub struct ValidateOptions {
 /// Checks a parsed scenario; an empty result means it may run.
 pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let s = &file.scenario;
-    let diag = |line: u64, column: u64, message: String| Diagnostic {
+    let starts = step_starts(file);
+    let static_vars = static_vars(file, opts);
+    check_header(file, opts, &mut out);
+    check_steps(file, &starts, &static_vars, &mut out);
+    check_background(file, &mut out);
+    check_cluster_config(file, &static_vars, &mut out);
+    check_variables(file, &starts, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn diag_at(file: &ScenarioFile, line: u64, column: u64, message: String) -> Diagnostic {
+    Diagnostic {
         path: file.path.clone(),
         line,
         column,
         message,
-    };
-    let find = |needle: &str, from: usize| -> (u64, u64) {
-        match file.source.get(from..).and_then(|t| t.find(needle)) {
-            Some(off) => line_col(&file.source, from + off),
-            None => (1, 1),
-        }
-    };
+    }
+}
 
+/// Line and column of the first `needle` at or after byte `from` (1:1 when absent).
+fn find_in(file: &ScenarioFile, needle: &str, from: usize) -> (u64, u64) {
+    match file.source.get(from..).and_then(|t| t.find(needle)) {
+        Some(off) => line_col(&file.source, from + off),
+        None => (1, 1),
+    }
+}
+
+/// The scenario's name, parameter overrides, and that it has steps.
+fn check_header(file: &ScenarioFile, opts: &ValidateOptions, out: &mut Vec<Diagnostic>) {
+    let s = &file.scenario;
+    let diag = |line: u64, column: u64, message: String| diag_at(file, line, column, message);
+    let find = |needle: &str, from: usize| find_in(file, needle, from);
     if s.name.trim().is_empty() {
         let (l, c) = find("name:", 0);
         out.push(diag(l, c, "the scenario needs a non-empty `name`".into()));
@@ -98,10 +118,12 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
         let (l, c) = find("steps:", 0);
         out.push(diag(l, c, "the scenario has no steps".into()));
     }
+}
 
-    // Where each step starts in the source, to know which captures a reference can see.
-    let starts: Vec<usize> = s
-        .steps
+/// Where each step starts in the source, to know which captures a reference can see.
+fn step_starts(file: &ScenarioFile) -> Vec<usize> {
+    let s = &file.scenario;
+    s.steps
         .iter()
         .map(|st| {
             st.referenced
@@ -112,9 +134,12 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
                     offset_of(&file.source, st.referenced.line(), st.referenced.column())
                 })
         })
-        .collect();
+        .collect()
+}
 
-    // Per-step problems.
+/// The variables known before anything runs: `${istio.dir}` (when given) and `${namespace}`.
+fn static_vars(file: &ScenarioFile, opts: &ValidateOptions) -> Vars {
+    let s = &file.scenario;
     let istio_dir = opts.istio_dir.clone().or_else(|| {
         s.istio
             .as_ref()
@@ -126,6 +151,19 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
         static_vars.set("istio.dir", d.display().to_string());
     }
     static_vars.set("namespace", s.namespace.clone());
+    static_vars
+}
+
+/// Each step's own problems, its retry policy, and the files it reads.
+fn check_steps(
+    file: &ScenarioFile,
+    starts: &[usize],
+    static_vars: &Vars,
+    out: &mut Vec<Diagnostic>,
+) {
+    let s = &file.scenario;
+    let diag = |line: u64, column: u64, message: String| diag_at(file, line, column, message);
+    let find = |needle: &str, from: usize| find_in(file, needle, from);
     for (i, st) in s.steps.iter().enumerate() {
         let (line, col) = (st.referenced.line(), st.referenced.column());
         for p in st.value.kind.spec().problems() {
@@ -165,7 +203,12 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
             }
         }
     }
-    // Background traffic: unique names, each stopped by a later `traffic-stop`.
+}
+
+/// Background traffic: unique names, each stopped by a later `traffic-stop`.
+fn check_background(file: &ScenarioFile, out: &mut Vec<Diagnostic>) {
+    let s = &file.scenario;
+    let diag = |line: u64, column: u64, message: String| diag_at(file, line, column, message);
     let mut running: Vec<(String, u64, u64)> = Vec::new();
     for st in &s.steps {
         let (line, col) = (st.referenced.line(), st.referenced.column());
@@ -202,6 +245,13 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
             "background traffic `{name}` is never stopped: add a `traffic-stop` step with `name: {name}` to check what it recorded"
         )));
     }
+}
+
+/// The cluster config file exists.
+fn check_cluster_config(file: &ScenarioFile, static_vars: &Vars, out: &mut Vec<Diagnostic>) {
+    let s = &file.scenario;
+    let diag = |line: u64, column: u64, message: String| diag_at(file, line, column, message);
+    let find = |needle: &str, from: usize| find_in(file, needle, from);
     if let Some(cfg) = &s.cluster.config {
         let expanded = static_vars.expand(cfg).unwrap_or_else(|_| cfg.clone());
         if vars::references(cfg).is_empty() && !Path::new(&expanded).exists() {
@@ -213,8 +263,12 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
             ));
         }
     }
+}
 
-    // Variables: every `${name}` must be known where it is used.
+/// Every `${name}` is known where it is used.
+fn check_variables(file: &ScenarioFile, starts: &[usize], out: &mut Vec<Diagnostic>) {
+    let s = &file.scenario;
+    let diag = |line: u64, column: u64, message: String| diag_at(file, line, column, message);
     let mut captures_before: Vec<BTreeSet<String>> = Vec::with_capacity(s.steps.len());
     let mut defined = BTreeSet::new();
     let mut all_captures: Vec<(usize, String)> = Vec::new();
@@ -280,10 +334,6 @@ pub fn validate(file: &ScenarioFile, opts: &ValidateOptions) -> Vec<Diagnostic> 
         };
         out.push(diag(line, column, message));
     }
-
-    out.sort();
-    out.dedup();
-    out
 }
 
 fn in_comment(source: &str, offset: usize) -> bool {
