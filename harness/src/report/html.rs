@@ -25,7 +25,7 @@ h3{font-size:15px;margin:18px 0 6px}
 .badge.passed{background:#2e9d4f}.badge.failed{background:#d1352b}.badge.skipped{background:#8c959f}.badge.interrupted{background:#d97706}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:8px 0}
 dl.meta dt{color:#59636e}dl.meta dd{margin:0;word-break:break-all}
-.failure{border:1px solid #d1352b;background:#fff5f4;padding:8px 12px;border-radius:6px;word-break:break-word}
+.failure{border:1px solid #d1352b;background:#fff5f4;padding:8px 12px;border-radius:6px;overflow-wrap:anywhere}
 .note{color:#59636e}
 svg{display:block;max-width:100%;height:auto;margin:6px 0}
 svg text{font:11px system-ui,"DejaVu Sans",sans-serif;fill:#1f2328}
@@ -41,7 +41,7 @@ svg .req{fill:#3b7dd8}svg .fail{fill:#d1352b}svg .p99{fill:none;stroke:#7b3fb5;s
 svg text.call-out{fill:#b3261e;font-weight:700}
 svg .rv{fill:#8a63d2}
 table{border-collapse:collapse;width:100%;margin:6px 0}
-td,th{border:1px solid #d8dee4;padding:3px 8px;text-align:left;vertical-align:top;word-break:break-word}
+td,th{border:1px solid #d8dee4;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f6f8fa}
 .columns{display:grid;grid-template-columns:1fr 1fr;gap:24px}
 .columns>section{min-width:0}
