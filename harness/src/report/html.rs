@@ -41,7 +41,7 @@ svg .req{fill:#3b7dd8}svg .fail{fill:#d1352b}svg .p99{fill:none;stroke:#7b3fb5;s
 svg text.call-out{fill:#b3261e;font-weight:700}
 svg .rv{fill:#8a63d2}
 table{border-collapse:collapse;width:100%;margin:6px 0}
-td,th{border:1px solid #d8dee4;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td,th{border:1px solid #d8dee4;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#f6f8fa}
 .columns{display:grid;grid-template-columns:1fr 1fr;gap:24px}
 .columns>section{min-width:0}
@@ -91,14 +91,19 @@ pub fn write_compare(
 /// The page of one run; the traffic CSVs are read from `dir`, links are relative to it.
 pub fn run_page(r: &RunResult, dir: &Path) -> String {
     let (traffic, problems) = timeline::traffics(r, dir);
-    let limits: Vec<Limits> = traffic.iter().map(|t| Limits::of(&[t])).collect();
+    let drawn = Drawn {
+        limits: traffic.iter().map(|t| Limits::of(&[t])).collect(),
+        timeline_ms: timeline_ms(r),
+        traffic,
+        problems,
+    };
     let title = format!(
         "istio-e2e: {} on {} — {}",
         r.scenario,
         r.provider,
         super::status_word(r.status)
     );
-    let body = run_section(r, dir, dir, &traffic, &problems, &limits, "run");
+    let body = run_section(r, dir, dir, &drawn, "run");
     page(&title, "", &format!("<h1>{}</h1>\n{body}", heading(r)))
 }
 
@@ -122,25 +127,26 @@ pub fn compare_page(
             })
             .collect()
     };
-    let (la, lb) = (shared(&ta, &tb), shared(&tb, &ta));
-    let col = |which: &str,
-               r: &RunResult,
-               dir: &Path,
-               t: &[Traffic],
-               p: &[TimelineError],
-               l: &[Limits]| {
+    // The timelines too: the same time to the same width.
+    let ms = timeline_ms(a.0).max(timeline_ms(b.0));
+    let da = Drawn {
+        limits: shared(&ta, &tb),
+        traffic: ta,
+        problems: pa,
+        timeline_ms: ms,
+    };
+    let db = Drawn {
+        limits: shared(&tb, &da.traffic),
+        traffic: tb,
+        problems: pb,
+        timeline_ms: ms,
+    };
+    let col = |which: &str, r: &RunResult, dir: &Path, d: &Drawn| {
+        let id = which.to_lowercase().replace(' ', "-");
         format!(
             "<section>\n<h2>{which}: {}</h2>\n{}</section>\n",
             heading(r),
-            run_section(
-                r,
-                dir,
-                out_dir,
-                t,
-                p,
-                l,
-                &which.to_lowercase().replace(' ', "-")
-            )
+            run_section(r, dir, out_dir, d, &id)
         )
     };
     let mut body = format!(
@@ -148,8 +154,8 @@ pub fn compare_page(
         esc(&a.0.run_id),
         esc(&b.0.run_id),
         differences(diffs),
-        col("Run A", a.0, a.1, &ta, &pa, &la),
-        col("Run B", b.0, b.1, &tb, &pb, &lb),
+        col("Run A", a.0, a.1, &da),
+        col("Run B", b.0, b.1, &db),
     );
     body.push_str("<p class=\"note\">Differences come from the normalized results (the same normalization as snapshots: pod hashes, addresses, ports, timings and exact counts are not differences).</p>\n");
     page(
@@ -190,16 +196,22 @@ fn status_class(s: Status) -> &'static str {
     }
 }
 
+/// What a run's section draws: its traffic, on which scales, and what could not be read.
+struct Drawn {
+    traffic: Vec<Traffic>,
+    problems: Vec<TimelineError>,
+    limits: Vec<Limits>,
+    /// The time the step timeline spans.
+    timeline_ms: u64,
+}
+
+fn timeline_ms(r: &RunResult) -> u64 {
+    r.duration_ms.max(end_of(&timeline::spans(r)))
+}
+
 /// Everything about one run; `link_from` is the directory the page is in.
-fn run_section(
-    r: &RunResult,
-    dir: &Path,
-    link_from: &Path,
-    traffic: &[Traffic],
-    problems: &[TimelineError],
-    limits: &[Limits],
-    id: &str,
-) -> String {
+fn run_section(r: &RunResult, dir: &Path, link_from: &Path, d: &Drawn, id: &str) -> String {
+    let traffic = &d.traffic;
     let spans = timeline::spans(r);
     let mut s = meta(r);
     if let Some(m) = r.failure_message() {
@@ -216,16 +228,11 @@ fn run_section(
         s.push_str("</p>\n");
     }
     s.push_str("<h3>Steps</h3>\n<p class=\"note\">Each step a bar from its start to its end on the run's clock (m:ss); green passed, red failed, grey not run, striped when it took more than one attempt.</p>\n");
-    s.push_str(&svg::timeline(
-        &spans,
-        traffic,
-        r.duration_ms.max(end_of(&spans)),
-        id,
-    ));
-    for (t, l) in traffic.iter().zip(limits) {
+    s.push_str(&svg::timeline(&spans, traffic, d.timeline_ms, id));
+    for (t, l) in traffic.iter().zip(&d.limits) {
         s.push_str(&traffic_section(t, &spans, l));
     }
-    for p in problems {
+    for p in &d.problems {
         s.push_str(&format!(
             "<p class=\"failure\">{}</p>\n",
             esc(&p.to_string())
