@@ -121,6 +121,10 @@ pub enum Command {
         /// Also write the differences as Markdown to this file.
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Also write the two runs side by side (timelines, traffic charts, differences) as
+        /// a self-contained HTML page to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// Provider for `--from`/`--to` runs.
         #[arg(long, env = "ISTIO_E2E_PROVIDER")]
         provider: Option<String>,
@@ -219,13 +223,15 @@ async fn dispatch(cmd: Command) -> u8 {
             a,
             b: Some(b),
             markdown,
+            html,
             ..
-        } => compare(&a, &b, markdown.as_deref()),
+        } => compare(&a, &b, markdown.as_deref(), html.as_deref()),
         Command::Compare {
             a: scenario,
             from: Some(from),
             to: Some(to),
             markdown,
+            html,
             provider,
             artifacts,
             ..
@@ -235,7 +241,8 @@ async fn dispatch(cmd: Command) -> u8 {
                 artifacts_root: artifacts,
                 ..Default::default()
             };
-            compare_versions(&scenario, &from, &to, &opts, markdown.as_deref()).await
+            let out = (markdown.as_deref(), html.as_deref());
+            compare_versions(&scenario, &from, &to, &opts, out).await
         }
         Command::Compare { .. } => {
             eprintln!("error: compare needs two runs, or --from X --to Y and a scenario file");
@@ -328,6 +335,10 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
         };
         let result = runner::run_with(f, opts, provider, &runner::StepRunner).await;
         eprintln!("reports: {}", result.artifacts);
+        eprintln!(
+            "report: {}",
+            crate::report::html::path_in(&result.artifacts).display()
+        );
         match result.status {
             crate::results::Status::Passed => {
                 eprintln!("{}: passed", f.scenario.name);
@@ -465,7 +476,12 @@ async fn forward(listen: SocketAddr, to: String) -> u8 {
     0
 }
 
-fn compare(a: &std::path::Path, b: &std::path::Path, markdown: Option<&std::path::Path>) -> u8 {
+fn compare(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    markdown: Option<&std::path::Path>,
+    html: Option<&std::path::Path>,
+) -> u8 {
     let (ra, rb) = match (crate::compare::load(a), crate::compare::load(b)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
@@ -482,6 +498,15 @@ fn compare(a: &std::path::Path, b: &std::path::Path, markdown: Option<&std::path
         eprintln!("error: cannot write {}: {e}", m.display());
         return EXIT_ENV;
     }
+    if let Some(h) = html {
+        match crate::report::html::write_compare((&ra, a), (&rb, b), &diffs, h) {
+            Ok(()) => eprintln!("report: {}", h.display()),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", h.display());
+                return EXIT_ENV;
+            }
+        }
+    }
     if diffs.is_empty() { 0 } else { EXIT_FAILED }
 }
 
@@ -492,7 +517,7 @@ async fn compare_versions(
     from: &str,
     to: &str,
     opts: &RunOptions,
-    markdown: Option<&std::path::Path>,
+    (markdown, html): (Option<&std::path::Path>, Option<&std::path::Path>),
 ) -> u8 {
     let file = match scenario::load(scenario) {
         Ok(f) => f,
@@ -528,7 +553,7 @@ async fn compare_versions(
             }
         }
     }
-    compare(&dirs[0], &dirs[1], markdown)
+    compare(&dirs[0], &dirs[1], markdown, html)
 }
 
 const LAB_CLI_RUN: &str = "cli";

@@ -1,6 +1,16 @@
 //! Reports of a run under its artifacts directory (`target/istio-e2e/<run-id>/`): JUnit XML
 //! (one testcase per step), `results.json`, a Markdown summary (also appended to
-//! `$GITHUB_STEP_SUMMARY` when set), and live progress lines.
+//! `$GITHUB_STEP_SUMMARY` when set) with what each step did and a Mermaid gantt of the
+//! steps, `report.html` with the same as pictures ([`html`]), and live progress lines.
+
+pub mod html;
+pub mod inspect;
+pub mod summary;
+pub mod svg;
+pub mod timeline;
+
+#[cfg(test)]
+mod tests;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -10,8 +20,9 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::results::{RunResult, Status, StepResult};
 
-/// Writes `results.json`, `junit.xml` and `summary.md` into `dir`, and appends the summary
-/// to `$GITHUB_STEP_SUMMARY` when that is set.
+/// Writes `results.json`, `junit.xml`, `summary.md` and `report.html` into `dir`, and appends
+/// the summary to `$GITHUB_STEP_SUMMARY` when that is set. The background traffic's
+/// `traffic-<name>.csv` files must be in `dir` already (the steps write them).
 pub fn write_all(r: &RunResult, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
@@ -19,8 +30,9 @@ pub fn write_all(r: &RunResult, dir: &Path) -> std::io::Result<()> {
         serde_json::to_string_pretty(r).unwrap_or_default(),
     )?;
     std::fs::write(dir.join("junit.xml"), junit(r))?;
-    let md = markdown(r);
+    let md = markdown_in(r, dir);
     std::fs::write(dir.join("summary.md"), &md)?;
+    html::write_run(r, dir)?;
     if let Ok(p) = std::env::var("GITHUB_STEP_SUMMARY")
         && !p.is_empty()
     {
@@ -62,8 +74,15 @@ pub fn junit(r: &RunResult) -> String {
     report.to_string().unwrap_or_default()
 }
 
-/// A Markdown summary: a table of steps and, on failure, the message and diagnostics path.
+/// A Markdown summary: a table of steps, on failure the message and diagnostics path, what
+/// each step did and a Mermaid gantt of the steps; the traffic CSVs are read from the run's
+/// artifacts directory.
 pub fn markdown(r: &RunResult) -> String {
+    markdown_in(r, Path::new(&r.artifacts))
+}
+
+/// [`markdown`], with the traffic CSVs read from `dir`.
+pub fn markdown_in(r: &RunResult, dir: &Path) -> String {
     let mut s = format!(
         "### istio-e2e: {} on {} — {}\n\n| # | step | kind | status | time |\n|---|---|---|---|---|\n",
         r.scenario,
@@ -83,7 +102,22 @@ pub fn markdown(r: &RunResult) -> String {
     if let Some(m) = r.failure_message() {
         s.push_str(&format!("\n**Failure:** {}\n", m.replace('|', "\\|")));
     }
-    s.push_str(&format!("\nArtifacts: `{}`\n\n", r.artifacts));
+    let (traffic, problems) = timeline::traffics(r, dir);
+    let details = summary::details(r, &traffic);
+    if !details.is_empty() {
+        s.push_str("\n#### What the steps did\n\n");
+        s.push_str(&summary::details_markdown(&details));
+    }
+    for p in &problems {
+        s.push_str(&format!("\n{}\n", summary::md(&p.to_string())));
+    }
+    s.push('\n');
+    s.push_str(&summary::gantt(r, &timeline::spans(r), &traffic));
+    s.push_str(&format!(
+        "\nArtifacts: `{}` (report: `{}`)\n\n",
+        r.artifacts,
+        html::REPORT_FILE
+    ));
     s
 }
 
