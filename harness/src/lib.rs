@@ -10,6 +10,8 @@
 //! lifecycle, [`kube`] operations, the TCP [`forwarder`], and [`probes`] (HTTP, traffic,
 //! Bookinfo, dashboards). [`expect`] holds the expectations every check shares, and
 //! [`download`] fetches kind, minikube and Istio releases, verified against the lock file.
+//! What a run creates is pushed onto its [`cleanup`] stack and undone newest first; step
+//! retries and probe polling share [`retry`]'s backoff.
 
 #![warn(missing_docs)]
 
