@@ -4,7 +4,7 @@
 //! A newcomer finds the code of a walkthrough step by its name here.
 //!
 //! Adding a kind is one new file (the spec and `impl Kind`) and one line in the
-//! [`step_kinds!`] list below; the enum, the list of names, parsing, validation and dispatch
+//! `step_kinds!` list below; the enum, the list of names, parsing, validation and dispatch
 //! all come from that list.
 
 pub mod apply;
