@@ -33,6 +33,20 @@ impl StepError {
         }
     }
 
+    /// A lower layer's error at the step boundary: its message, fatal unless a retry can help,
+    /// and its hint (what to try) when it has one.
+    pub fn classified(message: String, retryable: bool, hint: Option<String>) -> Self {
+        let e = if retryable {
+            StepError::new(message)
+        } else {
+            StepError::fatal(message)
+        };
+        match hint {
+            Some(h) => e.with_hint(h),
+            None => e,
+        }
+    }
+
     /// Adds what to try.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

@@ -182,16 +182,8 @@ impl From<ClusterError> for StepError {
             ClusterError::Kube(k) => return StepError::from(k),
             other => other,
         };
-        let hint = e.hint();
-        let s = if e.is_retryable() {
-            StepError::new(e.to_string())
-        } else {
-            StepError::fatal(e.to_string())
-        };
-        match hint {
-            Some(h) => s.with_hint(h),
-            None => s,
-        }
+        let hint = e.hint().map(String::from);
+        StepError::classified(e.to_string(), e.is_retryable(), hint)
     }
 }
 

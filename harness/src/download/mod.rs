@@ -211,16 +211,8 @@ impl DownloadError {
 impl From<DownloadError> for StepError {
     fn from(e: DownloadError) -> Self {
         let transient = matches!(e, DownloadError::Http { .. });
-        let hint = e.hint();
-        let mut s = if transient {
-            StepError::new(e.to_string())
-        } else {
-            StepError::fatal(e.to_string())
-        };
-        if let Some(h) = hint {
-            s = s.with_hint(h);
-        }
-        s
+        let hint = e.hint().map(String::from);
+        StepError::classified(e.to_string(), transient, hint)
     }
 }
 

@@ -362,16 +362,8 @@ impl KubeError {
 
 impl From<KubeError> for StepError {
     fn from(e: KubeError) -> Self {
-        let hint = e.hint();
-        let s = if e.is_retryable() {
-            StepError::new(e.to_string())
-        } else {
-            StepError::fatal(e.to_string())
-        };
-        match hint {
-            Some(h) => s.with_hint(h),
-            None => s,
-        }
+        let hint = e.hint().map(String::from);
+        StepError::classified(e.to_string(), e.is_retryable(), hint)
     }
 }
 

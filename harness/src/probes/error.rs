@@ -192,16 +192,8 @@ impl ProbeError {
 /// The step-boundary conversion: the message, the hint, and fatal when a retry cannot help.
 impl From<ProbeError> for StepError {
     fn from(e: ProbeError) -> Self {
-        let hint = e.hint();
-        let err = if e.is_retryable() {
-            StepError::new(e.to_string())
-        } else {
-            StepError::fatal(e.to_string())
-        };
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
+        let hint = e.hint().map(String::from);
+        StepError::classified(e.to_string(), e.is_retryable(), hint)
     }
 }
 

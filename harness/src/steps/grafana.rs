@@ -1,13 +1,7 @@
 //! `grafana`: the walkthrough's "look at each dashboard" for Grafana (health and dashboards), as API checks through a
 //! `port-forward` step's URL (the `istioctl dashboard grafana` equivalent).
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
-
-use crate::Outputs;
-use crate::context::Context;
-use crate::error::StepError;
 
 /// Spec of a `grafana` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,44 +14,4 @@ pub struct GrafanaSpec {
     pub expect: crate::probes::grafana::GrafanaCheck,
 }
 
-/// Spec of a `kiali` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct KialiSpec {
-    /// Base URL, e.g. `${kiali.url}`.
-    pub url: String,
-    /// What to check.
-    #[serde(default)]
-    pub expect: crate::probes::kiali::KialiCheck,
-}
-
-/// Spec of a `jaeger` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct JaegerSpec {
-    /// Base URL, e.g. `${tracing.url}`.
-    pub url: String,
-    /// What to check.
-    #[serde(default)]
-    pub expect: crate::probes::jaeger::JaegerCheck,
-}
-
-impl super::Kind for GrafanaSpec {
-    fn default_timeout(&self) -> std::time::Duration {
-        super::secs(180)
-    }
-    fn summary(&self) -> String {
-        self.url.clone()
-    }
-    fn problems(&self) -> Vec<String> {
-        self.expect.problems()
-    }
-    fn needs_cluster(&self) -> bool {
-        false
-    }
-    async fn run(&self, _ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
-        let client = crate::probes::client();
-        crate::probes::grafana::check_until(&client, &self.url, &self.expect, super::left(deadline))
-            .await
-    }
-}
+super::dashboard_kind!(GrafanaSpec, crate::probes::grafana::check_until);

@@ -1,13 +1,7 @@
 //! `jaeger`: the walkthrough's "look at each dashboard" for Jaeger (services and traces), as API checks through a
 //! `port-forward` step's URL (the `istioctl dashboard jaeger` equivalent).
 
-use std::time::Instant;
-
 use serde::{Deserialize, Serialize};
-
-use crate::Outputs;
-use crate::context::Context;
-use crate::error::StepError;
 
 /// Spec of a `jaeger` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,22 +14,4 @@ pub struct JaegerSpec {
     pub expect: crate::probes::jaeger::JaegerCheck,
 }
 
-impl super::Kind for JaegerSpec {
-    fn default_timeout(&self) -> std::time::Duration {
-        super::secs(180)
-    }
-    fn summary(&self) -> String {
-        self.url.clone()
-    }
-    fn problems(&self) -> Vec<String> {
-        self.expect.problems()
-    }
-    fn needs_cluster(&self) -> bool {
-        false
-    }
-    async fn run(&self, _ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
-        let client = crate::probes::client();
-        crate::probes::jaeger::check_until(&client, &self.url, &self.expect, super::left(deadline))
-            .await
-    }
-}
+super::dashboard_kind!(JaegerSpec, crate::probes::jaeger::check_until);

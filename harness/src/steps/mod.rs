@@ -191,6 +191,37 @@ impl StepKind {
     }
 }
 
+/// The [`Kind`] of a dashboard check (`grafana`, `kiali`, `jaeger`): a spec with `url` and
+/// `expect`, polled through the probe's `check_until` until it holds or the step times out.
+macro_rules! dashboard_kind {
+    ($spec:ty, $check_until:path) => {
+        impl $crate::steps::Kind for $spec {
+            fn default_timeout(&self) -> std::time::Duration {
+                $crate::steps::secs(180)
+            }
+            fn summary(&self) -> String {
+                self.url.clone()
+            }
+            fn problems(&self) -> Vec<String> {
+                self.expect.problems()
+            }
+            fn needs_cluster(&self) -> bool {
+                false
+            }
+            async fn run(
+                &self,
+                _ctx: &mut $crate::context::Context,
+                deadline: std::time::Instant,
+            ) -> Result<$crate::Outputs, $crate::error::StepError> {
+                let client = $crate::probes::client();
+                let left = $crate::steps::left(deadline);
+                $check_until(&client, &self.url, &self.expect, left).await
+            }
+        }
+    };
+}
+pub(crate) use dashboard_kind;
+
 /// Where a failed step's kube API error came from, as a short sentence.
 pub(crate) fn kube_err(what: &str, e: kube::Error) -> StepError {
     crate::kube::describe_error(what, e)

@@ -19,39 +19,6 @@ pub struct PrometheusSpec {
     pub queries: Vec<crate::probes::prometheus::PromQuery>,
 }
 
-/// Spec of a `grafana` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct GrafanaSpec {
-    /// Base URL, e.g. `${grafana.url}`.
-    pub url: String,
-    /// What to check.
-    #[serde(default)]
-    pub expect: crate::probes::grafana::GrafanaCheck,
-}
-
-/// Spec of a `kiali` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct KialiSpec {
-    /// Base URL, e.g. `${kiali.url}`.
-    pub url: String,
-    /// What to check.
-    #[serde(default)]
-    pub expect: crate::probes::kiali::KialiCheck,
-}
-
-/// Spec of a `jaeger` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct JaegerSpec {
-    /// Base URL, e.g. `${tracing.url}`.
-    pub url: String,
-    /// What to check.
-    #[serde(default)]
-    pub expect: crate::probes::jaeger::JaegerCheck,
-}
-
 impl super::Kind for PrometheusSpec {
     fn default_timeout(&self) -> std::time::Duration {
         super::secs(180)
