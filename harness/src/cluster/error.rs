@@ -182,7 +182,7 @@ impl From<ClusterError> for StepError {
             ClusterError::Kube(k) => return StepError::from(k),
             other => other,
         };
-        let hint = e.hint().map(String::from);
+        let hint = e.hint();
         StepError::classified(e.to_string(), e.is_retryable(), hint)
     }
 }
