@@ -61,6 +61,10 @@ pub enum Command {
         /// Keep the cluster only when the run fails.
         #[arg(long)]
         keep_on_failure: bool,
+        /// On an existing cluster, install Istio even over the one already there (by default
+        /// the run uses it, and never uninstalls what it did not install).
+        #[arg(long, env = "ISTIO_E2E_REINSTALL_ISTIO")]
+        reinstall_istio: bool,
         /// Parent directory of the run's artifacts (default target/istio-e2e).
         #[arg(long)]
         artifacts: Option<PathBuf>,
@@ -198,6 +202,7 @@ async fn dispatch(cmd: Command) -> u8 {
             kubernetes,
             keep_cluster,
             keep_on_failure,
+            reinstall_istio,
             artifacts,
             check_snapshots,
             params,
@@ -210,6 +215,7 @@ async fn dispatch(cmd: Command) -> u8 {
                 kubernetes,
                 keep_cluster,
                 keep_on_failure,
+                reinstall_istio,
                 artifacts_root: artifacts,
                 ..Default::default()
             };

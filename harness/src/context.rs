@@ -50,6 +50,12 @@ pub struct Context {
     pub step_outputs: BTreeMap<String, Outputs>,
     /// Objects applied by the current step (`kind/namespace/name`), for diagnostics.
     pub applied: Vec<String>,
+    /// True when the cluster outlives the run (provider `existing`): what the run did not
+    /// create there is not the run's to remove.
+    pub cluster_outlives_run: bool,
+    /// Install Istio even over a control plane already on a cluster that outlives the run
+    /// (`--reinstall-istio`).
+    pub reinstall_istio: bool,
     /// The display name of the step running now, shared with background work (traffic
     /// records which step each request fell in).
     pub current_step: Arc<Mutex<String>>,
@@ -70,6 +76,8 @@ impl Context {
             snapshots: BTreeMap::new(),
             step_outputs: BTreeMap::new(),
             applied: Vec::new(),
+            cluster_outlives_run: false,
+            reinstall_istio: false,
             current_step: Arc::default(),
             client: None,
         }

@@ -394,3 +394,130 @@ mod tests {
         );
     }
 }
+
+/// One control plane found on a cluster: an `istiod` Deployment in `istio-system`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledControlPlane {
+    /// The Deployment's name (`istiod`, `istiod-1-30-3`).
+    pub name: String,
+    /// Its revision (`istio.io/rev`), `default` when unlabelled.
+    pub revision: String,
+    /// The version its pilot image is tagged with, when the tag is a version.
+    pub version: Option<String>,
+}
+
+/// The Istio control planes already on the cluster (none when `istio-system` has no `istiod`
+/// Deployment), found the way `istioctl x precheck` does: Deployments labelled `app=istiod`.
+pub async fn installed(client: &kube::Client) -> Result<Vec<InstalledControlPlane>, IstioError> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), "istio-system");
+    let lp = kube::api::ListParams::default().labels("app=istiod");
+    let list = api.list(&lp).await.map_err(|e| {
+        crate::kube::KubeError::call("listing istiod deployments in istio-system", e)
+    })?;
+    Ok(list.items.iter().map(control_plane_of).collect())
+}
+
+fn control_plane_of(d: &k8s_openapi::api::apps::v1::Deployment) -> InstalledControlPlane {
+    let labels = d.metadata.labels.clone().unwrap_or_default();
+    let image = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    InstalledControlPlane {
+        name: d.metadata.name.clone().unwrap_or_default(),
+        revision: labels
+            .get("istio.io/rev")
+            .cloned()
+            .unwrap_or_else(|| "default".into()),
+        version: image_version(&image),
+    }
+}
+
+/// The version in an image reference's tag (`docker.io/istio/pilot:1.30.3` -> `1.30.3`,
+/// `...:1.30.3-distroless` -> `1.30.3`); `None` for a digest or a non-version tag.
+pub fn image_version(image: &str) -> Option<String> {
+    let tag = image.rsplit_once(':')?.1;
+    if tag.contains('/') {
+        return None; // a registry port, no tag
+    }
+    let version = tag.split('-').next()?;
+    minor_of(version).map(|_| version.to_string())
+}
+
+/// What an `istio-install` step does on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallPlan {
+    /// Install, and uninstall at teardown when the cluster outlives the run.
+    Install,
+    /// Install over the control plane that is there (`--reinstall-istio`); it was not the
+    /// run's, so teardown leaves the result in place.
+    Reinstall(Vec<InstalledControlPlane>),
+    /// Use the control plane that is there; install nothing, uninstall nothing.
+    UseExisting(Vec<InstalledControlPlane>),
+}
+
+/// Decides how to install: a cluster the run created is always installed into; on a cluster
+/// that outlives the run (`existing`), an Istio already there is someone's mesh: it is used
+/// unless the run was told to reinstall, and never uninstalled.
+pub fn install_plan(
+    found: Vec<InstalledControlPlane>,
+    cluster_outlives_run: bool,
+    reinstall: bool,
+) -> InstallPlan {
+    match (found.is_empty(), cluster_outlives_run, reinstall) {
+        (true, _, _) | (false, false, _) => InstallPlan::Install,
+        (false, true, true) => InstallPlan::Reinstall(found),
+        (false, true, false) => InstallPlan::UseExisting(found),
+    }
+}
+
+#[cfg(test)]
+mod installed_tests {
+    use super::*;
+
+    fn cp(rev: &str, v: &str) -> InstalledControlPlane {
+        InstalledControlPlane {
+            name: "istiod".into(),
+            revision: rev.into(),
+            version: Some(v.into()),
+        }
+    }
+
+    #[test]
+    fn versions_from_image_tags() {
+        assert_eq!(
+            image_version("docker.io/istio/pilot:1.30.3").as_deref(),
+            Some("1.30.3")
+        );
+        assert_eq!(
+            image_version("gcr.io/istio-release/pilot:1.28.0-distroless").as_deref(),
+            Some("1.28.0")
+        );
+        assert_eq!(image_version("localhost:5000/pilot"), None);
+        assert_eq!(image_version("istio/pilot:latest"), None);
+    }
+
+    /// A user's mesh on an existing cluster is used, not installed over and never
+    /// uninstalled; a cluster the run made is always installed into.
+    #[test]
+    fn an_existing_mesh_is_used_not_replaced() {
+        let found = vec![cp("default", "1.29.1")];
+        assert_eq!(install_plan(vec![], true, false), InstallPlan::Install);
+        assert_eq!(
+            install_plan(found.clone(), false, false),
+            InstallPlan::Install
+        );
+        assert_eq!(
+            install_plan(found.clone(), true, false),
+            InstallPlan::UseExisting(found.clone())
+        );
+        assert_eq!(
+            install_plan(found.clone(), true, true),
+            InstallPlan::Reinstall(found)
+        );
+    }
+}

@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Don't stop on SIGINT (tests drive interruption through `interrupt`).
     pub no_signal_handler: bool,
+    /// On a cluster that outlives the run, install Istio even over one already there
+    /// (`--reinstall-istio`); by default the run uses it.
+    pub reinstall_istio: bool,
     /// Scenario parameter overrides (`--set name=value`).
     pub params: std::collections::BTreeMap<String, String>,
 }
@@ -279,6 +282,8 @@ impl<'f> Run<'f> {
             diagnostics: None,
             teardown: Vec::new(),
         };
+        run.ctx.reinstall_istio = opts.reinstall_istio;
+        run.ctx.cluster_outlives_run = !run.provider.owns_cluster();
         run.set_builtins();
         run
     }

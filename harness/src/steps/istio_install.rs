@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
+use crate::istio::{InstallPlan, InstalledControlPlane};
 
 /// Spec of an `istio-install` step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,10 +32,18 @@ async fn run(
 ) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
     let mut out = Outputs::new();
-    if let Some(warning) =
-        crate::istio::check_cluster(&client, ctx.istio.version.as_deref()).await?
-    {
+    let found = crate::istio::installed(&client).await?;
+    let plan = crate::istio::install_plan(found, ctx.cluster_outlives_run, ctx.reinstall_istio);
+    // The precheck is against the Istio that will run: the one found, when the run uses it.
+    let version = match &plan {
+        InstallPlan::UseExisting(planes) => planes.iter().find_map(|p| p.version.clone()),
+        _ => ctx.istio.version.clone(),
+    };
+    if let Some(warning) = crate::istio::check_cluster(&client, version.as_deref()).await? {
         out.insert("compatibility-warning".into(), warning.into());
+    }
+    if let InstallPlan::UseExisting(planes) = &plan {
+        return use_existing(planes, ctx, out);
     }
     let Some(istioctl) = ctx.istio.istioctl.clone() else {
         return Err(StepError::fatal("istioctl not found: neither <istio dir>/bin/istioctl nor istioctl on PATH")
@@ -51,7 +60,9 @@ async fn run(
     let args = crate::istio::install_args(&profile, &s.set, s.revision.as_deref());
     let log = ctx.artifacts.join("istioctl-install.log");
     crate::istio::run_checked(&istioctl, "install", &args, &cluster, &log, deadline).await?;
-    ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
+    if plan == InstallPlan::Install {
+        ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
+    }
     ctx.istio.revision = s.revision.clone();
     let components = crate::istio::profile_components(&profile);
     let done =
@@ -59,6 +70,41 @@ async fn run(
             .await?;
     out.insert("profile".into(), profile.into());
     out.insert("components".into(), done.into());
+    Ok(out)
+}
+
+/// An Istio is already on a cluster that outlives the run: use it (its version and revision
+/// become the run's), install nothing, and leave it at teardown.
+fn use_existing(
+    planes: &[InstalledControlPlane],
+    ctx: &mut Context,
+    mut out: Outputs,
+) -> Result<Outputs, StepError> {
+    let shown: Vec<String> = planes
+        .iter()
+        .map(|p| {
+            format!(
+                "{} (revision {}, {})",
+                p.name,
+                p.revision,
+                p.version.as_deref().unwrap_or("version unknown")
+            )
+        })
+        .collect();
+    tracing::info!(
+        "using the Istio already on the cluster: {}",
+        shown.join(", ")
+    );
+    if let Some(p) = planes.first() {
+        if p.revision != "default" {
+            ctx.istio.revision = Some(p.revision.clone());
+        }
+        if let Some(v) = &p.version {
+            ctx.istio.version = Some(v.clone());
+            ctx.vars.set("istio.version", v.clone());
+        }
+    }
+    out.insert("existing".into(), shown.join(", ").into());
     Ok(out)
 }
 
