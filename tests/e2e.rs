@@ -50,7 +50,7 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
     let provider = match runner::prepare(&entry.file, &opts) {
         Ok(p) => p,
         Err(runner::StartError::CannotRun { provider, why }) => {
-            let gate = matrix::gate(&format!("provider {provider}"), Err(why))?;
+            let gate = matrix::runnable_here(&format!("provider {provider}"), Err(why))?;
             return Ok(Completion::ignored_with(gate.unwrap_or_default()));
         }
         Err(e) => return Err(Failed::from(e.to_string())),

@@ -75,7 +75,7 @@ impl Tools {
             return Ok(Completion::Completed);
         }
         let why = format!("checks not run: {}", self.missing.join("; "));
-        match harness::matrix::gate("the report checks", Err(why))? {
+        match harness::matrix::runnable_here("the report checks", Err(why))? {
             Some(msg) => Ok(Completion::ignored_with(msg)),
             None => Ok(Completion::Completed),
         }
@@ -474,7 +474,7 @@ fn main() -> std::process::ExitCode {
         Trial::ignorable_test("reports::lab_rollout_safe_and_unsafe", || {
             use harness::cluster::Provider;
             let lab = harness::cluster::lab::Lab::default();
-            if let Some(why) = harness::matrix::gate("the lab", lab.check())? {
+            if let Some(why) = harness::matrix::runnable_here("the lab", lab.check())? {
                 return Ok(Completion::ignored_with(why));
             }
             lab_rollout_reports()

@@ -166,7 +166,7 @@ pub fn required() -> bool {
 /// Whether a trial may run here, given its environment check: `Ok(None)` run it;
 /// `Ok(Some(reason))` report it as ignored with that reason; `Err(reason)` fail it, because
 /// `ISTIO_E2E_REQUIRE=1` says nothing may be skipped.
-pub fn gate<E: std::fmt::Display>(
+pub fn runnable_here<E: std::fmt::Display>(
     what: &str,
     check: Result<(), E>,
 ) -> Result<Option<String>, String> {

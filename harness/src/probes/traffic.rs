@@ -360,7 +360,7 @@ pub fn fmt_histogram(h: &BTreeMap<String, u64>) -> String {
 }
 
 /// What one request got.
-enum One {
+enum RequestOutcome {
     Answer {
         status: u16,
         page: Option<super::bookinfo::ReviewsVersion>,
@@ -370,15 +370,15 @@ enum One {
     NotSent,
 }
 
-async fn one(
+async fn send_one(
     client: &reqwest::Client,
     spec: &TrafficSpec,
     url: &reqwest::Url,
     stop_at: Instant,
-) -> One {
+) -> RequestOutcome {
     let left = stop_at.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return One::NotSent;
+        return RequestOutcome::NotSent;
     }
     let mut req = client.get(url.clone()).timeout(left.min(PER_TRY_TIMEOUT));
     for (k, v) in &spec.headers {
@@ -389,7 +389,7 @@ async fn one(
     }
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return One::Error(TransportKind::of(&e), describe_error(&e)),
+        Err(e) => return RequestOutcome::Error(TransportKind::of(&e), describe_error(&e)),
     };
     let status = resp.status().as_u16();
     let html = resp
@@ -399,8 +399,8 @@ async fn one(
         .is_some_and(|v| v.contains("html"));
     // The body is always read, so the connection can be reused; only HTML is parsed.
     match read_body(resp, MAX_BODY_BYTES).await {
-        Err(e) => One::Error(TransportKind::of(&e), describe_error(&e)),
-        Ok(body) => One::Answer {
+        Err(e) => RequestOutcome::Error(TransportKind::of(&e), describe_error(&e)),
+        Ok(body) => RequestOutcome::Answer {
             status,
             page: if html || body.contains("<title>") {
                 ProductPage::parse(&body).map(|p| p.version)
@@ -435,8 +435,8 @@ pub async fn send(
     let start = Instant::now();
     let stop_at = start + deadline;
     let requests = spec.requests.unwrap_or(0);
-    let results: Vec<One> = futures::stream::iter(0..requests)
-        .map(|_| one(client, spec, &url, stop_at))
+    let results: Vec<RequestOutcome> = futures::stream::iter(0..requests)
+        .map(|_| send_one(client, spec, &url, stop_at))
         .buffer_unordered(spec.concurrency as usize)
         .collect()
         .await;
@@ -453,8 +453,8 @@ pub async fn send(
     let mut refused = 0u64;
     for r in results {
         match r {
-            One::NotSent => not_sent += 1,
-            One::Error(kind, _) => {
+            RequestOutcome::NotSent => not_sent += 1,
+            RequestOutcome::Error(kind, _) => {
                 report.total += 1;
                 report.failed += 1;
                 refused += u64::from(kind == TransportKind::Connect);
@@ -463,7 +463,7 @@ pub async fn send(
                     .entry(format!("error: {}", kind.as_str()))
                     .or_default() += 1;
             }
-            One::Answer { status, page } => {
+            RequestOutcome::Answer { status, page } => {
                 report.total += 1;
                 if spec.is_success(status) {
                     report.succeeded += 1;
@@ -588,21 +588,21 @@ impl BackgroundTraffic {
                         }
                         let t0 = Instant::now();
                         let far = t0 + Duration::from_secs(86_400);
-                        let answer = one(&client, &spec, &url, far).await;
+                        let answer = send_one(&client, &spec, &url, far).await;
                         let (outcome, ok, reviews, detail) = match answer {
-                            One::Answer { status, page } => (
+                            RequestOutcome::Answer { status, page } => (
                                 status.to_string(),
                                 spec.is_success(status),
                                 page.map(|v| v.as_str()),
                                 None,
                             ),
-                            One::Error(kind, detail) => (
+                            RequestOutcome::Error(kind, detail) => (
                                 format!("error: {}", kind.as_str()),
                                 false,
                                 None,
                                 Some(detail),
                             ),
-                            One::NotSent => continue,
+                            RequestOutcome::NotSent => continue,
                         };
                         let sample = Sample {
                             at: t0 - started,

@@ -56,7 +56,8 @@ fn problems(s: &HttpSpec) -> Vec<String> {
 async fn run(s: &HttpSpec, _ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
     let check = check_of(s);
     let client = crate::probes::client();
-    let outcome = crate::probes::http::check_until(&client, &check, super::left(deadline)).await?;
+    let outcome =
+        crate::probes::http::check_until(&client, &check, super::time_left(deadline)).await?;
     Ok(outcome.to_outputs())
 }
 

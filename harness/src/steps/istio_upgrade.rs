@@ -65,11 +65,11 @@ pub struct IstioUpgradeSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
     /// Canary: remove the old revision once the data plane moved (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "default_remove_old")]
     pub remove_old: bool,
 }
 
-fn yes() -> bool {
+fn default_remove_old() -> bool {
     true
 }
 

@@ -214,7 +214,7 @@ macro_rules! dashboard_kind {
                 deadline: std::time::Instant,
             ) -> Result<$crate::Outputs, $crate::error::StepError> {
                 let client = $crate::probes::client();
-                let left = $crate::steps::left(deadline);
+                let left = $crate::steps::time_left(deadline);
                 $check_until(&client, &self.url, &self.expect, left).await
             }
         }
@@ -228,7 +228,7 @@ pub(crate) fn kube_err(what: &str, e: kube::Error) -> StepError {
 }
 
 /// Seconds left until `deadline` (zero when past).
-pub(crate) fn left(deadline: Instant) -> Duration {
+pub(crate) fn time_left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 

@@ -40,7 +40,7 @@ impl super::Kind for PrometheusSpec {
                 &client,
                 &self.url,
                 q,
-                super::left(deadline),
+                super::time_left(deadline),
             )
             .await?;
             out.insert(format!("query-{}", i + 1), serde_json::Value::Object(o));

@@ -44,7 +44,7 @@ async fn run(
         out.insert("background".into(), name.clone().into());
         return Ok(out);
     }
-    let report = crate::probes::traffic::send(&client, s, super::left(deadline)).await?;
+    let report = crate::probes::traffic::send(&client, s, super::time_left(deadline)).await?;
     Ok(report.to_outputs())
 }
 

@@ -40,7 +40,7 @@ async fn stop(
     };
     if let Some(n) = s.after_requests {
         // Stop a little before the deadline so the check still runs and reports.
-        let until = deadline - super::left(deadline).mul_f64(0.1);
+        let until = deadline - super::time_left(deadline).mul_f64(0.1);
         if !traffic.wait_for_requests(n as usize, until).await {
             tracing::warn!(
                 "background traffic `{}`: {} of {n} requests sent before the step's timeout",

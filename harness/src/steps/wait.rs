@@ -183,7 +183,7 @@ async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outpu
                     })
                 })
         };
-        let left = super::left(deadline);
+        let left = super::time_left(deadline);
         tokio::time::timeout(left, await_condition(api, &c.name, cond))
             .await
             .map_err(|_| {
