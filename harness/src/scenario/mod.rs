@@ -20,6 +20,7 @@
 //! as `file:line:column: message`.
 
 pub mod condition;
+pub mod names;
 pub mod parse;
 pub mod validate;
 pub mod vars;

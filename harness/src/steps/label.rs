@@ -23,11 +23,18 @@ pub struct LabelSpec {
 }
 
 fn problems(s: &LabelSpec) -> Vec<String> {
+    use crate::scenario::names;
     if s.labels.is_empty() {
-        vec!["`labels` is empty".into()]
-    } else {
-        vec![]
+        return vec!["`labels` is empty".into()];
     }
+    let ns = s.namespace.as_deref().map(names::namespace);
+    let keys = s.labels.keys().map(|k| names::label_key(k));
+    let values = s.labels.iter().map(|(k, v)| names::label_value(k, v));
+    ns.into_iter()
+        .chain(keys)
+        .chain(values)
+        .filter_map(Result::err)
+        .collect()
 }
 
 async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
