@@ -31,6 +31,15 @@ pub enum ClusterError {
         /// Why connecting failed.
         source: std::io::Error,
     },
+    /// Privileged containers cannot start on this machine (the capability bounding set that
+    /// Docker's privileged containers would get lacks some capabilities).
+    #[error(
+        "privileged containers cannot start here: this machine's capability bounding set lacks {missing} (runc fails with `unable to apply caps: operation not permitted`)"
+    )]
+    NoPrivileged {
+        /// The missing capabilities, e.g. `CAP_SYS_RESOURCE`.
+        missing: String,
+    },
     /// A program the provider needs is not on PATH.
     #[error("`{0}` is not on PATH")]
     NotOnPath(&'static str),

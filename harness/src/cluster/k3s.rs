@@ -22,7 +22,8 @@ impl Provider for K3s {
         "a Docker daemon that allows privileged containers, and the rancher/k3s image (pulled or loaded)"
     }
     fn check(&self) -> Result<(), ClusterError> {
-        super::docker_available()
+        super::docker_available()?;
+        privileged_containers_possible()
     }
     fn create<'a>(
         &'a mut self,
@@ -79,5 +80,68 @@ impl Provider for K3s {
     }
     fn clean_leftovers(&self) -> Vec<Leftover> {
         super::remove_labelled_containers(RUN_LABEL)
+    }
+}
+
+/// The k3s node runs privileged. A privileged container gets every capability of Docker's
+/// bounding set, and runc refuses to start it when that set lacks any (a sandboxed machine).
+/// With a local daemon, the set is this process's (`CapBnd` in `/proc/self/status`); with a
+/// remote `DOCKER_HOST` nothing here can tell, so the check passes.
+fn privileged_containers_possible() -> Result<(), ClusterError> {
+    let remote = std::env::var("DOCKER_HOST").is_ok_and(|h| !h.starts_with("unix://"));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    match (remote, missing_capabilities(&status, last)) {
+        (false, Some(missing)) if !missing.is_empty() => Err(ClusterError::NoPrivileged {
+            missing: missing.join(", "),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Capabilities `0..=last` absent from the `CapBnd` line of a `/proc/<pid>/status` text, by
+/// name where the name is known; `None` when the text has no such line.
+fn missing_capabilities(status: &str, last: Option<u32>) -> Option<Vec<String>> {
+    const NAMES: &[(u32, &str)] = &[
+        (21, "CAP_SYS_ADMIN"),
+        (24, "CAP_SYS_RESOURCE"),
+        (25, "CAP_SYS_TIME"),
+        (33, "CAP_MAC_ADMIN"),
+        (37, "CAP_AUDIT_READ"),
+    ];
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))?
+        .trim();
+    let set = u64::from_str_radix(hex, 16).ok()?;
+    let last = last.unwrap_or(40).min(63);
+    let missing = (0..=last)
+        .filter(|bit| set & (1u64 << bit) == 0)
+        .map(|bit| match NAMES.iter().find(|(b, _)| *b == bit) {
+            Some((_, name)) => (*name).to_string(),
+            None => format!("capability {bit}"),
+        })
+        .collect();
+    Some(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This sandbox's bounding set (CAP_SYS_RESOURCE dropped) makes privileged containers
+    /// fail; a full set does not.
+    #[test]
+    fn a_bounding_set_without_sys_resource_cannot_run_privileged() {
+        let sandbox = "Name:\tx\nCapBnd:\t000001fffeffffff\n";
+        assert_eq!(
+            missing_capabilities(sandbox, Some(40)),
+            Some(vec!["CAP_SYS_RESOURCE".to_string()])
+        );
+        let full = "CapBnd:\t000001ffffffffff\n";
+        assert_eq!(missing_capabilities(full, Some(40)), Some(vec![]));
+        assert_eq!(missing_capabilities("Name: x\n", Some(40)), None);
     }
 }
