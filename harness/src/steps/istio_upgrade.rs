@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
+use crate::scenario::Templated;
 
 /// How the upgrade is done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,8 +51,8 @@ pub struct IstioUpgradeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
     /// `in-place` (default) or `canary`; a variable such as `${param.mode}` is allowed.
-    #[serde(default = "in_place")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: Templated<UpgradeMode>,
     /// Canary: the new revision's name; the version with dashes (`1-30-3`) by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
@@ -73,13 +74,20 @@ fn default_remove_old() -> bool {
     true
 }
 
-fn in_place() -> String {
-    "in-place".into()
+impl std::fmt::Display for UpgradeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpgradeMode::InPlace => "in-place",
+            UpgradeMode::Canary => "canary",
+        })
+    }
 }
 
-impl UpgradeMode {
+impl std::str::FromStr for UpgradeMode {
+    type Err = String;
+
     /// Reads `in-place` or `canary`; the error says which are accepted.
-    pub fn parse(text: &str) -> Result<UpgradeMode, String> {
+    fn from_str(text: &str) -> Result<UpgradeMode, String> {
         match text.trim() {
             "in-place" => Ok(UpgradeMode::InPlace),
             "canary" => Ok(UpgradeMode::Canary),
@@ -93,7 +101,7 @@ impl UpgradeMode {
 impl IstioUpgradeSpec {
     /// The mode, once variables are expanded.
     pub fn mode(&self) -> Result<UpgradeMode, String> {
-        UpgradeMode::parse(&self.mode)
+        self.mode.resolve(&Default::default())
     }
 }
 
@@ -105,14 +113,8 @@ fn problems(s: &IstioUpgradeSpec) -> Vec<String> {
             s.to
         ));
     }
-    if !s.mode.contains("${") {
-        match s.mode() {
-            Err(e) => p.push(e),
-            Ok(UpgradeMode::InPlace) if s.revision.is_some() => {
-                p.push("`revision` is for `mode: canary`".into())
-            }
-            Ok(_) => {}
-        }
+    if s.mode.literal() == Some(&UpgradeMode::InPlace) && s.revision.is_some() {
+        p.push("`revision` is for `mode: canary`".into());
     }
     p
 }
@@ -345,10 +347,13 @@ mod tests {
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].contains("not an Istio version"));
         assert!(p[1].contains("`revision` is for `mode: canary`"));
-        let s = spec("{ to: 1.30.3, mode: blue-green }");
-        assert_eq!(
-            problems(&s),
-            vec!["`mode` \"blue-green\" is not an upgrade mode: use `in-place` or `canary`"]
+        // A mode that is none is refused when the file is read.
+        let e = serde_saphyr::from_str::<IstioUpgradeSpec>("{ to: 1.30.3, mode: blue-green }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`mode` \"blue-green\" is not an upgrade mode: use `in-place` or `canary`"),
+            "{e}"
         );
         // A variable is checked once expanded.
         assert!(problems(&spec("{ to: \"${param.to}\", mode: \"${param.mode}\" }")).is_empty());
