@@ -289,7 +289,8 @@ impl Provider for Lab {
                 name: format!("istio-e2e-lab-{}", req.run_id),
             };
             let client = crate::kube::client_for(&kubeconfig, None).await?;
-            wait_node_ready(&client, Duration::from_secs(120)).await?;
+            // generous: the v1.34 node takes ~40 s on a busy 2-core machine, more under heavy load
+            wait_node_ready(&client, Duration::from_secs(240)).await?;
             let version = client
                 .apiserver_version()
                 .await
