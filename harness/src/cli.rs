@@ -148,7 +148,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum LabAction {
     /// Start the lab node (once) and write target/lab/kubeconfig.
-    Up,
+    Up {
+        /// The node's Kubernetes version: v1.20 (default) or v1.34.
+        #[arg(long, env = "ISTIO_E2E_K8S_VERSION")]
+        kubernetes: Option<String>,
+    },
     /// Remove the lab node started by `up`.
     Down,
     /// Say whether the lab node runs and where its kubeconfig is.
@@ -407,6 +411,9 @@ async fn doctor() -> u8 {
                 .unwrap_or_else(|| "can run".into()),
         );
     }
+    for (built, what) in cluster::lab::images_report() {
+        println!("{} lab image {what}", if built { "info" } else { "note" });
+    }
     let istioctl = crate::istio::find_istioctl(None);
     line(istioctl.is_some(), "istioctl", istioctl.map(|p| p.display().to_string()).unwrap_or_else(|| "not on PATH; pass --istio-dir with a release, or install it from https://istio.io/latest/docs/setup/getting-started/#download".into()));
     let net = tokio::time::timeout(
@@ -600,13 +607,13 @@ async fn lab(action: LabAction) -> u8 {
             );
             0
         }
-        LabAction::Up => {
+        LabAction::Up { kubernetes } => {
             if running && kubeconfig.exists() {
                 println!("{}", kubeconfig.display());
                 eprintln!("lab node {name} already runs");
                 return 0;
             }
-            let mut lab = cluster::lab::Lab::default();
+            let mut lab = cluster::lab::Lab::for_version(kubernetes);
             if let Err(e) = lab.check() {
                 eprintln!("error: {e}");
                 return EXIT_ENV;

@@ -1,6 +1,8 @@
-//! Kubernetes operations on the real lab node (a Kubernetes 1.20 in a container, see
-//! fixtures/lab): apply, wait, exec, port-forward, ingress, faults. No mocks.
+//! Kubernetes operations on the real lab node (a Kubernetes in a container, see fixtures/lab):
+//! apply, wait, exec, port-forward, ingress, faults. No mocks.
 //!
+//! The trials run on the node `ISTIO_E2E_K8S_VERSION` names (v1.20 by default, or v1.34; its
+//! first entry when it lists several); the native-sidecar trials always run on the v1.34 node.
 //! Each trial is reported as ignored, with the reason, when the lab cannot run here (no Docker
 //! or the image is not built); with `ISTIO_E2E_REQUIRE=1` (as in CI) it fails instead.
 
@@ -8,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::cluster::{ClusterInfo, ClusterRequest, Provider, lab::Lab};
+use harness::cluster::lab::{self, Lab, LabNode};
+use harness::cluster::{ClusterInfo, ClusterRequest, Provider};
 use harness::kube::{apply, exec, ingress, portforward, wait};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -37,16 +40,41 @@ fn samples() -> PathBuf {
     root().join("../shared/istio-samples/1.12.1")
 }
 
+/// The node the trials run on (`ISTIO_E2E_K8S_VERSION`, else the default).
+fn this_node() -> LabNode {
+    Lab::default()
+        .node(None)
+        .expect("ISTIO_E2E_K8S_VERSION names a lab node")
+}
+
+/// The Bookinfo stand-in for a node: on v1.34 `istio-proxy` is a native sidecar, as Istio
+/// 1.30 injects it there (fixtures/lab/manifests/v1.34/bookinfo.yaml).
+fn bookinfo_manifest(node: LabNode) -> PathBuf {
+    let m = root().join("fixtures/lab/manifests");
+    let own = m.join(node.minor).join("bookinfo.yaml");
+    if own.exists() {
+        own
+    } else {
+        m.join("bookinfo.yaml")
+    }
+}
+
 fn node(purpose: &str) -> Result<(kube::Client, ClusterInfo), Failed> {
+    node_on(purpose, this_node())
+}
+
+/// A node of `version` for `purpose`, started on first use (one per purpose and version).
+fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo), Failed> {
+    let purpose = format!("{purpose}-{}", version.minor.replace('.', "-"));
     let mut nodes = NODES.lock().unwrap();
-    if let Some((_, _, info)) = nodes.iter().find(|(p, _, _)| p == purpose) {
+    if let Some((_, _, info)) = nodes.iter().find(|(p, _, _)| *p == purpose) {
         let info = info.clone();
         let client = RT
             .block_on(harness::kube::client_for(&info.kubeconfig, None))
             .map_err(|e| e.to_string())?;
         return Ok((client, info));
     }
-    let mut lab = Lab::default();
+    let mut lab = Lab::for_version(Some(version.minor.to_string()));
     let dir = tempfile::tempdir().unwrap().keep();
     let req = ClusterRequest {
         run_id: format!("labtest-{purpose}-{}", std::process::id()),
@@ -63,13 +91,19 @@ fn node(purpose: &str) -> Result<(kube::Client, ClusterInfo), Failed> {
     let client = RT
         .block_on(harness::kube::client_for(&info.kubeconfig, None))
         .map_err(|e| e.to_string())?;
-    nodes.push((purpose.to_string(), lab, info.clone()));
+    nodes.push((purpose, lab, info.clone()));
     Ok((client, info))
 }
 
 fn lab_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
+    lab_trial_on(name, None, f)
+}
+
+/// A trial that needs the node of `version` (None: the one `ISTIO_E2E_K8S_VERSION` names).
+fn lab_trial_on(name: &str, version: Option<&'static str>, f: fn() -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(name, move || {
-        if let Some(why) = harness::matrix::runnable_here("the lab", Lab::default().check())? {
+        let lab = Lab::for_version(version.map(String::from));
+        if let Some(why) = harness::matrix::runnable_here("the lab", lab.check())? {
             return Ok(Completion::ignored_with(why));
         }
         f().map(|_| Completion::Completed)
@@ -88,8 +122,9 @@ fn ensure(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
 /// Applies the gateway and Bookinfo stand-ins (idempotent: a second apply changes nothing).
 async fn deploy_standins(client: &kube::Client) -> Result<(), Failed> {
     let m = root().join("fixtures/lab/manifests");
-    let docs = apply::read_documents(&[m.join("istio-system.yaml"), m.join("bookinfo.yaml")])
-        .map_err(|e| e.to_string())?;
+    let docs =
+        apply::read_documents(&[m.join("istio-system.yaml"), bookinfo_manifest(this_node())])
+            .map_err(|e| e.to_string())?;
     apply::apply(client, &docs, "default", deadline(60))
         .await
         .map_err(|e| e.to_string())?;
@@ -342,8 +377,8 @@ fn invalid_third_document_creates_nothing() -> Result<(), Failed> {
 fn reapply_is_a_no_op() -> Result<(), Failed> {
     let (client, _) = node("standins")?;
     RT.block_on(async {
-        let docs = apply::read_documents(&[root().join("fixtures/lab/manifests/bookinfo.yaml")])
-            .map_err(|e| e.to_string())?;
+        let docs =
+            apply::read_documents(&[bookinfo_manifest(this_node())]).map_err(|e| e.to_string())?;
         apply::apply(&client, &docs, "default", deadline(60))
             .await
             .map_err(|e| e.to_string())?;
@@ -410,17 +445,32 @@ fn wait_on_a_missing_namespace_says_so() -> Result<(), Failed> {
     })
 }
 
-/// The compatibility precheck against the lab's real server version (1.20): Istio 1.12 passes,
-/// Istio 1.30 is refused with the clear error, before anything is installed.
+/// The compatibility precheck against the lab's real server version: on 1.20 Istio 1.12 passes
+/// and Istio 1.30 is refused with the clear error, before anything is installed; on 1.34 Istio
+/// 1.30 passes and 1.12 only warns. The node reports the version it was built as (a node built
+/// without the version stamped in reports v0.0.0).
 fn compatibility_precheck_on_the_labs_version() -> Result<(), Failed> {
+    let this = this_node();
     let (client, _) = node("standins")?;
     let v = RT
         .block_on(client.apiserver_version())
         .map_err(|e| e.to_string())?;
     ensure(
-        v.git_version.starts_with("v1.20."),
-        format!("the lab is {}", v.git_version),
+        v.git_version.starts_with(&format!("{}.", this.minor)),
+        format!("the {} lab reports {}", this.minor, v.git_version),
     )?;
+    if this.minor == "v1.34" {
+        let ok = harness::istio::check_compatibility("1.30.3", &v.git_version)
+            .map_err(|e| format!("1.30.3 refused on {}: {e}", v.git_version))?;
+        ensure(ok.is_none(), format!("1.30.3 on {}: {ok:?}", v.git_version))?;
+        let warn = harness::istio::check_compatibility("1.12.1", &v.git_version)
+            .map_err(|e| format!("1.12.1 refused on {}: {e}", v.git_version))?;
+        return ensure(
+            warn.as_deref()
+                .is_some_and(|w| w.contains("not officially supported")),
+            format!("1.12.1 on {}: {warn:?}", v.git_version),
+        );
+    }
     harness::istio::check_compatibility("1.12.1", &v.git_version)
         .map_err(|e| format!("1.12.1 refused: {e}"))?;
     let e = harness::istio::check_compatibility("1.30.3", &v.git_version)
@@ -434,6 +484,117 @@ fn compatibility_precheck_on_the_labs_version() -> Result<(), Failed> {
         ),
         e,
     )
+}
+
+/// A pod shaped like Istio 1.30's injection on a 1.33+ node: `istio-proxy` a native sidecar
+/// (init container, `restartPolicy: Always`) whose readiness probe asks `probe_port`.
+fn native_sidecar_pod(name: &str, probe_port: u16) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      initContainers:
+      - name: istio-proxy
+        image: istio-e2e.local/busybox:1
+        imagePullPolicy: Never
+        restartPolicy: Always
+        command: [sh, -c, 'mkdir -p /tmp/www && echo ok >/tmp/www/index.html && exec httpd -f -p 15021 -h /tmp/www']
+        readinessProbe:
+          httpGet: {{path: /, port: {probe_port}}}
+          periodSeconds: 1
+      containers:
+      - {{name: app, image: istio-e2e.local/busybox:1, imagePullPolicy: Never, command: [sleep, '3600']}}
+"
+    )
+}
+
+/// On the v1.34 node: a pod with a native sidecar is 2/2 through the harness's wait (as
+/// kubectl's READY column counts it since 1.29), and the same wait fails, naming the container,
+/// when the sidecar's readiness probe fails. The node and its kubelet report v1.34.
+fn native_sidecar_ready_and_unready_on_v1_34() -> Result<(), Failed> {
+    // the v1.34 "standins" node when the trials run on v1.34 (its own namespace: no clash)
+    let (client, _) = node_on("standins", lab::node_for(Some("v1.34")).unwrap())?;
+    RT.block_on(async {
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+        let kubelet = nodes
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .first()
+            .and_then(|n| {
+                n.status
+                    .as_ref()?
+                    .node_info
+                    .as_ref()
+                    .map(|i| i.kubelet_version.clone())
+            })
+            .ok_or("no node")?;
+        ensure(kubelet.starts_with("v1.34."), format!("kubelet {kubelet}"))?;
+        create_ns(&client, "native").await;
+        let manifest = format!(
+            "{}---\n{}",
+            native_sidecar_pod("sidecar-ready", 15021),
+            native_sidecar_pod("sidecar-unready", 15999)
+        );
+        let docs = apply::parse_documents(Path::new("native.yaml"), &manifest)
+            .map_err(|e| e.to_string())?;
+        apply::apply(&client, &docs, "native", deadline(60))
+            .await
+            .map_err(|e| e.to_string())?;
+        let want = |app: &str| wait::PodsReady {
+            namespace: "native".into(),
+            selector: Some(format!("app={app}")),
+            containers: Some(2),
+            min_pods: 1,
+        };
+        let pods = wait::pods_ready(&client, &want("sidecar-ready"), deadline(120))
+            .await
+            .map_err(|e| e.to_string())?;
+        let pod = pods.first().ok_or("no pod")?;
+        let spec = pod.spec.as_ref().ok_or("no spec")?;
+        ensure(
+            spec.containers.len() == 1
+                && spec
+                    .init_containers
+                    .as_ref()
+                    .is_some_and(|i| i.len() == 1 && wait::is_native_sidecar(&i[0])),
+            "the apiserver did not keep istio-proxy a native sidecar",
+        )?;
+        let r = wait::container_readiness(pod);
+        ensure((r.ready, r.total) == (2, 2), format!("{r:?}"))?;
+        ensure(r.names == ["app", "istio-proxy"], format!("{r:?}"))?;
+
+        let t0 = Instant::now();
+        let e = wait::pods_ready(&client, &want("sidecar-unready"), deadline(20))
+            .await
+            .err()
+            .ok_or("a pod whose sidecar fails its readiness probe was ready")?
+            .to_string();
+        ensure(
+            t0.elapsed() < Duration::from_secs(30),
+            "the wait overran its timeout",
+        )?;
+        eprintln!("wait failed as expected: {e}");
+        ensure(
+            e.contains("1/2 ready")
+                && e.contains(
+                    "container istio-proxy running but not ready (readiness probe failing?)",
+                ),
+            format!("message: {e}"),
+        )?;
+        let ns: Api<Namespace> = Api::all(client.clone());
+        ns.delete("native", &DeleteParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
 }
 
 /// Stop and restart kube-apiserver while a wait is watching: the wait recovers (the watcher
@@ -593,6 +754,11 @@ fn main() -> std::process::ExitCode {
         lab_trial(
             "lab::compatibility_precheck_on_the_labs_version",
             compatibility_precheck_on_the_labs_version,
+        ),
+        lab_trial_on(
+            "lab::v1_34::native_sidecar_ready_and_unready",
+            Some("v1.34"),
+            native_sidecar_ready_and_unready_on_v1_34,
         ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);

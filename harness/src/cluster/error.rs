@@ -70,11 +70,24 @@ pub enum ClusterError {
         stderr: String,
     },
     /// The lab image is not in Docker.
-    #[error("the lab image {image} is not built; build it with `{BUILD_COMMAND}`")]
+    #[error("the lab image {image} is not built; build it with `sudo {build}`")]
     NoLabImage {
         /// The image name.
         image: String,
+        /// The one command that builds it.
+        build: &'static str,
     },
+    /// The image a run named instead of the lab's own does not exist.
+    #[error(
+        "the lab image {image} (ISTIO_E2E_LAB_IMAGE or the scenario's cluster.image) does not exist"
+    )]
+    NoLabImageOverride {
+        /// The image name.
+        image: String,
+    },
+    /// No lab node runs the Kubernetes version asked for.
+    #[error(transparent)]
+    LabNode(#[from] super::lab::LabVersionError),
     /// Docker could not be asked whether it has the lab image.
     #[error("cannot ask Docker for the lab image: {0}")]
     LabImageQuery(Box<ClusterError>),
@@ -170,9 +183,12 @@ impl ClusterError {
     /// What to try, when there is something to say.
     pub fn hint(&self) -> Option<String> {
         match self {
-            ClusterError::LabUnavailable(_) => {
-                Some(format!("run `{BUILD_COMMAND}` once; it is cached"))
-            }
+            ClusterError::LabUnavailable(inner) => match &**inner {
+                ClusterError::NoLabImage { build, .. } => {
+                    Some(format!("run `sudo {build}` once; it is cached"))
+                }
+                _ => Some(format!("run `sudo {BUILD_COMMAND}` once; it is cached")),
+            },
             ClusterError::LabStart(_) => Some(
                 "`docker logs` of the container shows which server failed; run `istio-e2e clean` to remove leftovers"
                     .into(),
@@ -203,7 +219,13 @@ mod tests {
     #[test]
     fn missing_tools_are_final_and_failed_commands_are_retried() {
         assert!(!ClusterError::NotOnPath("minikube").is_retryable());
-        assert!(!ClusterError::NoLabImage { image: "x".into() }.is_retryable());
+        assert!(
+            !ClusterError::NoLabImage {
+                image: "x".into(),
+                build: BUILD_COMMAND
+            }
+            .is_retryable()
+        );
         assert!(!ClusterError::NoKubeconfig.is_retryable());
         let failed = std::process::Command::new("false").status().unwrap();
         let e = ClusterError::CommandFailed {
@@ -224,11 +246,12 @@ mod tests {
     fn the_lab_check_failure_keeps_its_message_and_gains_the_build_hint() {
         let e = ClusterError::LabUnavailable(Box::new(ClusterError::NoLabImage {
             image: "istio-e2e-lab:v1.20.2".into(),
+            build: BUILD_COMMAND,
         }));
         let s = StepError::from(e);
         assert_eq!(
             s.to_string(),
-            "the lab image istio-e2e-lab:v1.20.2 is not built; build it with `fixtures/lab/build-image` (try: run `fixtures/lab/build-image` once; it is cached)"
+            "the lab image istio-e2e-lab:v1.20.2 is not built; build it with `sudo fixtures/lab/build-image` (try: run `sudo fixtures/lab/build-image` once; it is cached)"
         );
         assert!(s.fatal);
     }

@@ -1,7 +1,10 @@
-//! `lab`: a real single-node Kubernetes 1.20 in one Docker container, built offline from
-//! Debian packages by `fixtures/lab/build-image` (see `fixtures/lab/README.md`). It works with
-//! no registry and no internet, which makes it our CI cluster and a cluster for air-gapped
-//! machines. Started through testcontainers with the settings of shared/lab-notes.md: no
+//! `lab`: a real single-node Kubernetes in one Docker container, built offline by
+//! `fixtures/lab/build-image` (see `fixtures/lab/README.md`): v1.20.2 from Debian's packages
+//! (the walkthrough's version) or v1.34 from the Kubernetes Go modules (today's: native
+//! sidecars, CEL in CRDs, cgroup v2). The node is chosen by the requested Kubernetes version
+//! (the scenario's `cluster.kubernetes`, `--kubernetes`, or `ISTIO_E2E_K8S_VERSION`; a full
+//! version maps to its minor). It works with no registry and no internet, which makes it our
+//! CI cluster and a cluster for air-gapped machines. Started through testcontainers with the settings of shared/lab-notes.md: no
 //! `--privileged` (it fails in sandboxes without CAP_SYS_RESOURCE), all capabilities but
 //! SYS_RESOURCE, unconfined seccomp/apparmor, no masked paths, every device allowed in the
 //! cgroup, /dev/kmsg, and tmpfs for /run, /tmp and /var/lib/containerd.
@@ -20,31 +23,151 @@ use testcontainers_modules::testcontainers::{ContainerAsync, GenericImage, Image
 
 use super::{ClusterError, ClusterInfo, ClusterRequest, Leftover, Provider, RUN_LABEL};
 
-/// The image name the build script tags (`fixtures/lab/build-image`).
+/// The image name the build script tags for the default node (`fixtures/lab/build-image`).
 pub const DEFAULT_IMAGE: &str = "istio-e2e-lab:v1.20.2";
+
+/// One lab node `fixtures/lab/build-image` can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabNode {
+    /// The Kubernetes minor it runs, e.g. `v1.34`.
+    pub minor: &'static str,
+    /// The image the harness starts (an alias the build script tags).
+    pub image: &'static str,
+    /// The one command that builds it (as root; cached, a second run takes a second).
+    pub build_command: &'static str,
+}
+
+/// The lab's nodes; the first is the default.
+pub const NODES: [LabNode; 2] = [
+    LabNode {
+        minor: "v1.20",
+        image: DEFAULT_IMAGE,
+        build_command: "fixtures/lab/build-image",
+    },
+    LabNode {
+        minor: "v1.34",
+        image: "istio-e2e-lab:v1.34",
+        build_command: "fixtures/lab/build-image --kubernetes v1.34",
+    },
+];
+
+/// Why no lab node fits a requested Kubernetes version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabVersionError {
+    /// Not a version at all.
+    #[error(
+        "`{0}` is not a Kubernetes version; write v1.20 or v1.34 (a full version such as v1.34.4 maps to its minor)"
+    )]
+    NotAVersion(String),
+    /// A version the lab has no node for.
+    #[error(
+        "the lab has no Kubernetes {asked} node; it has {known} (set ISTIO_E2E_K8S_VERSION or the scenario's cluster.kubernetes to one of them)"
+    )]
+    NoNode {
+        /// The version asked for.
+        asked: String,
+        /// The minors the lab has.
+        known: String,
+    },
+}
+
+/// The node for a Kubernetes version (`v1.34`, `1.34`, `v1.34.4`); the default node when None.
+pub fn node_for(version: Option<&str>) -> Result<LabNode, LabVersionError> {
+    let Some(v) = version.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(NODES[0]);
+    };
+    let (major, minor) =
+        crate::istio::minor_of(v).ok_or_else(|| LabVersionError::NotAVersion(v.to_string()))?;
+    let want = format!("v{major}.{minor}");
+    NODES
+        .iter()
+        .find(|n| n.minor == want)
+        .copied()
+        .ok_or_else(|| LabVersionError::NoNode {
+            asked: v.to_string(),
+            known: NODES.map(|n| n.minor).join(", "),
+        })
+}
+
+/// The version asked of the lab when a run or test does not say: `ISTIO_E2E_K8S_VERSION`.
+pub fn version_from_env() -> Option<String> {
+    std::env::var("ISTIO_E2E_K8S_VERSION")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// One line per lab node for `istio-e2e doctor`: whether its image is built, or how to build it.
+pub fn images_report() -> Vec<(bool, String)> {
+    NODES
+        .iter()
+        .map(|n| match image_present(n.image) {
+            Ok(true) => (true, format!("{} (Kubernetes {}) built", n.image, n.minor)),
+            Ok(false) => (
+                false,
+                format!(
+                    "{} (Kubernetes {}) not built; build it with `sudo {}`",
+                    n.image, n.minor, n.build_command
+                ),
+            ),
+            Err(e) => (false, format!("{}: cannot ask Docker ({e})", n.image)),
+        })
+        .collect()
+}
 /// The label every lab container carries, so `istio-e2e clean` finds leftovers.
 pub const LAB_LABEL: &str = "io.istio-e2e.lab";
 /// The line the node's entrypoint prints once the apiserver answers.
 pub const READY_LINE: &str = "istio-e2e-lab: apiserver ready";
 /// Where the entrypoint writes the admin kubeconfig inside the container.
 pub const KUBECONFIG_IN_CONTAINER: &str = "/etc/kubernetes/admin.kubeconfig";
-/// The one command that builds the image.
+/// The one command that builds the default node's image.
 pub const BUILD_COMMAND: &str = "fixtures/lab/build-image";
 
 /// The lab provider.
 #[derive(Default)]
 pub struct Lab {
     container: Option<ContainerAsync<GenericImage>>,
+    kubernetes: Option<String>,
 }
 
-/// The image to run: `ISTIO_E2E_LAB_IMAGE`, else [`DEFAULT_IMAGE`].
-pub fn image_name(over: Option<&str>) -> String {
+/// The image to run: `over` (the scenario's `cluster.image`), else `ISTIO_E2E_LAB_IMAGE`, else
+/// the image of `node`.
+pub fn image_name(over: Option<&str>, node: LabNode) -> String {
     over.map(String::from)
         .or_else(|| std::env::var("ISTIO_E2E_LAB_IMAGE").ok())
-        .unwrap_or_else(|| DEFAULT_IMAGE.to_string())
+        .unwrap_or_else(|| node.image.to_string())
+}
+
+/// `Ok(())` when the image to run is built; else the one command that builds it.
+fn check_image(image: &str, node: LabNode) -> Result<(), ClusterError> {
+    match image_present(image) {
+        Ok(true) => Ok(()),
+        Ok(false) if image == node.image => Err(ClusterError::NoLabImage {
+            image: format!("{image} (Kubernetes {})", node.minor),
+            build: node.build_command,
+        }),
+        Ok(false) => Err(ClusterError::NoLabImageOverride {
+            image: image.to_string(),
+        }),
+        Err(e) => Err(ClusterError::LabImageQuery(Box::new(e))),
+    }
 }
 
 impl Lab {
+    /// A lab provider for a Kubernetes version (`v1.34`, `v1.34.4`); None takes
+    /// `ISTIO_E2E_K8S_VERSION`, else the default node. A run's request may still name another.
+    pub fn for_version(kubernetes: Option<String>) -> Self {
+        Lab {
+            container: None,
+            kubernetes,
+        }
+    }
+
+    /// The node this provider starts for a request asking for `asked` (or for nothing).
+    pub fn node(&self, asked: Option<&str>) -> Result<LabNode, LabVersionError> {
+        let env = version_from_env();
+        node_for(asked.or(self.kubernetes.as_deref()).or(env.as_deref()))
+    }
+
     /// The running container's id, if any.
     pub fn container_id(&self) -> Option<String> {
         self.container.as_ref().map(|c| c.id().to_string())
@@ -75,12 +198,8 @@ impl Provider for Lab {
     }
     fn check(&self) -> Result<(), ClusterError> {
         super::docker_available()?;
-        let image = image_name(None);
-        match image_present(&image) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ClusterError::NoLabImage { image }),
-            Err(e) => Err(ClusterError::LabImageQuery(Box::new(e))),
-        }
+        let node = self.node(None)?;
+        check_image(&image_name(None, node), node)
     }
     fn create<'a>(
         &'a mut self,
@@ -88,9 +207,11 @@ impl Provider for Lab {
     ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
             crate::install_crypto_provider();
-            self.check()
+            let node = self.node(req.kubernetes.as_deref())?;
+            let image = image_name(req.image.as_deref(), node);
+            super::docker_available()
+                .and_then(|()| check_image(&image, node))
                 .map_err(|e| ClusterError::LabUnavailable(Box::new(e)))?;
-            let image = image_name(req.image.as_deref());
             let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
             let started = Instant::now();
             let container = GenericImage::new(name, tag)
@@ -162,9 +283,15 @@ impl Provider for Lab {
                 name: format!("istio-e2e-lab-{}", req.run_id),
             };
             let client = crate::kube::client_for(&kubeconfig, None).await?;
-            wait_node_ready(&client, Duration::from_secs(120)).await?;
+            // generous: the v1.34 node takes ~40 s on a busy 2-core machine, more under heavy load
+            wait_node_ready(&client, Duration::from_secs(240)).await?;
+            let version = client
+                .apiserver_version()
+                .await
+                .map(|v| v.git_version)
+                .unwrap_or_else(|e| format!("unknown ({e})"));
             tracing::info!(
-                "lab node {id} Ready {:.1}s after start",
+                "lab node {id} ({image}, Kubernetes {version}) Ready {:.1}s after start",
                 started.elapsed().as_secs_f64()
             );
             Ok(info)
@@ -200,6 +327,70 @@ pub async fn wait_node_ready(client: &kube::Client, limit: Duration) -> Result<(
                 return Ok(());
             }
             Ok(Some(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_map_to_their_minors_node() {
+        assert_eq!(node_for(None).unwrap().image, "istio-e2e-lab:v1.20.2");
+        assert_eq!(node_for(Some("v1.20.2")).unwrap().minor, "v1.20");
+        for v in ["v1.34", "1.34", "v1.34.4", " v1.34.0 "] {
+            assert_eq!(
+                node_for(Some(v)).unwrap().image,
+                "istio-e2e-lab:v1.34",
+                "{v}"
+            );
+        }
+        assert_eq!(
+            node_for(Some("v1.34")).unwrap().build_command,
+            "fixtures/lab/build-image --kubernetes v1.34"
+        );
+    }
+
+    #[test]
+    fn a_version_without_a_node_names_the_ones_there_are() {
+        let e = node_for(Some("v1.33.1")).unwrap_err();
+        assert_eq!(
+            e,
+            LabVersionError::NoNode {
+                asked: "v1.33.1".into(),
+                known: "v1.20, v1.34".into()
+            }
+        );
+        assert!(e.to_string().contains("it has v1.20, v1.34"), "{e}");
+        assert!(matches!(
+            node_for(Some("latest")),
+            Err(LabVersionError::NotAVersion(_))
+        ));
+    }
+
+    #[test]
+    fn a_missing_image_names_the_one_command_that_builds_it() {
+        let node = node_for(Some("v1.34")).unwrap();
+        let e = check_image("istio-e2e-lab:v1.34-no-such-tag-for-tests", node);
+        // without Docker the error says so instead; with it, the image does not exist
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("does not exist") || e.contains("cannot ask Docker"),
+            "{e}"
+        );
+        if super::super::which("docker").is_some() && super::super::docker_available().is_ok() {
+            let fake = LabNode {
+                image: "istio-e2e-lab:no-such-node-for-tests",
+                ..node
+            };
+            let e = check_image(fake.image, fake).unwrap_err().to_string();
+            assert!(
+                e.contains(
+                    "is not built; build it with `sudo fixtures/lab/build-image --kubernetes v1.34`"
+                ),
+                "{e}"
+            );
         }
     }
 }

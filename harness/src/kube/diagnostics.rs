@@ -78,7 +78,12 @@ pub async fn collect(
                         st.host_ip.clone().unwrap_or_default(),
                         st.pod_ip.clone().unwrap_or_default()
                     );
-                    for c in st.container_statuses.clone().unwrap_or_default() {
+                    // init containers too: native sidecars (istio-proxy on 1.33+) are there
+                    let init = st.init_container_statuses.clone().unwrap_or_default();
+                    for c in init
+                        .into_iter()
+                        .chain(st.container_statuses.clone().unwrap_or_default())
+                    {
                         let _ = writeln!(
                             text,
                             "  container {} image={} ready={} restarts={} state={}",

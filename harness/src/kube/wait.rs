@@ -27,15 +27,81 @@ pub struct PodsReady {
     pub min_pods: usize,
 }
 
-/// Why one pod is not ready, in words a person would use.
+/// A pod's containers counted the way kubectl's READY column counts them since Kubernetes
+/// 1.29: the regular containers plus the restartable init containers (native sidecars,
+/// `restartPolicy: Always`, as Istio >= 1.27 injects `istio-proxy` on 1.33+ nodes). A
+/// restartable init container is ready when it has started and its status says ready; other
+/// init containers run to completion before the pod runs and are not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerReadiness {
+    /// How many of the counted containers are ready.
+    pub ready: usize,
+    /// How many containers are counted (the `2` of `2/2` for an app with a sidecar).
+    pub total: usize,
+    /// The names of the counted containers: regular ones first, then native sidecars.
+    pub names: Vec<String>,
+}
+
+/// True for an init container the kubelet keeps running beside the app (a native sidecar).
+pub fn is_native_sidecar(c: &k8s_openapi::api::core::v1::Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// The statuses of the containers [`container_readiness`] counts: regular containers and
+/// restartable init containers.
+fn counted_statuses(pod: &Pod) -> Vec<&k8s_openapi::api::core::v1::ContainerStatus> {
+    let sidecars: Vec<&str> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| is_native_sidecar(c))
+        .map(|c| c.name.as_str())
+        .collect();
+    let status = pod.status.as_ref();
+    status
+        .into_iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .chain(
+            status
+                .into_iter()
+                .flat_map(|s| s.init_container_statuses.iter().flatten())
+                .filter(|c| sidecars.contains(&c.name.as_str())),
+        )
+        .collect()
+}
+
+/// Counts a pod's ready containers as kubectl's READY column does (see [`ContainerReadiness`]).
+pub fn container_readiness(pod: &Pod) -> ContainerReadiness {
+    let spec = pod.spec.as_ref();
+    let names: Vec<String> = spec
+        .into_iter()
+        .flat_map(|s| s.containers.iter())
+        .chain(
+            spec.into_iter()
+                .flat_map(|s| s.init_containers.iter().flatten())
+                .filter(|c| is_native_sidecar(c)),
+        )
+        .map(|c| c.name.clone())
+        .collect();
+    let ready = counted_statuses(pod)
+        .iter()
+        .filter(|c| c.ready && c.started != Some(false))
+        .count();
+    ContainerReadiness {
+        ready,
+        total: names.len(),
+        names,
+    }
+}
+
+/// Why one pod is not ready, in words a person would use. `want_containers` counts as
+/// [`container_readiness`] does: `2` is an app with its sidecar, native or not.
 pub fn pod_not_ready_reason(pod: &Pod, want_containers: Option<usize>) -> Option<String> {
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Unknown");
-    let statuses = status
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
-    let total = pod.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
-    let ready = statuses.iter().filter(|c| c.ready).count();
+    let statuses = counted_statuses(pod);
+    let ContainerReadiness { ready, total, .. } = container_readiness(pod);
+    let no_status = statuses.is_empty();
     let mut why = Vec::new();
     if let Some(w) = want_containers
         && total != w
@@ -44,7 +110,7 @@ pub fn pod_not_ready_reason(pod: &Pod, want_containers: Option<usize>) -> Option
             "has {total} containers, expected {w} (is sidecar injection on?)"
         ));
     }
-    for c in &statuses {
+    for c in statuses {
         if let Some(wt) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) {
             let reason = wt.reason.clone().unwrap_or_default();
             let msg = wt.message.clone().unwrap_or_default();
@@ -83,7 +149,7 @@ pub fn pod_not_ready_reason(pod: &Pod, want_containers: Option<usize>) -> Option
             ));
         }
     }
-    if phase == "Pending" && statuses.is_empty() {
+    if phase == "Pending" && no_status {
         let cond = status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| {
@@ -215,11 +281,7 @@ async fn explain_pods(client: &kube::Client, ns: &str, pods: &[Pod], want: &Pods
             continue;
         };
         let mut line = format!("pod {}: {why}", p.name_any());
-        let crashing: Vec<String> = p
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default()
+        let crashing: Vec<String> = counted_statuses(p)
             .into_iter()
             .filter(|c| {
                 c.state
@@ -228,7 +290,7 @@ async fn explain_pods(client: &kube::Client, ns: &str, pods: &[Pod], want: &Pods
                     .and_then(|w| w.reason.as_deref())
                     == Some("CrashLoopBackOff")
             })
-            .map(|c| c.name)
+            .map(|c| c.name.clone())
             .collect();
         for c in crashing {
             let lp = LogParams {
@@ -479,9 +541,10 @@ pub async fn proxies_at_version(
             .values()
             .filter(|p| {
                 p.metadata.deletion_timestamp.is_none()
-                    && p.spec
-                        .as_ref()
-                        .is_some_and(|s| s.containers.iter().any(|c| c.name == "istio-proxy"))
+                    && container_readiness(p)
+                        .names
+                        .iter()
+                        .any(|c| c == "istio-proxy")
             })
             .count()),
         Err(pending) => Err(KubeError::ProxiesNotMoved {
@@ -525,4 +588,115 @@ pub async fn rollout_restart(
         .map_err(|e| KubeError::call(format!("restarting deployment {ns}/{n}"), e))?;
     }
     Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Bookinfo pod as Istio 1.30 injects it: on a 1.33+ node `istio-proxy` is a native
+    /// sidecar (an init container with `restartPolicy: Always`) after `istio-init`; on a 1.32
+    /// node it is a regular container. Statuses as the kubelet reports them.
+    fn injected_pod(native: bool, proxy_ready: bool) -> Pod {
+        let proxy = serde_json::json!({
+            "name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.30.3",
+            "restartPolicy": if native { Some("Always") } else { None },
+            "readinessProbe": {"httpGet": {"path": "/healthz/ready", "port": 15021}}
+        });
+        let init =
+            serde_json::json!({"name": "istio-init", "image": "docker.io/istio/proxyv2:1.30.3"});
+        let app = serde_json::json!({"name": "reviews", "image": "docker.io/istio/examples-bookinfo-reviews-v1:1.20.3"});
+        let running = |name: &str, ready: bool| {
+            serde_json::json!({"name": name, "image": "x", "imageID": "", "restartCount": 0,
+                "ready": ready, "started": true,
+                "state": {"running": {"startedAt": "2026-12-03T18:00:00Z"}}})
+        };
+        let done = serde_json::json!({"name": "istio-init", "image": "x", "imageID": "",
+            "restartCount": 0, "ready": true, "started": false,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
+        let (inits, containers, init_st, st) = if native {
+            (
+                vec![init, proxy],
+                vec![app],
+                vec![done, running("istio-proxy", proxy_ready)],
+                vec![running("reviews", true)],
+            )
+        } else {
+            (
+                vec![init],
+                vec![app, proxy],
+                vec![done],
+                vec![
+                    running("reviews", true),
+                    running("istio-proxy", proxy_ready),
+                ],
+            )
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "reviews-v1-abc", "namespace": "default"},
+            "spec": {"initContainers": inits, "containers": containers},
+            "status": {"phase": "Running", "initContainerStatuses": init_st, "containerStatuses": st}
+        }))
+        .expect("a valid Pod")
+    }
+
+    #[test]
+    fn a_native_sidecar_counts_as_a_container_like_kubectls_ready_column() {
+        let r = container_readiness(&injected_pod(true, true));
+        assert_eq!((r.ready, r.total), (2, 2));
+        assert_eq!(r.names, ["reviews", "istio-proxy"]);
+        assert_eq!(
+            pod_not_ready_reason(&injected_pod(true, true), Some(2)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_regular_sidecar_on_a_1_32_node_counts_the_same() {
+        let r = container_readiness(&injected_pod(false, true));
+        assert_eq!((r.ready, r.total), (2, 2));
+        assert_eq!(r.names, ["reviews", "istio-proxy"]);
+        assert_eq!(
+            pod_not_ready_reason(&injected_pod(false, true), Some(2)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unready_sidecar_is_named_native_or_not() {
+        for native in [true, false] {
+            let pod = injected_pod(native, false);
+            let r = container_readiness(&pod);
+            assert_eq!((r.ready, r.total), (1, 2), "native={native}");
+            let why = pod_not_ready_reason(&pod, Some(2)).expect("not ready");
+            assert!(why.starts_with("1/2 ready"), "{why}");
+            assert!(
+                why.contains("container istio-proxy running but not ready"),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_native_sidecar_that_has_not_started_is_not_ready() {
+        let mut pod = injected_pod(true, true);
+        let st = pod.status.as_mut().unwrap();
+        st.init_container_statuses.as_mut().unwrap()[1].started = Some(false);
+        assert_eq!(container_readiness(&pod).ready, 1);
+    }
+
+    #[test]
+    fn a_completed_init_container_is_not_counted_and_the_count_is_checked() {
+        let pod = injected_pod(true, true);
+        let why = pod_not_ready_reason(&pod, Some(3)).expect("wrong count");
+        assert!(why.contains("has 2 containers, expected 3"), "{why}");
+    }
+
+    #[test]
+    fn the_upgrade_counts_native_sidecars_at_their_version() {
+        let pod = injected_pod(true, true);
+        assert_eq!(proxy_version_pending(&pod, "1.30.3"), None);
+        let why = proxy_version_pending(&pod, "1.31.0").expect("old proxy");
+        assert!(why.contains("proxyv2:1.30.3, not 1.31.0"), "{why}");
+    }
 }
