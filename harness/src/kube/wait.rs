@@ -48,8 +48,8 @@ pub fn is_native_sidecar(c: &k8s_openapi::api::core::v1::Container) -> bool {
 }
 
 /// The statuses of the containers [`container_readiness`] counts: regular containers and
-/// restartable init containers.
-fn counted_statuses(pod: &Pod) -> Vec<&k8s_openapi::api::core::v1::ContainerStatus> {
+/// restartable init containers (native sidecars).
+pub fn counted_statuses(pod: &Pod) -> Vec<&k8s_openapi::api::core::v1::ContainerStatus> {
     let sidecars: Vec<&str> = pod
         .spec
         .iter()

@@ -67,19 +67,7 @@ async fn run(s: &SnapshotSpec, ctx: &mut Context) -> Result<Outputs, StepError> 
                 .items
                 .iter()
                 .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .map(|p| {
-                    let st = p.status.clone().unwrap_or_default();
-                    let cs = st.container_statuses.clone().unwrap_or_default();
-                    let total = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
-                    let restarts: i32 = cs.iter().map(|c| c.restart_count).sum();
-                    json!({
-                        "name": crate::snapshot::redact_pod_name(&p.name_any()),
-                        "ready": format!("{}/{}", cs.iter().filter(|c| c.ready).count(), total),
-                        "status": st.phase.unwrap_or_default(),
-                        "restarts": if restarts == 0 { "0" } else { "1+" },
-                        "containers": p.spec.as_ref().map(|s| s.containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>()).unwrap_or_default(),
-                    })
-                })
+                .map(pod_row)
                 .collect();
             rows.sort_by_key(|r| r.to_string());
             pods_out.insert(ns.clone(), Value::Array(rows));
@@ -160,4 +148,34 @@ impl super::Kind for SnapshotSpec {
     ) -> Result<Outputs, StepError> {
         run(self, ctx).await
     }
+}
+
+/// One pod as a snapshot row: ready counted as kubectl's READY column (native sidecars
+/// included), restarts bucketed; native sidecars are also named as such, so a v1.34 run says
+/// how its proxies were injected while the row stays comparable with a v1.20 run's.
+fn pod_row(p: &k8s_openapi::api::core::v1::Pod) -> Value {
+    let st = p.status.clone().unwrap_or_default();
+    let readiness = crate::kube::wait::container_readiness(p);
+    let restarts: i32 = crate::kube::wait::counted_statuses(p)
+        .iter()
+        .map(|c| c.restart_count)
+        .sum();
+    let mut row = json!({
+        "name": crate::snapshot::redact_pod_name(&p.name_any()),
+        "ready": format!("{}/{}", readiness.ready, readiness.total),
+        "status": st.phase.unwrap_or_default(),
+        "restarts": if restarts == 0 { "0" } else { "1+" },
+        "containers": readiness.names,
+    });
+    let native: Vec<String> = p
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| crate::kube::wait::is_native_sidecar(c))
+        .map(|c| c.name.clone())
+        .collect();
+    if !native.is_empty() {
+        row["native-sidecars"] = json!(native);
+    }
+    row
 }

@@ -142,7 +142,8 @@ async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outpu
             "ready".into(),
             pods.iter()
                 .map(|p| {
-                    let n = p.spec.as_ref().map(|s| s.containers.len()).unwrap_or(0);
+                    // As kubectl's READY column: native sidecars count (they are ready now).
+                    let n = crate::kube::wait::container_readiness(p).total;
                     format!("{n}/{n}")
                 })
                 .collect::<std::collections::BTreeSet<_>>()
