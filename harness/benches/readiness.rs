@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
 use harness::cluster::{ClusterRequest, Provider, lab::Lab};
-use harness::kube::{apply, wait};
+use harness::kubeops::{apply, wait};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, ResourceExt};
@@ -40,7 +40,7 @@ spec:
 ";
 
 fn is_ready(p: &Pod) -> bool {
-    harness::kube::exec::is_ready(p)
+    harness::kubeops::exec::is_ready(p)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -124,7 +124,7 @@ fn main() {
     let info = rt.block_on(lab.create(&req)).expect("lab node");
     let kubeconfig = info.kubeconfig.display().to_string();
     let client = rt
-        .block_on(harness::kube::client_for(&info.kubeconfig, None))
+        .block_on(harness::kubeops::client_for(&info.kubeconfig, None))
         .unwrap();
     let docs = apply::parse_documents(std::path::Path::new("ready-bench.yaml"), MANIFEST).unwrap();
     rt.block_on(apply::apply(

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Namespace;
 
 use crate::context::Context;
 use crate::forwarder::Forwarder;
-use crate::kube::portforward::PortForward;
+use crate::kubeops::portforward::PortForward;
 use crate::probes::traffic::BackgroundTraffic;
 
 /// One thing a run created.

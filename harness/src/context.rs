@@ -103,7 +103,7 @@ impl Context {
             .with_hint("set `cluster.provider` in the scenario or pass --provider"));
         };
         let client =
-            crate::kube::client_for(&cluster.kubeconfig, cluster.context.as_deref()).await?;
+            crate::kubeops::client_for(&cluster.kubeconfig, cluster.context.as_deref()).await?;
         self.client = Some(client.clone());
         Ok(client)
     }

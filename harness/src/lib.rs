@@ -7,7 +7,7 @@
 //! [`snapshot`]s and [`report`]s.
 //!
 //! The steps call into one module per concept: [`cluster`] providers, the [`istio`]
-//! lifecycle, [`kube`] operations, the TCP [`forwarder`], and [`probes`] (HTTP, traffic,
+//! lifecycle, [`kubeops`] (Kubernetes operations), the TCP [`forwarder`], and [`probes`] (HTTP, traffic,
 //! Bookinfo, dashboards). [`expect`] holds the expectations every check shares, and
 //! [`download`] fetches kind, minikube and Istio releases, verified against the lock file.
 //! What a run creates is pushed onto its [`cleanup`] stack and undone newest first; step
@@ -25,7 +25,7 @@ pub mod error;
 pub mod expect;
 pub mod forwarder;
 pub mod istio;
-pub mod kube;
+pub mod kubeops;
 pub mod matrix;
 pub mod probes;
 pub mod report;

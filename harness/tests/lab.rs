@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use harness::cluster::lab::{self, Lab, LabNode};
 use harness::cluster::{ClusterInfo, ClusterRequest, Provider};
-use harness::kube::{apply, exec, ingress, portforward, wait};
+use harness::kubeops::{apply, exec, ingress, portforward, wait};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, ResourceExt};
@@ -70,7 +70,7 @@ fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo
     if let Some((_, _, info)) = nodes.iter().find(|(p, _, _)| *p == purpose) {
         let info = info.clone();
         let client = RT
-            .block_on(harness::kube::client_for(&info.kubeconfig, None))
+            .block_on(harness::kubeops::client_for(&info.kubeconfig, None))
             .map_err(|e| e.to_string())?;
         return Ok((client, info));
     }
@@ -89,7 +89,7 @@ fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo
         }
     };
     let client = RT
-        .block_on(harness::kube::client_for(&info.kubeconfig, None))
+        .block_on(harness::kubeops::client_for(&info.kubeconfig, None))
         .map_err(|e| e.to_string())?;
     nodes.push((purpose, lab, info.clone()));
     Ok((client, info))
@@ -695,7 +695,7 @@ fn upgrade_data_plane_restart_and_proxy_version() -> Result<(), Failed> {
             e.message.clone(),
         )?;
 
-        use harness::kube::patch::{Change, Target, patch};
+        use harness::kubeops::patch::{Change, Target, patch};
         let missing = Target { kind: "Deployment", api_version: None, name: "nope", namespace: "default" };
         let e = patch(&client, &missing, &Change::Merge(serde_json::json!({"spec": {"replicas": 2}})))
             .await

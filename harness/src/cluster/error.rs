@@ -9,7 +9,7 @@ use super::kind::KIND_VERSION;
 use super::lab::BUILD_COMMAND;
 use crate::download::DownloadError;
 use crate::error::StepError;
-use crate::kube::KubeError;
+use crate::kubeops::KubeError;
 
 /// An error from testcontainers or Docker, kept with its chain.
 pub type ContainerSource = Box<dyn std::error::Error + Send + Sync>;

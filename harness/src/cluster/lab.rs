@@ -282,7 +282,7 @@ impl Provider for Lab {
                 node_address: Some(ip),
                 name: format!("istio-e2e-lab-{}", req.run_id),
             };
-            let client = crate::kube::client_for(&kubeconfig, None).await?;
+            let client = crate::kubeops::client_for(&kubeconfig, None).await?;
             // generous: the v1.34 node takes ~40 s on a busy 2-core machine, more under heavy load
             wait_node_ready(&client, Duration::from_secs(240)).await?;
             let version = client

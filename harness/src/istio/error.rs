@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::download::DownloadError;
 use crate::error::StepError;
-use crate::kube::KubeError;
+use crate::kubeops::KubeError;
 
 /// An Istio operation's failure.
 #[derive(Debug, thiserror::Error)]

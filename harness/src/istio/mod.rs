@@ -12,7 +12,7 @@ use tokio::process::Command;
 pub use self::error::IstioError;
 use crate::context::Context;
 use crate::download::IstioRelease;
-use crate::kube::KubeError;
+use crate::kubeops::KubeError;
 
 /// Supported Kubernetes versions per Istio minor release (official "supported" ranges from
 /// the release announcements on istio.io, `data/compatibility/supportStatus.yml`; see
@@ -413,7 +413,7 @@ pub async fn installed(client: &kube::Client) -> Result<Vec<InstalledControlPlan
     let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), "istio-system");
     let lp = kube::api::ListParams::default().labels("app=istiod");
     let list = api.list(&lp).await.map_err(|e| {
-        crate::kube::KubeError::call("listing istiod deployments in istio-system", e)
+        crate::kubeops::KubeError::call("listing istiod deployments in istio-system", e)
     })?;
     Ok(list.items.iter().map(control_plane_of).collect())
 }

@@ -593,7 +593,7 @@ impl<'f> Run<'f> {
         let mut namespaces = vec![self.ctx.namespace.clone(), "istio-system".to_string()];
         namespaces.dedup();
         let error = r.error.clone().unwrap_or_default();
-        let collect = crate::kube::diagnostics::collect(
+        let collect = crate::kubeops::diagnostics::collect(
             &client,
             &namespaces,
             &self.ctx.applied,

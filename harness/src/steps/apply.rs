@@ -24,7 +24,7 @@ pub struct ApplySpec {
 
 async fn run(s: &ApplySpec, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
     let paths: Vec<PathBuf> = s.files.iter().map(PathBuf::from).collect();
-    let docs = crate::kube::apply::read_documents(&paths)?;
+    let docs = crate::kubeops::apply::read_documents(&paths)?;
     let client = ctx.client().await?;
     let ns = ctx.ns(s.namespace.as_ref());
     ctx.applied = docs
@@ -38,7 +38,7 @@ async fn run(s: &ApplySpec, ctx: &mut Context, deadline: Instant) -> Result<Outp
             )
         })
         .collect();
-    let report = crate::kube::apply::apply(&client, &docs, &ns, deadline).await?;
+    let report = crate::kubeops::apply::apply(&client, &docs, &ns, deadline).await?;
     let mut kinds = std::collections::BTreeMap::<String, u64>::new();
     for o in &report.objects {
         *kinds

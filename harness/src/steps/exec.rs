@@ -53,11 +53,11 @@ async fn run(s: &ExecSpec, ctx: &mut Context, _deadline: Instant) -> Result<Outp
     let ns = ctx.ns(s.namespace.as_ref());
     let pod = match (&s.pod, &s.selector) {
         (Some(p), _) => p.clone(),
-        (None, Some(sel)) => crate::kube::exec::first_ready_pod(&client, &ns, sel).await?,
+        (None, Some(sel)) => crate::kubeops::exec::first_ready_pod(&client, &ns, sel).await?,
         (None, None) => return Err(StepError::fatal("exec needs `selector` or `pod`")),
     };
     let out =
-        crate::kube::exec::exec(&client, &ns, &pod, s.container.as_deref(), &s.command).await?;
+        crate::kubeops::exec::exec(&client, &ns, &pod, s.container.as_deref(), &s.command).await?;
     if let Some(misses) = s.expect.check_command(&out.stdout, out.exit_code) {
         let stderr = if out.stderr.trim().is_empty() {
             String::new()

@@ -42,8 +42,9 @@ fn default_capture() -> String {
 async fn run(s: &IngressSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
     let node = ctx.cluster.as_ref().and_then(|c| c.node_address.clone());
-    let a = crate::kube::ingress::find(&client, &s.namespace, &s.service, &s.port, node.as_deref())
-        .await?;
+    let a =
+        crate::kubeops::ingress::find(&client, &s.namespace, &s.service, &s.port, node.as_deref())
+            .await?;
     let mut o = Outputs::new();
     o.insert("host".into(), a.host.clone().into());
     o.insert("port".into(), a.node_port.into());

@@ -65,9 +65,13 @@ async fn run(
     }
     ctx.istio.revision = s.revision.clone();
     let components = crate::istio::profile_components(&profile);
-    let done =
-        crate::kube::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
-            .await?;
+    let done = crate::kubeops::wait::deployments_rolled_out(
+        &client,
+        "istio-system",
+        &components,
+        deadline,
+    )
+    .await?;
     out.insert("profile".into(), profile.into());
     out.insert("components".into(), done.into());
     Ok(out)

@@ -212,7 +212,7 @@ async fn run(
             Some(rev)
         }
     };
-    crate::kube::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
+    crate::kubeops::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
         .await?;
 
     // 2. The data plane: relabel (canary), restart, wait for the new proxies.
@@ -233,15 +233,15 @@ async fn run(
             .await
             .map_err(|e| super::kube_err(&format!("relabeling namespace {ns}"), e))?;
         }
-        let names = crate::kube::wait::rollout_restart(&client, ns, &[]).await?;
-        crate::kube::wait::deployments_rolled_out(&client, ns, &names, deadline).await?;
-        proxies += crate::kube::wait::proxies_at_version(&client, ns, &s.to, deadline).await?;
+        let names = crate::kubeops::wait::rollout_restart(&client, ns, &[]).await?;
+        crate::kubeops::wait::deployments_rolled_out(&client, ns, &names, deadline).await?;
+        proxies += crate::kubeops::wait::proxies_at_version(&client, ns, &s.to, deadline).await?;
         restarted.extend(names.into_iter().map(|n| format!("{ns}/{n}")));
     }
 
     // The gateways are upgraded in place by either mode (they are not per-revision).
     proxies +=
-        crate::kube::wait::proxies_at_version(&client, "istio-system", &s.to, deadline).await?;
+        crate::kubeops::wait::proxies_at_version(&client, "istio-system", &s.to, deadline).await?;
 
     // 3. Canary: the old revision goes.
     if let Some(args) = steps.get(1) {

@@ -53,7 +53,7 @@ async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
     });
     api.patch(
         &ns,
-        &PatchParams::apply(crate::kube::FIELD_MANAGER),
+        &PatchParams::apply(crate::kubeops::FIELD_MANAGER),
         &Patch::Apply(&body),
     )
     .await

@@ -1,6 +1,6 @@
 //! Steps: one file per step kind, each with the kind's spec (what a scenario writes), its
 //! [`Kind`] implementation (name, default timeout, validation, summary, captures, and the code
-//! that runs it), calling into the concept modules (`kube`, `istio`, `forwarder`, `probes`).
+//! that runs it), calling into the concept modules (`kubeops`, `istio`, `forwarder`, `probes`).
 //! A newcomer finds the code of a walkthrough step by its name here.
 //!
 //! Adding a kind is one new file (the spec and `impl Kind`) and one line in the
@@ -224,7 +224,7 @@ pub(crate) use dashboard_kind;
 
 /// Where a failed step's kube API error came from, as a short sentence.
 pub(crate) fn kube_err(what: &str, e: kube::Error) -> StepError {
-    crate::kube::describe_error(what, e)
+    crate::kubeops::describe_error(what, e)
 }
 
 /// Seconds left until `deadline` (zero when past).

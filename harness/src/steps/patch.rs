@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::kube::patch::{Change, Target};
+use crate::kubeops::patch::{Change, Target};
 
 /// Spec of a `patch` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ async fn run(s: &PatchSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
         namespace: &ns,
     };
     ctx.applied = vec![format!("{}/{ns}/{}", s.kind, s.name)];
-    let changed = crate::kube::patch::patch(&client, &target, &change).await?;
+    let changed = crate::kubeops::patch::patch(&client, &target, &change).await?;
     let mut out = Outputs::new();
     out.insert(
         "object".into(),

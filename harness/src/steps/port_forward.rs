@@ -43,7 +43,7 @@ async fn run(s: &PortForwardSpec, ctx: &mut Context) -> Result<Outputs, StepErro
                 s.local
             ))
         })?;
-    let pf = crate::kube::portforward::start(client, &ns, &s.service, &s.port, listen).await?;
+    let pf = crate::kubeops::portforward::start(client, &ns, &s.service, &s.port, listen).await?;
     let local = pf.local_addr();
     let (pod, port) = pf.target().await;
     ctx.cleanup.push(Cleanup::PortForward {

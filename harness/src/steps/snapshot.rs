@@ -155,8 +155,8 @@ impl super::Kind for SnapshotSpec {
 /// how its proxies were injected while the row stays comparable with a v1.20 run's.
 fn pod_row(p: &k8s_openapi::api::core::v1::Pod) -> Value {
     let st = p.status.clone().unwrap_or_default();
-    let readiness = crate::kube::wait::container_readiness(p);
-    let restarts: i32 = crate::kube::wait::counted_statuses(p)
+    let readiness = crate::kubeops::wait::container_readiness(p);
+    let restarts: i32 = crate::kubeops::wait::counted_statuses(p)
         .iter()
         .map(|c| c.restart_count)
         .sum();
@@ -171,7 +171,7 @@ fn pod_row(p: &k8s_openapi::api::core::v1::Pod) -> Value {
         .spec
         .iter()
         .flat_map(|s| s.init_containers.iter().flatten())
-        .filter(|c| crate::kube::wait::is_native_sidecar(c))
+        .filter(|c| crate::kubeops::wait::is_native_sidecar(c))
         .map(|c| c.name.clone())
         .collect();
     if !native.is_empty() {

@@ -125,13 +125,13 @@ async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outpu
     let client = ctx.client().await?;
     let mut out = Outputs::new();
     if let Some(p) = &s.pods {
-        let want = crate::kube::wait::PodsReady {
+        let want = crate::kubeops::wait::PodsReady {
             namespace: ctx.ns(p.namespace.as_ref()),
             selector: p.selector.clone(),
             containers: p.containers,
             min_pods: p.min.unwrap_or(1),
         };
-        let pods = crate::kube::wait::pods_ready(&client, &want, deadline).await?;
+        let pods = crate::kubeops::wait::pods_ready(&client, &want, deadline).await?;
         let mut names: Vec<String> = pods
             .iter()
             .map(|p| p.metadata.name.clone().unwrap_or_default())
@@ -143,7 +143,7 @@ async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outpu
             pods.iter()
                 .map(|p| {
                     // As kubectl's READY column: native sidecars count (they are ready now).
-                    let n = crate::kube::wait::container_readiness(p).total;
+                    let n = crate::kubeops::wait::container_readiness(p).total;
                     format!("{n}/{n}")
                 })
                 .collect::<std::collections::BTreeSet<_>>()
@@ -154,7 +154,7 @@ async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outpu
     } else if let Some(d) = &s.deployments {
         let ns = ctx.ns(d.namespace.as_ref());
         let done =
-            crate::kube::wait::deployments_rolled_out(&client, &ns, &d.names, deadline).await?;
+            crate::kubeops::wait::deployments_rolled_out(&client, &ns, &d.names, deadline).await?;
         out.insert("deployments".into(), done.into());
     } else if let Some(c) = &s.condition {
         let (group, version) = match c.api_version.split_once('/') {
