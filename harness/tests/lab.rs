@@ -74,25 +74,37 @@ fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo
             .map_err(|e| e.to_string())?;
         return Ok((client, info));
     }
-    let mut lab = Lab::for_version(Some(version.minor.to_string()));
-    let dir = tempfile::tempdir().unwrap().keep();
-    let req = ClusterRequest {
-        run_id: format!("labtest-{purpose}-{}", std::process::id()),
-        artifacts: dir,
-        ..Default::default()
-    };
-    let info = match RT.block_on(lab.create(&req)) {
-        Ok(i) => i,
-        Err(e) => {
-            let _ = RT.block_on(lab.teardown(false));
-            return Err(format!("lab node did not start: {e}").into());
-        }
-    };
+    let (lab, info) = start_node(&purpose, version)?;
     let client = RT
         .block_on(harness::kubeops::client_for(&info.kubeconfig, None))
         .map_err(|e| e.to_string())?;
     nodes.push((purpose, lab, info.clone()));
     Ok((client, info))
+}
+
+/// Starts a node for `purpose`; a start that failed in a way that may pass on a second try
+/// (a node slow to become Ready on a loaded machine) is tried once more, after saying why.
+fn start_node(purpose: &str, version: LabNode) -> Result<(Lab, ClusterInfo), Failed> {
+    for attempt in 1..=2 {
+        let mut lab = Lab::for_version(Some(version.minor.to_string()));
+        let dir = tempfile::tempdir().unwrap().keep();
+        let req = ClusterRequest {
+            run_id: format!("labtest-{purpose}-{}-{attempt}", std::process::id()),
+            artifacts: dir,
+            ..Default::default()
+        };
+        match RT.block_on(lab.create(&req)) {
+            Ok(info) => return Ok((lab, info)),
+            Err(e) => {
+                let _ = RT.block_on(lab.teardown(false));
+                if attempt == 2 || !e.is_retryable() {
+                    return Err(format!("lab node did not start: {e}").into());
+                }
+                eprintln!("lab node did not start (trying once more): {e}");
+            }
+        }
+    }
+    unreachable!("the second attempt returns")
 }
 
 fn lab_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {

@@ -233,6 +233,100 @@ async fn the_scenario_timeout_bounds_every_step() {
     );
 }
 
+/// A provider whose first `failures` creations fail with `error`.
+struct FailingProvider {
+    log: Log,
+    failures: u32,
+    error: fn() -> ClusterError,
+}
+
+impl Provider for FailingProvider {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn needs(&self) -> &'static str {
+        "nothing"
+    }
+    fn check(&self) -> Result<(), ClusterError> {
+        Ok(())
+    }
+    fn create<'a>(
+        &'a mut self,
+        req: &'a ClusterRequest,
+    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
+        self.log.push("create");
+        let fail = self.failures > 0;
+        self.failures = self.failures.saturating_sub(1);
+        let error = self.error;
+        Box::pin(async move {
+            if fail {
+                return Err(error());
+            }
+            FakeProvider(Log::default()).create(req).await
+        })
+    }
+    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
+        self.log.push(format!("teardown keep={keep}"));
+        Box::pin(async { Ok("fake cluster removed".into()) })
+    }
+}
+
+/// A node slow to become Ready is removed and created once more (the cluster record says 2
+/// attempts); a second failure, or a failure that cannot pass on a retry, fails at once.
+#[rstest]
+#[case::slow_node_once(1, not_ready, Status::Passed, 2)]
+#[case::slow_node_twice(2, not_ready, Status::Failed, 2)]
+#[case::no_kubeconfig(1, || ClusterError::NoKubeconfig, Status::Failed, 1)]
+#[tokio::test]
+async fn cluster_creation_is_retried_once_when_it_may_pass(
+    #[case] failures: u32,
+    #[case] error: fn() -> ClusterError,
+    #[case] status: Status,
+    #[case] attempts: u32,
+) {
+    let log = Log::default();
+    let file = scenario_with(&[("ok", "")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        artifacts_root: Some(tmp.path().into()),
+        quiet: true,
+        no_signal_handler: true,
+        ..Default::default()
+    };
+    let exec = FakeSteps {
+        log: log.clone(),
+        calls: AtomicU32::new(0),
+    };
+    let provider = FailingProvider {
+        log: log.clone(),
+        failures,
+        error,
+    };
+    let r = run_with(&file, &opts, Box::new(provider), &exec).await;
+    assert_eq!(r.status, status, "{:?}", r.failure_message());
+    let cluster = &r.steps[0];
+    assert_eq!((cluster.status, cluster.attempts), (status, attempts));
+    let creates = log.lines().iter().filter(|l| *l == "create").count();
+    assert_eq!(creates as u32, attempts);
+    if status == Status::Failed {
+        assert!(
+            cluster
+                .error
+                .as_deref()
+                .unwrap()
+                .contains(&error().to_string())
+        );
+    }
+}
+
+fn not_ready() -> ClusterError {
+    ClusterError::NodeNotReady {
+        limit: Duration::from_secs(240),
+        last: "node n Ready=False (KubeletNotReady: PLEG is not healthy)".into(),
+        evidence: String::new(),
+    }
+}
+
 #[tokio::test]
 async fn keep_on_failure_keeps_the_cluster_only_when_it_failed() {
     for (what, keep) in [("fail", true), ("ok", false)] {

@@ -98,9 +98,17 @@ pub enum ClusterError {
     /// The lab node container did not start (or not up to its ready line).
     #[error("the lab node did not start: {0}")]
     LabStart(#[source] ContainerSource),
-    /// The lab node did not report Ready in time.
-    #[error("the lab node was not Ready within {}s", .0.as_secs())]
-    NodeNotReady(Duration),
+    /// The lab node did not report Ready in time, or its container stopped first.
+    #[error("the lab node was not Ready within {}s: {last}{evidence}", .limit.as_secs())]
+    NodeNotReady {
+        /// How long the harness waited.
+        limit: Duration,
+        /// The node's last Ready condition (`reason: message`), or why there was none.
+        last: String,
+        /// What the node's container said: its entrypoint's output and the kubelet log's tail
+        /// (each block starting on a new line), or empty when they could not be read.
+        evidence: String,
+    },
     /// A node container (lab, k3s) could not be started or asked something (`doing` says
     /// what, e.g. `lab apiserver port`).
     #[error("{doing}: {source}")]
@@ -172,7 +180,7 @@ impl ClusterError {
         match self {
             ClusterError::CommandFailed { .. }
             | ClusterError::RemoveContainer { .. }
-            | ClusterError::NodeNotReady(_) => true,
+            | ClusterError::NodeNotReady { .. } => true,
             ClusterError::Kube(e) => e.is_retryable(),
             // The download layer's own rule (crate::download: only HTTP failures are transient).
             ClusterError::Download(e) => matches!(**e, DownloadError::Http { .. }),
@@ -235,10 +243,16 @@ mod tests {
         };
         assert!(e.is_retryable());
         assert!(!StepError::from(e).fatal);
-        assert!(ClusterError::NodeNotReady(Duration::from_secs(120)).is_retryable());
+        let not_ready = ClusterError::NodeNotReady {
+            limit: Duration::from_secs(120),
+            last: "KubeletNotReady: container runtime network not ready".into(),
+            evidence: "\n--- kubelet log ---\nE1203 cni config uninitialized".into(),
+        };
+        assert!(not_ready.is_retryable());
         assert_eq!(
-            ClusterError::NodeNotReady(Duration::from_secs(120)).to_string(),
-            "the lab node was not Ready within 120s"
+            not_ready.to_string(),
+            "the lab node was not Ready within 120s: KubeletNotReady: container runtime network \
+             not ready\n--- kubelet log ---\nE1203 cni config uninitialized"
         );
     }
 

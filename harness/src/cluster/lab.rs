@@ -283,8 +283,7 @@ impl Provider for Lab {
                 name: format!("istio-e2e-lab-{}", req.run_id),
             };
             let client = crate::kubeops::client_for(&kubeconfig, None).await?;
-            // generous: the v1.34 node takes ~40 s on a busy 2-core machine, more under heavy load
-            wait_node_ready(&client, Duration::from_secs(240)).await?;
+            node_ready_or_evidence(&client, c).await?;
             let version = client
                 .apiserver_version()
                 .await
@@ -305,35 +304,192 @@ impl Provider for Lab {
     }
 }
 
-/// Waits (watch, no polling) until a node reports Ready.
+/// How long a started node may take to report Ready: generous, the v1.34 node takes ~20 s on
+/// an idle 2-core machine and ~40 s on a busy one.
+const NODE_READY_LIMIT: Duration = Duration::from_secs(240);
+
+/// The entrypoint's line when a server of the node exits (it then prints that server's log
+/// tail and stops the container).
+const FATAL_LINE: &str = "istio-e2e-lab: FATAL";
+
+/// Waits until the node is Ready, or fails early when the node's container reports a fatal
+/// error or stops; a failure carries the evidence (entrypoint output, kubelet log tail).
+async fn node_ready_or_evidence(
+    client: &kube::Client,
+    c: &ContainerAsync<GenericImage>,
+) -> Result<(), ClusterError> {
+    let died = tokio::select! {
+        r = wait_node_ready(client, NODE_READY_LIMIT) => match r {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        },
+        () = container_fatal(c) => ClusterError::NodeNotReady {
+            limit: NODE_READY_LIMIT,
+            last: "the node's container reported a fatal error or stopped".into(),
+            evidence: String::new(),
+        },
+    };
+    match died {
+        ClusterError::NodeNotReady { limit, last, .. } => Err(ClusterError::NodeNotReady {
+            limit,
+            last,
+            evidence: node_evidence(c).await,
+        }),
+        other => Err(other),
+    }
+}
+
+/// Resolves when the container's output has a FATAL line or ends (the container stopped).
+async fn container_fatal(c: &ContainerAsync<GenericImage>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = c.stdout(true).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.starts_with(FATAL_LINE) {
+            return;
+        }
+    }
+}
+
+/// The tail of the node container's output and, while it runs, of its kubelet log: what a
+/// user needs to see when the node did not become Ready (each block on new lines).
+async fn node_evidence(c: &ContainerAsync<GenericImage>) -> String {
+    // the entrypoint prints the failed server's log tail before it exits: give it a moment
+    let _ = tokio::time::timeout(Duration::from_secs(5), container_stopped(c)).await;
+    let mut out = String::new();
+    if let Ok(raw) = c.stdout_to_vec().await {
+        out.push_str(&evidence_block(
+            "the node container's output",
+            &String::from_utf8_lossy(&raw),
+            40,
+        ));
+    }
+    if c.is_running().await.unwrap_or(false) {
+        let tail = ExecCommand::new(["tail", "-n", "25", "/var/log/lab/kubelet.log"]);
+        if let Ok(mut r) = c.exec(tail).await {
+            let raw = r.stdout_to_vec().await.unwrap_or_default();
+            out.push_str(&evidence_block(
+                "/var/log/lab/kubelet.log in the node",
+                &String::from_utf8_lossy(&raw),
+                25,
+            ));
+        }
+    }
+    out
+}
+
+/// Resolves when the container's output ends.
+async fn container_stopped(c: &ContainerAsync<GenericImage>) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = Vec::new();
+    let _ = c.stdout(true).read_to_end(&mut sink).await;
+}
+
+/// `text`'s last `lines` lines under a heading, starting on a new line ("" when empty).
+fn evidence_block(heading: &str, text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    if all.is_empty() {
+        return String::new();
+    }
+    let tail = &all[all.len().saturating_sub(lines)..];
+    format!(
+        "\n--- last {} lines of {heading} ---\n{}",
+        tail.len(),
+        tail.join("\n")
+    )
+}
+
+/// Waits (watch, no polling) until a node reports Ready; on timeout the error names the
+/// node's last Ready condition.
 pub async fn wait_node_ready(client: &kube::Client, limit: Duration) -> Result<(), ClusterError> {
     let api: Api<Node> = Api::all(client.clone());
-    let ready = |n: &Node| {
-        n.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-    };
     let stream = watcher::watcher(api, watcher::Config::default());
     let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(stream));
     let deadline = Instant::now() + limit;
+    let mut last = "no node registered with the apiserver yet".to_string();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, stream.next()).await {
             Err(_) | Ok(None) => {
-                return Err(ClusterError::NodeNotReady(limit));
+                let evidence = String::new();
+                return Err(ClusterError::NodeNotReady {
+                    limit,
+                    last,
+                    evidence,
+                });
             }
-            Ok(Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)))) if ready(&n) => {
-                return Ok(());
+            Ok(Some(Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)))) => {
+                match ready_condition(&n) {
+                    Ok(()) => return Ok(()),
+                    Err(why) => last = why,
+                }
             }
+            Ok(Some(Err(e))) => last = format!("watching nodes failed: {e}"),
             Ok(Some(_)) => {}
         }
+    }
+}
+
+/// Ok when the node's Ready condition is True, else that condition as `reason: message`.
+fn ready_condition(n: &Node) -> Result<(), String> {
+    let name = n.metadata.name.as_deref().unwrap_or("?");
+    let cond = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    match cond {
+        Some(c) if c.status == "True" => Ok(()),
+        Some(c) => Err(format!(
+            "node {name} Ready={} ({}: {})",
+            c.status,
+            c.reason.as_deref().unwrap_or("no reason"),
+            c.message.as_deref().unwrap_or("no message")
+        )),
+        None => Err(format!("node {name} has no Ready condition yet")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node_with_ready(status: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "istio-e2e-lab"},
+            "status": {"conditions": [{"type": "Ready", "status": status,
+                "reason": "KubeletNotReady",
+                "message": "container runtime network not ready: cni config uninitialized"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_node_not_ready_names_its_condition() {
+        assert_eq!(ready_condition(&node_with_ready("True")), Ok(()));
+        assert_eq!(
+            ready_condition(&node_with_ready("False")),
+            Err(
+                "node istio-e2e-lab Ready=False (KubeletNotReady: container runtime network \
+                 not ready: cni config uninitialized)"
+                    .into()
+            )
+        );
+        let bare: Node =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "n"}})).unwrap();
+        assert_eq!(
+            ready_condition(&bare),
+            Err("node n has no Ready condition yet".into())
+        );
+    }
+
+    #[test]
+    fn evidence_keeps_the_last_lines_under_a_heading() {
+        assert_eq!(evidence_block("x", "", 3), "");
+        assert_eq!(
+            evidence_block("kubelet.log", "a\nb\nc\nd\n", 2),
+            "\n--- last 2 lines of kubelet.log ---\nc\nd"
+        );
+    }
 
     #[test]
     fn versions_map_to_their_minors_node() {

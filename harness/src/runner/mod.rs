@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::future::BoxFuture;
 
 use crate::Outputs;
-use crate::cluster::{ClusterRequest, Provider};
+use crate::cluster::{ClusterError, ClusterInfo, ClusterRequest, Provider};
 use crate::context::Context;
 use crate::error::StepError;
 use crate::report::Progress;
@@ -415,7 +415,7 @@ impl<'f> Run<'f> {
         let deadline = self
             .deadline
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(900));
-        let created = guarded(self.provider.create(&req), deadline, &mut self.interrupt).await;
+        let (created, attempts) = self.create_with_retry(&req, deadline).await;
         let (status, error, outputs) = match created {
             Outcome::Interrupted => {
                 self.interrupted = true;
@@ -449,8 +449,31 @@ impl<'f> Run<'f> {
                 (Status::Passed, None, o)
             }
         };
-        let r = pending.done(status, 1, outputs, error);
+        let r = pending.done(status, attempts, outputs, error);
         self.record(r);
+    }
+
+    /// Creates the cluster; a creation that failed in a way that may pass on a second try (a
+    /// lab node slow to become Ready on a loaded machine, a provider command that failed) is
+    /// removed and tried once more. Returns the outcome and the number of attempts.
+    async fn create_with_retry(
+        &mut self,
+        req: &ClusterRequest,
+        deadline: Instant,
+    ) -> (Outcome<Result<ClusterInfo, ClusterError>>, u32) {
+        let mut attempt = 1;
+        loop {
+            let created = guarded(self.provider.create(req), deadline, &mut self.interrupt).await;
+            match &created {
+                Outcome::Done(Err(e)) if attempt == 1 && e.is_retryable() => {
+                    self.progress
+                        .note(&format!("cluster creation failed, retrying: {e}"));
+                    let _ = self.provider.teardown(false).await;
+                    attempt += 1;
+                }
+                _ => return (created, attempt),
+            }
+        }
     }
 
     /// Runs step `i`: skipped after a failure or when its `when:` is false; else tried per
