@@ -2,6 +2,9 @@
 //! failing and after a panicking step, retries stopping at the limit, the step timeout, and
 //! interruption.
 
+#[path = "support/release.rs"]
+mod release;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -428,12 +431,16 @@ async fn bookinfo_demo_picks_its_tracing_steps_by_istio_version(
     #[case] install: &str,
 ) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let test = "bookinfo_demo_picks_its_tracing_steps_by_istio_version";
+    let Some(release) = release::istio_release("1.12.1", test).await else {
+        return;
+    };
     let file = scenario::load(&root.join("scenarios/bookinfo-demo.yaml")).unwrap();
     let r = run_file(
         &file,
         RunOptions {
             istio_version: Some(version.into()),
-            istio_dir: Some(root.join("../shared/istio-samples/1.12.1")),
+            istio_dir: Some(release),
             ..Default::default()
         },
     )
@@ -512,11 +519,15 @@ async fn upgrade_scenario_runs_one_upgrade_between_traffic_on_and_off(
     #[case] upgrade: &str,
 ) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let test = "upgrade_scenario_runs_one_upgrade_between_traffic_on_and_off";
+    let Some(release) = release::istio_release("1.12.1", test).await else {
+        return;
+    };
     let file = scenario::load(&root.join("scenarios/upgrade.yaml")).unwrap();
     let (r, log) = run_file_logged(
         &file,
         RunOptions {
-            istio_dir: Some(root.join("../shared/istio-samples/1.12.1")),
+            istio_dir: Some(release),
             params: set
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -4,7 +4,7 @@
 //! sidecars, CEL in CRDs, cgroup v2). The node is chosen by the requested Kubernetes version
 //! (the scenario's `cluster.kubernetes`, `--kubernetes`, or `ISTIO_E2E_K8S_VERSION`; a full
 //! version maps to its minor). It works with no registry and no internet, which makes it our
-//! CI cluster and a cluster for air-gapped machines. Started through testcontainers with the settings of shared/lab-notes.md: no
+//! CI cluster and a cluster for air-gapped machines. Started through testcontainers with no
 //! `--privileged` (it fails in sandboxes without CAP_SYS_RESOURCE), all capabilities but
 //! SYS_RESOURCE, unconfined seccomp/apparmor, no masked paths, every device allowed in the
 //! cgroup, /dev/kmsg, and tmpfs for /run, /tmp and /var/lib/containerd.

@@ -201,7 +201,7 @@ impl DownloadError {
                 "check the network and that the version exists; air-gapped: pass --istio-dir with an unpacked release"
             }
             DownloadError::NotARelease { .. } => {
-                "point --istio-dir at the unpacked istio-<version>/ directory (the one with bin/ and samples/)"
+                "point --istio-dir at the unpacked istio-<version>/ directory (the one with bin/ and samples/), or at a directory holding releases named by version (<dir>/<version>/)"
             }
             _ => return None,
         })
@@ -247,6 +247,42 @@ pub struct IstioRelease {
     pub istioctl: Option<PathBuf>,
     /// The release's version, from its `manifest.yaml` (or the version downloaded).
     pub version: Option<String>,
+}
+
+/// Where a release keeps the file with all of Istio's CRDs, newest layout first: since about
+/// 1.24 `manifests/charts/base/files/crd-all.gen.yaml` (the base chart's templates include it),
+/// before that `manifests/charts/base/crds/crd-all.gen.yaml` (Helm's crds/ directory).
+pub const CRD_FILES: [&str; 2] = [
+    "manifests/charts/base/files/crd-all.gen.yaml",
+    "manifests/charts/base/crds/crd-all.gen.yaml",
+];
+
+/// The release's file of all Istio CRDs (the `${istio.crds}` variable), when it has one.
+pub fn release_crds(dir: &Path) -> Option<PathBuf> {
+    CRD_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file())
+}
+
+/// True when `dir` is not a release but holds some (a child directory with `samples/`).
+pub fn holds_releases(dir: &Path) -> bool {
+    !dir.join("samples").is_dir()
+        && fs::read_dir(dir)
+            .is_ok_and(|entries| entries.flatten().any(|e| e.path().join("samples").is_dir()))
+}
+
+/// The release directory a run uses for `--istio-dir DIR` and the wanted `version`: `DIR`
+/// itself when it is a release (it has `samples/`), else `DIR/<version>` or
+/// `DIR/istio-<version>` when one of those is (a directory of releases named by version, so
+/// one setting serves every entry of a matrix), else `DIR` (which [`use_local_release`] then
+/// refuses, saying why).
+pub fn release_dir(dir: &Path, version: Option<&str>) -> PathBuf {
+    if dir.join("samples").is_dir() {
+        return dir.to_path_buf();
+    }
+    version
+        .into_iter()
+        .flat_map(|v| [dir.join(v), dir.join(format!("istio-{v}"))])
+        .find(|d| d.join("samples").is_dir())
+        .unwrap_or_else(|| dir.to_path_buf())
 }
 
 /// Why a directory is not an unpacked Istio release.
@@ -295,8 +331,8 @@ pub fn use_local_release(dir: &Path) -> Result<IstioRelease, DownloadError> {
     })
 }
 
-/// What a run uses for Istio: the local release `dir` when given (checked with
-/// [`use_local_release`]); else the release `version`, downloaded into the default cache and
+/// What a run uses for Istio: the local release `dir` when given (resolved for `version` by
+/// [`release_dir`], checked with [`use_local_release`]); else the release `version`, downloaded into the default cache and
 /// checked against the lock file `lock` (normally `<repository>/istio-e2e.lock`).
 /// `Ok(None)` when neither is given.
 pub async fn prepare_istio(
@@ -305,7 +341,7 @@ pub async fn prepare_istio(
     lock: &Path,
 ) -> Result<Option<IstioRelease>, DownloadError> {
     if let Some(d) = dir {
-        return use_local_release(d).map(Some);
+        return use_local_release(&release_dir(d, version)).map(Some);
     }
     let Some(v) = version else {
         return Ok(None);
@@ -362,5 +398,41 @@ mod tests {
             PathBuf::from("/home/u/.cache/istio-e2e")
         );
         assert!(cache_root_from(None, None).is_err());
+    }
+
+    /// A release in the layout of `version`, with its CRD file at `crds` (relative).
+    fn fake_release(parent: &Path, name: &str, crds: &str) -> PathBuf {
+        let d = parent.join(name);
+        fs::create_dir_all(d.join("samples")).unwrap();
+        fs::create_dir_all(d.join(crds).parent().unwrap()).unwrap();
+        fs::write(d.join(crds), "# crds\n").unwrap();
+        d
+    }
+
+    #[test]
+    fn a_directory_of_releases_serves_each_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = fake_release(tmp.path(), "1.12.1", CRD_FILES[1]);
+        let new = fake_release(tmp.path(), "istio-1.30.3", CRD_FILES[0]);
+        // a release itself is used as it is, whatever version is asked for
+        assert_eq!(release_dir(&old, Some("1.30.3")), old);
+        // a directory of releases gives the one of the version (bare or istio-<v>)
+        assert_eq!(release_dir(tmp.path(), Some("1.12.1")), old);
+        assert_eq!(release_dir(tmp.path(), Some("1.30.3")), new);
+        // an unknown version, or none, leaves the directory (refused later, saying why)
+        assert_eq!(release_dir(tmp.path(), Some("1.99.0")), tmp.path());
+        assert_eq!(release_dir(tmp.path(), None), tmp.path());
+        assert!(holds_releases(tmp.path()) && !holds_releases(&old));
+        assert!(matches!(
+            use_local_release(&release_dir(tmp.path(), Some("1.99.0"))),
+            Err(DownloadError::NotARelease {
+                reason: NotAReleaseReason::NoSamples,
+                ..
+            })
+        ));
+        // each layout's CRD file is found where that release keeps it
+        assert_eq!(release_crds(&old), Some(old.join(CRD_FILES[1])));
+        assert_eq!(release_crds(&new), Some(new.join(CRD_FILES[0])));
+        assert_eq!(release_crds(tmp.path()), None);
     }
 }

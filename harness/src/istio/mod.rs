@@ -15,8 +15,8 @@ use crate::download::IstioRelease;
 use crate::kubeops::KubeError;
 
 /// Supported Kubernetes versions per Istio minor release (official "supported" ranges from
-/// the release announcements on istio.io, `data/compatibility/supportStatus.yml`; see
-/// shared/research/istio-anchors.md §5.1). `(istio minor, oldest k8s minor, newest k8s minor)`.
+/// the release announcements on istio.io, whose site keeps them in
+/// `data/compatibility/supportStatus.yml`). `(istio minor, oldest k8s minor, newest k8s minor)`.
 pub const SUPPORT: &[(u32, u32, u32)] = &[
     (10, 18, 21),
     (11, 18, 22),
@@ -122,14 +122,17 @@ pub async fn prepare_release(
     Ok(crate::download::prepare_istio(dir, version, &lock).await?)
 }
 
-/// Makes `release` the one later steps use: `ctx.istio.dir`, `${istio.dir}` and, when the
-/// release has one, its istioctl (else the istioctl found before stays).
+/// Makes `release` the one later steps use: `ctx.istio.dir`, `${istio.dir}`, `${istio.crds}`
+/// and, when the release has one, its istioctl (else the istioctl found before stays).
 pub fn use_release(ctx: &mut Context, release: &IstioRelease) {
     if let Some(istioctl) = &release.istioctl {
         ctx.istio.istioctl = Some(istioctl.clone());
     }
     ctx.istio.dir = Some(release.dir.clone());
     ctx.vars.set("istio.dir", release.dir.display().to_string());
+    let crds = crate::download::release_crds(&release.dir);
+    let crds = crds.map(|c| c.display().to_string()).unwrap_or_default();
+    ctx.vars.set("istio.crds", crds);
 }
 
 /// The components the profile installs, as deployments in `istio-system`.

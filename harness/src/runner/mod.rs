@@ -296,11 +296,21 @@ impl<'f> Run<'f> {
         ctx.istio.dir = opts
             .istio_dir
             .clone()
-            .or(istio_spec.dir.as_ref().map(PathBuf::from));
+            .or(istio_spec.dir.as_ref().map(PathBuf::from))
+            .map(|d| crate::download::release_dir(&d, ctx.istio.version.as_deref()));
         ctx.istio.profile = istio_spec.profile.clone().unwrap_or_else(|| "demo".into());
         ctx.istio.istioctl = crate::istio::find_istioctl(ctx.istio.dir.as_deref());
         let dir = ctx.istio.dir.as_ref().map(|d| d.display().to_string());
         ctx.vars.set("istio.dir", dir.unwrap_or_default());
+        let crds = ctx
+            .istio
+            .dir
+            .as_deref()
+            .and_then(crate::download::release_crds);
+        ctx.vars.set(
+            "istio.crds",
+            crds.map(|c| c.display().to_string()).unwrap_or_default(),
+        );
         ctx.vars.set(
             "istio.version",
             ctx.istio.version.clone().unwrap_or_default(),
@@ -343,6 +353,7 @@ impl<'f> Run<'f> {
         let file = self.file;
         let s = &file.scenario;
         let uses_istio = self.file.source.contains("${istio.dir}")
+            || self.file.source.contains("${istio.crds}")
             || s.steps.iter().any(|st| st.value.kind.spec().uses_istio());
         if !uses_istio {
             return;
@@ -367,8 +378,7 @@ impl<'f> Run<'f> {
                     .istioctl
                     .clone()
                     .or_else(|| crate::istio::find_istioctl(None));
-                ctx.istio.dir = Some(rel.dir.clone());
-                ctx.vars.set("istio.dir", rel.dir.display().to_string());
+                crate::istio::use_release(ctx, &rel);
                 (Status::Passed, None)
             }
             Ok(None) => (Status::Passed, None),

@@ -141,7 +141,8 @@ fn step_starts(file: &ScenarioFile) -> Vec<usize> {
         .collect()
 }
 
-/// The variables known before anything runs: `${istio.dir}` (when given) and `${namespace}`.
+/// The variables known before anything runs: `${istio.dir}` and `${istio.crds}` (when a
+/// release directory is given) and `${namespace}`.
 fn static_vars(file: &ScenarioFile, opts: &ValidateOptions) -> Vars {
     let s = &file.scenario;
     let istio_dir = opts.istio_dir.clone().or_else(|| {
@@ -150,9 +151,17 @@ fn static_vars(file: &ScenarioFile, opts: &ValidateOptions) -> Vars {
             .and_then(|i| i.dir.as_ref())
             .map(PathBuf::from)
     });
+    let version = s.istio.as_ref().and_then(|i| i.version.as_deref());
+    // a directory of releases without this version: the run says so; nothing to check here
+    let istio_dir = istio_dir
+        .map(|d| crate::download::release_dir(&d, version))
+        .filter(|d| !crate::download::holds_releases(d));
     let mut static_vars = Vars::default();
     if let Some(d) = &istio_dir {
         static_vars.set("istio.dir", d.display().to_string());
+        if let Some(crds) = crate::download::release_crds(d) {
+            static_vars.set("istio.crds", crds.display().to_string());
+        }
     }
     static_vars.set("namespace", s.namespace.clone());
     static_vars

@@ -3,7 +3,8 @@
 //! Names come from three places, looked up in this order:
 //! - captures of earlier steps: a step with `capture: gw` (or its kind's default capture
 //!   name) defines `${gw.<key>}` for the keys its kind records (e.g. `${gw.address}`);
-//! - built-ins: `${istio.dir}`, `${istio.version}`, `${istio.profile}`, `${namespace}`,
+//! - built-ins: `${istio.dir}`, `${istio.crds}` (the release's file of all Istio CRDs, where
+//!   that release keeps it), `${istio.version}`, `${istio.profile}`, `${namespace}`,
 //!   `${run.id}`, `${run.artifacts}`, `${cluster.provider}`, `${cluster.node-address}`,
 //!   `${cluster.kubeconfig}`;
 //! - environment variables: `${HOME}`.
@@ -18,6 +19,7 @@ use serde_json::Value;
 /// Built-in variable names, always defined while a scenario runs.
 pub const BUILTINS: &[&str] = &[
     "istio.dir",
+    "istio.crds",
     "istio.version",
     "istio.profile",
     "namespace",
