@@ -5,8 +5,8 @@
 //! |---|---|---|
 //! | `ISTIO_E2E_SCENARIOS` | comma list of scenario names or files | every `scenarios/*.yaml` |
 //! | `ISTIO_E2E_PROVIDER` | comma list of providers | each scenario's own |
-//! | `ISTIO_E2E_K8S_VERSION` | comma list of Kubernetes versions | each scenario's `cluster.kubernetes` |
-//! | `ISTIO_E2E_ISTIO_VERSION` | comma list of Istio versions | each scenario's `istio.version` |
+//! | `ISTIO_E2E_K8S_VERSION` | comma list of Kubernetes versions | each scenario's `matrix:` rows, else its `cluster.kubernetes` |
+//! | `ISTIO_E2E_ISTIO_VERSION` | comma list of Istio versions | each scenario's `matrix:` rows, else its `istio.version` |
 //! | `ISTIO_E2E_ISTIO_DIR` | a local Istio release directory | none (download) |
 //! | `ISTIO_E2E_REQUIRE` | `1`: a trial whose provider cannot run fails instead of being ignored | unset |
 //! | `ISTIO_E2E_SET` | comma list of `name=value` scenario parameters (as `run --set`); each must be declared by every scenario run | none |
@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::scenario::{Diagnostic, ScenarioFile};
+use crate::scenario::{Diagnostic, MatrixRow, Scenario, ScenarioFile};
 
 /// One trial: a scenario on a provider with versions.
 #[derive(Debug, Clone)]
@@ -109,16 +109,7 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
         } else {
             providers.clone()
         };
-        let ks: Vec<Option<String>> = if k8s.is_empty() {
-            vec![s.cluster.kubernetes.clone()]
-        } else {
-            k8s.iter().cloned().map(Some).collect()
-        };
-        let is: Vec<Option<String>> = if istio.is_empty() {
-            vec![s.istio.as_ref().and_then(|i| i.version.clone())]
-        } else {
-            istio.iter().cloned().map(Some).collect()
-        };
+        let pairs = version_pairs(s, &k8s, &istio);
         for p in &ps {
             if !s.cluster.allows(p) {
                 notes.push(format!(
@@ -132,19 +123,66 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
                 ));
                 continue;
             }
-            for k in &ks {
-                for i in &is {
-                    entries.push(Entry {
-                        file: file.clone(),
-                        provider: p.clone(),
-                        kubernetes: k.clone(),
-                        istio: i.clone(),
-                    });
-                }
+            for (k, i) in &pairs {
+                entries.push(Entry {
+                    file: file.clone(),
+                    provider: p.clone(),
+                    kubernetes: k.clone(),
+                    istio: i.clone(),
+                });
             }
         }
     }
     (entries, notes, errors)
+}
+
+/// The (Kubernetes, Istio) versions a scenario runs with: its `matrix:` rows (else its own
+/// `cluster.kubernetes` with `istio.version`) when the environment names no versions. When
+/// it names Kubernetes versions only, each is paired with the Istio of the row for the same
+/// Kubernetes minor (else the scenario's own), and the other way round for Istio versions
+/// only; when it names both, every combination runs.
+pub fn version_pairs(
+    s: &Scenario,
+    k8s: &[String],
+    istio: &[String],
+) -> Vec<(Option<String>, Option<String>)> {
+    let own_k8s = s.cluster.kubernetes.clone();
+    let own_istio = s.istio.as_ref().and_then(|i| i.version.clone());
+    let rows: Vec<(Option<String>, Option<String>)> = if s.matrix.is_empty() {
+        vec![(own_k8s.clone(), own_istio.clone())]
+    } else {
+        let row = |r: &MatrixRow| {
+            let k = r.kubernetes.clone().or_else(|| own_k8s.clone());
+            (k, r.istio.clone().or_else(|| own_istio.clone()))
+        };
+        s.matrix.iter().map(row).collect()
+    };
+    let same_minor = |a: &Option<String>, b: &str| {
+        a.as_deref().and_then(crate::istio::minor_of) == crate::istio::minor_of(b)
+    };
+    match (k8s.is_empty(), istio.is_empty()) {
+        (true, true) => rows,
+        (false, true) => k8s
+            .iter()
+            .map(|k| {
+                let row = rows.iter().find(|(rk, _)| same_minor(rk, k));
+                let i = row.map_or_else(|| own_istio.clone(), |(_, i)| i.clone());
+                (Some(k.clone()), i)
+            })
+            .collect(),
+        (true, false) => istio
+            .iter()
+            .map(|i| {
+                let row = rows.iter().find(|(_, ri)| same_minor(ri, i));
+                let k = row.map_or_else(|| own_k8s.clone(), |(k, _)| k.clone());
+                (k, Some(i.clone()))
+            })
+            .collect(),
+        (false, false) => k8s
+            .iter()
+            .flat_map(|k| istio.iter().map(|i| (Some(k.clone()), Some(i.clone()))))
+            .collect(),
+    }
 }
 
 /// Scenario parameters from `ISTIO_E2E_SET` (`name=value,name=value`, as `run --set`).
@@ -181,5 +219,69 @@ pub fn runnable_here<E: std::fmt::Display>(
                 Ok(Some(msg))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(matrix: &str) -> Scenario {
+        let text = format!(
+            "name: m\ncluster: {{ provider: lab, kubernetes: v1.20.2 }}\n\
+             istio: {{ version: 1.12.1 }}\n{matrix}steps: []\n"
+        );
+        crate::scenario::parse_str(Path::new("m.yaml"), text)
+            .unwrap()
+            .scenario
+    }
+
+    fn pairs(s: &Scenario, k8s: &[&str], istio: &[&str]) -> Vec<(String, String)> {
+        let owned = |l: &[&str]| l.iter().map(ToString::to_string).collect::<Vec<_>>();
+        version_pairs(s, &owned(k8s), &owned(istio))
+            .into_iter()
+            .map(|(k, i)| (k.unwrap_or_default(), i.unwrap_or_default()))
+            .collect()
+    }
+
+    fn p(k: &str, i: &str) -> (String, String) {
+        (k.into(), i.into())
+    }
+
+    #[test]
+    fn a_scenario_without_rows_runs_its_own_versions_or_the_environments() {
+        let s = scenario("");
+        assert_eq!(pairs(&s, &[], &[]), [p("v1.20.2", "1.12.1")]);
+        assert_eq!(pairs(&s, &["v1.34"], &[]), [p("v1.34", "1.12.1")]);
+        assert_eq!(
+            pairs(&s, &["v1.33", "v1.34"], &["1.29.0", "1.30.3"]).len(),
+            4
+        );
+    }
+
+    #[test]
+    fn matrix_rows_pair_each_kubernetes_with_its_istio() {
+        let s = scenario(
+            "matrix:\n  - { kubernetes: v1.20.2, istio: 1.12.1 }\n  - { kubernetes: v1.34, istio: 1.30.3 }\n",
+        );
+        assert_eq!(
+            pairs(&s, &[], &[]),
+            [p("v1.20.2", "1.12.1"), p("v1.34", "1.30.3")]
+        );
+        // a Kubernetes version from the environment takes its row's Istio (same minor)...
+        assert_eq!(pairs(&s, &["v1.34.4"], &[]), [p("v1.34.4", "1.30.3")]);
+        // ...and one without a row the scenario's own
+        assert_eq!(pairs(&s, &["v1.33"], &[]), [p("v1.33", "1.12.1")]);
+        // the same the other way round
+        assert_eq!(pairs(&s, &[], &["1.30.1"]), [p("v1.34", "1.30.1")]);
+        // both named: every combination
+        assert_eq!(pairs(&s, &["v1.34"], &["1.12.1"]), [p("v1.34", "1.12.1")]);
+    }
+
+    #[test]
+    fn an_unknown_field_in_a_row_is_refused() {
+        let text = "name: m\nmatrix:\n  - { kubernetes: v1.34, istoi: 1.30.3 }\nsteps: []\n";
+        let e = crate::scenario::parse_str(Path::new("m.yaml"), text.to_string()).unwrap_err();
+        assert!(e.to_string().contains("istoi"), "{e}");
     }
 }

@@ -25,6 +25,7 @@
 
 mod extract;
 mod fetch;
+pub mod gateway_api;
 mod lock;
 mod platform;
 

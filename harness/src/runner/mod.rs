@@ -111,6 +111,16 @@ mod tests {
     }
 }
 
+/// The version the cluster's apiserver reports (`${cluster.kubernetes}`, e.g. `v1.34.4`), or
+/// `None` when it cannot be asked (a fake cluster in tests).
+async fn server_version(info: &ClusterInfo) -> Option<String> {
+    let client = crate::kubeops::client_for(&info.kubeconfig, info.context.as_deref())
+        .await
+        .ok()?;
+    let asked = tokio::time::timeout(Duration::from_secs(10), client.apiserver_version());
+    Some(asked.await.ok()?.ok()?.git_version)
+}
+
 /// Why a scenario cannot start; nothing has touched a cluster yet.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -181,6 +191,7 @@ pub async fn run_with<E: Executor>(
 ) -> RunResult {
     let mut run = Run::new(file, opts, provider);
     run.prepare_istio().await;
+    run.prepare_gateway_api().await;
     run.create_cluster().await;
     for i in 0..file.scenario.steps.len() {
         run.run_step(i, exec).await;
@@ -321,6 +332,9 @@ impl<'f> Run<'f> {
         ctx.vars
             .set("run.artifacts", self.artifacts.display().to_string());
         ctx.vars.set("cluster.provider", self.provider.name());
+        // the version asked for until the cluster says which it runs (see create_cluster)
+        let k8s = opts.kubernetes.clone().or(s.cluster.kubernetes.clone());
+        ctx.vars.set("cluster.kubernetes", k8s.unwrap_or_default());
         for (k, default) in &s.params {
             let v = opts.params.get(k).unwrap_or(default);
             ctx.vars.set(format!("param.{k}"), v.clone());
@@ -394,6 +408,37 @@ impl<'f> Run<'f> {
         self.record(r);
     }
 
+    /// Gets the Gateway API CRDs the scenario names (`gateway-api:`), verified, as
+    /// `${gateway-api.crds}`: from `ISTIO_E2E_GATEWAY_API_DIR` or a download into the cache.
+    pub async fn prepare_gateway_api(&mut self) {
+        let Some(spec) = self.file.scenario.gateway_api.clone() else {
+            return;
+        };
+        let name = format!("gateway-api: CRDs {}", spec.version);
+        let pending = self.begin(0, "gateway-api", name, self.file.at(1, 1));
+        let local = std::env::var_os("ISTIO_E2E_GATEWAY_API_DIR").map(PathBuf::from);
+        let prepared = match crate::download::default_cache_root() {
+            Ok(cache) => {
+                crate::download::gateway_api::prepare(local.as_deref(), &spec.version, &cache)
+                    .await
+                    .map_err(StepError::from)
+            }
+            Err(e) => Err(StepError::from(e)),
+        };
+        let (status, error) = match prepared {
+            Ok(path) => {
+                let path = path.display().to_string();
+                self.ctx.vars.set("gateway-api.crds", path);
+                (Status::Passed, None)
+            }
+            Err(e) => (Status::Failed, Some(e.to_string())),
+        };
+        let mut outputs = Outputs::new();
+        outputs.insert("version".into(), spec.version.clone().into());
+        let r = pending.done(status, 1, outputs, error);
+        self.record(r);
+    }
+
     /// Creates the cluster (nothing for provider `none`, or after a failure).
     pub async fn create_cluster(&mut self) {
         let name = self.provider.name().to_string();
@@ -447,6 +492,9 @@ impl<'f> Run<'f> {
                 Outputs::new(),
             ),
             Outcome::Done(Ok(info)) => {
+                if let Some(v) = server_version(&info).await {
+                    self.ctx.vars.set("cluster.kubernetes", v);
+                }
                 let address = info.node_address.clone().unwrap_or_default();
                 let mut o = Outputs::new();
                 o.insert("provider".into(), info.provider.clone().into());

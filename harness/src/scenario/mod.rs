@@ -54,6 +54,17 @@ pub struct Scenario {
     /// Which Istio: a version to download, a local release directory, the profile.
     #[serde(default)]
     pub istio: Option<IstioSpec>,
+    /// The version pairs the test matrix runs this scenario with, e.g. the walkthrough's
+    /// Kubernetes 1.20 with Istio 1.12 and today's 1.34 with 1.30 (see [`crate::matrix`]);
+    /// `cluster.kubernetes` with `istio.version` when empty. A run outside the matrix uses
+    /// those two.
+    #[serde(default)]
+    pub matrix: Vec<MatrixRow>,
+    /// The Kubernetes Gateway API release whose CRDs `${gateway-api.crds}` names
+    /// (`gateway-api: { version: v1.5.1 }`; verified against its pinned SHA-256, see
+    /// [`crate::download::gateway_api`]).
+    #[serde(default, rename = "gateway-api")]
+    pub gateway_api: Option<GatewayApiSpec>,
     /// Default namespace for steps that name none (`default` unless set).
     #[serde(default = "default_namespace")]
     pub namespace: String,
@@ -131,6 +142,27 @@ pub struct IstioSpec {
     /// `bin/istioctl`) used instead of a download; `--istio-dir` overrides it.
     #[serde(default)]
     pub dir: Option<String>,
+}
+
+/// The Gateway API release a scenario uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayApiSpec {
+    /// Release tag, e.g. `v1.5.1`.
+    pub version: String,
+}
+
+/// One entry of a scenario's `matrix:`: a Kubernetes version with the Istio version it is
+/// run with (either may be left to the scenario's own).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixRow {
+    /// Kubernetes version, e.g. `v1.34`.
+    #[serde(default)]
+    pub kubernetes: Option<String>,
+    /// Istio version, e.g. `1.30.3`.
+    #[serde(default)]
+    pub istio: Option<String>,
 }
 
 /// How often a step is tried again after a failure (`retry: 3` or `retry: {attempts, backoff}`).

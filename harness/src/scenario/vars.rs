@@ -5,8 +5,10 @@
 //!   name) defines `${gw.<key>}` for the keys its kind records (e.g. `${gw.address}`);
 //! - built-ins: `${istio.dir}`, `${istio.crds}` (the release's file of all Istio CRDs, where
 //!   that release keeps it), `${istio.version}`, `${istio.profile}`, `${namespace}`,
-//!   `${run.id}`, `${run.artifacts}`, `${cluster.provider}`, `${cluster.node-address}`,
-//!   `${cluster.kubeconfig}`;
+//!   `${run.id}`, `${run.artifacts}`, `${cluster.provider}`, `${cluster.kubernetes}` (the
+//!   version the apiserver reports once the cluster exists), `${cluster.node-address}`,
+//!   `${cluster.kubeconfig}`, `${gateway-api.crds}` (the Gateway API CRDs of the release
+//!   the scenario's `gateway-api:` names);
 //! - environment variables: `${HOME}`.
 //!
 //! `$${x}` is a literal `${x}`. A name that none of these define is a validation error before
@@ -26,8 +28,10 @@ pub const BUILTINS: &[&str] = &[
     "run.id",
     "run.artifacts",
     "cluster.provider",
+    "cluster.kubernetes",
     "cluster.node-address",
     "cluster.kubeconfig",
+    "gateway-api.crds",
 ];
 
 /// One `${...}` reference found in a text: its name and byte offset of the `$`.
