@@ -422,25 +422,33 @@ async fn run_file_logged(
 
 /// bookinfo-demo traces to Jaeger on every supported Istio: over OTLP with a Telemetry
 /// resource from 1.22, by the demo profile's Zipkin default before. `when:` picks the steps.
+/// And `--set gateway=gateway-api` takes today's Gateway API path instead of the classic
+/// ingress gateway (and only then fetches the Gateway API CRDs).
 #[rstest]
-#[case::istio_1_12("1.12.1", "traces to Jaeger's Zipkin port by default")]
-#[case::istio_1_30("1.30.3", "traces over OTLP to Jaeger")]
+#[case::istio_1_12("1.12.1", "traces to Jaeger's Zipkin port by default", "classic")]
+#[case::istio_1_30("1.30.3", "traces over OTLP to Jaeger", "classic")]
+#[case::istio_1_30_gateway_api("1.30.3", "traces over OTLP to Jaeger", "gateway-api")]
 #[tokio::test]
 async fn bookinfo_demo_picks_its_tracing_steps_by_istio_version(
     #[case] version: &str,
     #[case] install: &str,
+    #[case] gateway: &str,
 ) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let test = "bookinfo_demo_picks_its_tracing_steps_by_istio_version";
-    let Some(release) = release::istio_release("1.12.1", test).await else {
+    let Some(release) = release::istio_release("1.30.3", test).await else {
         return;
     };
+    if gateway == "gateway-api" && release::gateway_api("v1.5.1", test).await.is_none() {
+        return;
+    }
     let file = scenario::load(&root.join("scenarios/bookinfo-demo.yaml")).unwrap();
     let r = run_file(
         &file,
         RunOptions {
             istio_version: Some(version.into()),
             istio_dir: Some(release),
+            params: [("gateway".to_string(), gateway.to_string())].into(),
             ..Default::default()
         },
     )
@@ -469,11 +477,23 @@ async fn bookinfo_demo_picks_its_tracing_steps_by_istio_version(
         version == "1.30.3",
         "{ran:?}"
     );
-    assert_eq!(skipped.len(), if version == "1.30.3" { 1 } else { 2 });
+    let tracing_skips = if version == "1.30.3" { 1 } else { 2 };
+    let gateway_skips = if gateway == "classic" { 4 } else { 2 };
+    assert_eq!(skipped.len(), tracing_skips + gateway_skips, "{skipped:?}");
+    assert_eq!(
+        ran.contains(&"find the ingress gateway"),
+        gateway == "classic"
+    );
+    assert_eq!(
+        ran.contains(&"the Gateway is programmed"),
+        gateway != "classic"
+    );
+    let fetched = r.steps.iter().any(|s| s.kind == "gateway-api");
+    assert_eq!(fetched, gateway != "classic", "CRDs fetched only when used");
     let reason = r
         .steps
         .iter()
-        .find(|s| s.status == Status::Skipped)
+        .find(|s| s.status == Status::Skipped && s.name.starts_with("install Istio"))
         .and_then(|s| s.outputs.get("skipped"))
         .and_then(|v| v.as_str())
         .unwrap()

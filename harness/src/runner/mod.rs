@@ -410,10 +410,21 @@ impl<'f> Run<'f> {
 
     /// Gets the Gateway API CRDs the scenario names (`gateway-api:`), verified, as
     /// `${gateway-api.crds}`: from `ISTIO_E2E_GATEWAY_API_DIR` or a download into the cache.
+    /// Nothing happens when no step that may run uses them (a step whose `when:` is already
+    /// false with what is known before the cluster exists, e.g. a parameter).
     pub async fn prepare_gateway_api(&mut self) {
         let Some(spec) = self.file.scenario.gateway_api.clone() else {
             return;
         };
+        let steps = &self.file.scenario.steps;
+        let needed = (0..steps.len()).any(|i| {
+            let files = steps[i].value.kind.spec().files();
+            files.iter().any(|f| f.contains("${gateway-api.crds}"))
+                && !matches!(self.decide_when(i), When::Skip(_))
+        });
+        if !needed {
+            return;
+        }
         let name = format!("gateway-api: CRDs {}", spec.version);
         let pending = self.begin(0, "gateway-api", name, self.file.at(1, 1));
         let local = std::env::var_os("ISTIO_E2E_GATEWAY_API_DIR").map(PathBuf::from);

@@ -41,3 +41,25 @@ pub fn istio_release_blocking(version: &str, test: &str) -> Option<PathBuf> {
         .expect("a tokio runtime")
         .block_on(istio_release(version, test))
 }
+
+/// The Gateway API `version` CRDs as a run gets them (`ISTIO_E2E_GATEWAY_API_DIR`, else a
+/// download), verified; `None` (after saying so) as [`istio_release`] does.
+pub async fn gateway_api(version: &str, test: &str) -> Option<PathBuf> {
+    let local = std::env::var_os("ISTIO_E2E_GATEWAY_API_DIR").map(PathBuf::from);
+    let cache = std::env::temp_dir().join("istio-e2e-test-cache");
+    let why = match harness::download::gateway_api::prepare(local.as_deref(), version, &cache).await
+    {
+        Ok(p) => return Some(p),
+        Err(e) => e.to_string(),
+    };
+    let msg = format!(
+        "{test} needs the Gateway API {version} CRDs and could not get them: {why}. Set \
+         ISTIO_E2E_GATEWAY_API_DIR to a directory holding {version}/standard-install.yaml, or \
+         run where it can be downloaded."
+    );
+    if std::env::var("ISTIO_E2E_SKIP_MISSING_TOOLS").as_deref() == Ok("1") {
+        eprintln!("NOT RUN: {msg}");
+        return None;
+    }
+    panic!("{msg}");
+}
