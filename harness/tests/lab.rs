@@ -195,6 +195,7 @@ fn real_istio_samples_apply_and_image_pulls_fail_clearly() -> Result<(), Failed>
             selector: Some("app=ratings".into()),
             containers: None,
             min_pods: 1,
+            ..Default::default()
         };
         let t0 = Instant::now();
         let err = wait::pods_ready(&client, &want, deadline(45))
@@ -230,6 +231,7 @@ fn standins_ready_exec_port_forward_and_ingress() -> Result<(), Failed> {
             selector: None,
             containers: Some(2),
             min_pods: 6,
+            ..Default::default()
         };
         let pods = wait::pods_ready(&client, &want, deadline(180))
             .await
@@ -343,6 +345,7 @@ fn wait_survives_a_deleted_pod() -> Result<(), Failed> {
             selector: Some("app=details".into()),
             containers: Some(2),
             min_pods: 1,
+            ..Default::default()
         };
         let ready = wait::pods_ready(&client, &want, deadline(120))
             .await
@@ -416,6 +419,7 @@ fn wait_on_a_missing_namespace_says_so() -> Result<(), Failed> {
             selector: None,
             containers: None,
             min_pods: 1,
+            ..Default::default()
         };
         let t0 = Instant::now();
         let e = wait::pods_ready(&client, &want, deadline(60))
@@ -553,6 +557,7 @@ fn native_sidecar_ready_and_unready_on_v1_34() -> Result<(), Failed> {
             selector: Some(format!("app={app}")),
             containers: Some(2),
             min_pods: 1,
+            ..Default::default()
         };
         let pods = wait::pods_ready(&client, &want("sidecar-ready"), deadline(120))
             .await
@@ -602,7 +607,7 @@ fn native_sidecar_ready_and_unready_on_v1_34() -> Result<(), Failed> {
 fn wait_recovers_from_an_apiserver_restart() -> Result<(), Failed> {
     let (client, info) = node("standins")?;
     RT.block_on(async {
-        let want = wait::PodsReady { namespace: "default".into(), selector: Some("app=restart-probe".into()), containers: Some(1), min_pods: 1 };
+        let want = wait::PodsReady { namespace: "default".into(), selector: Some("app=restart-probe".into()), containers: Some(1), min_pods: 1, ..Default::default() };
         let c2 = client.clone();
         let waiting = tokio::spawn(async move { wait::pods_ready(&c2, &want, deadline(180)).await });
         // Give the watch time to be established before pulling the server from under it.

@@ -138,6 +138,49 @@ pub enum KubeError {
     /// Pods did not become ready before the deadline; the message explains each one.
     #[error("{0}")]
     PodsNotReady(String),
+    /// A pod's container is in a state that waiting does not fix (`ErrImageNeverPull`,
+    /// `InvalidImageName`, `CreateContainerConfigError`, a crash loop past a few restarts).
+    #[error(
+        "pod {namespace}/{pod}: container {container} (image {image}) is in {state}, which waiting does not fix{}",
+        if .detail.is_empty() { String::new() } else { format!(": {}", .detail) }
+    )]
+    PodCannotStart {
+        /// Namespace.
+        namespace: String,
+        /// The pod.
+        pod: String,
+        /// The container (regular, init or native sidecar).
+        container: String,
+        /// The state's reason, e.g. `ErrImageNeverPull`.
+        state: String,
+        /// The container's image.
+        image: String,
+        /// The kubelet's message, or the last exit of a crash-looping container.
+        detail: String,
+    },
+    /// An image pull kept failing (`ErrImagePull`/`ImagePullBackOff`) for longer than the
+    /// wait's image-pull grace.
+    #[error(
+        "pod {namespace}/{pod}: container {container} could not pull image {image} for {}s (the image-pull grace is {}s); last pull error: {last_error}",
+        .failing_for.as_secs(),
+        .grace.as_secs()
+    )]
+    ImagePullStuck {
+        /// Namespace.
+        namespace: String,
+        /// The pod.
+        pod: String,
+        /// The container.
+        container: String,
+        /// The image that cannot be pulled.
+        image: String,
+        /// How long this wait saw the pull failing.
+        failing_for: std::time::Duration,
+        /// The grace it allowed.
+        grace: std::time::Duration,
+        /// The last pull error the kubelet reported.
+        last_error: String,
+    },
     /// Deployments did not finish rolling out before the deadline; the message says why.
     #[error("{0}")]
     RolloutIncomplete(String),
@@ -309,6 +352,8 @@ impl KubeError {
             | KubeError::UnknownKind { .. }
             | KubeError::BadKind { .. }
             | KubeError::NoSuchKind { .. }
+            | KubeError::PodCannotStart { .. }
+            | KubeError::ImagePullStuck { .. }
             | KubeError::NoSuchObject(_)
             | KubeError::MissingManifest(_)
             | KubeError::ReadManifest { .. }
@@ -354,6 +399,12 @@ impl KubeError {
             }
             KubeError::NoSuchObject(_) => {
                 "apply it in an earlier step, or check the name and namespace"
+            }
+            KubeError::PodCannotStart { .. } => {
+                "fix the image name or pull policy, or create the ConfigMap/Secret the container references; a crash loop's logs are in the diagnostics"
+            }
+            KubeError::ImagePullStuck { .. } => {
+                "can the nodes reach the registry? On an air-gapped cluster load the image onto the nodes first; on a slow network raise the wait's `image-pull-grace`"
             }
             _ => return None,
         })
