@@ -141,46 +141,19 @@ pub enum KubeError {
     /// A pod's container is in a state that waiting does not fix (`ErrImageNeverPull`,
     /// `InvalidImageName`, `CreateContainerConfigError`, a crash loop past a few restarts).
     #[error(
-        "pod {namespace}/{pod}: container {container} (image {image}) is in {state}, which waiting does not fix{}",
-        if .detail.is_empty() { String::new() } else { format!(": {}", .detail) }
+        "pod {}/{}: container {} (image {}) is in {}, which waiting does not fix{}",
+        .0.namespace, .0.pod, .0.container, .0.image, .0.state,
+        if .0.detail.is_empty() { String::new() } else { format!(": {}", .0.detail) }
     )]
-    PodCannotStart {
-        /// Namespace.
-        namespace: String,
-        /// The pod.
-        pod: String,
-        /// The container (regular, init or native sidecar).
-        container: String,
-        /// The state's reason, e.g. `ErrImageNeverPull`.
-        state: String,
-        /// The container's image.
-        image: String,
-        /// The kubelet's message, or the last exit of a crash-looping container.
-        detail: String,
-    },
+    PodCannotStart(Box<CannotStart>),
     /// An image pull kept failing (`ErrImagePull`/`ImagePullBackOff`) for longer than the
     /// wait's image-pull grace.
     #[error(
-        "pod {namespace}/{pod}: container {container} could not pull image {image} for {}s (the image-pull grace is {}s); last pull error: {last_error}",
-        .failing_for.as_secs(),
-        .grace.as_secs()
+        "pod {}/{}: container {} could not pull image {} for {}s (the image-pull grace is {}s); last pull error: {}",
+        .0.namespace, .0.pod, .0.container, .0.image,
+        .0.failing_for.as_secs(), .0.grace.as_secs(), .0.last_error
     )]
-    ImagePullStuck {
-        /// Namespace.
-        namespace: String,
-        /// The pod.
-        pod: String,
-        /// The container.
-        container: String,
-        /// The image that cannot be pulled.
-        image: String,
-        /// How long this wait saw the pull failing.
-        failing_for: std::time::Duration,
-        /// The grace it allowed.
-        grace: std::time::Duration,
-        /// The last pull error the kubelet reported.
-        last_error: String,
-    },
+    ImagePullStuck(Box<PullStuck>),
     /// Deployments did not finish rolling out before the deadline; the message says why.
     #[error("{0}")]
     RolloutIncomplete(String),
@@ -352,8 +325,8 @@ impl KubeError {
             | KubeError::UnknownKind { .. }
             | KubeError::BadKind { .. }
             | KubeError::NoSuchKind { .. }
-            | KubeError::PodCannotStart { .. }
-            | KubeError::ImagePullStuck { .. }
+            | KubeError::PodCannotStart(_)
+            | KubeError::ImagePullStuck(_)
             | KubeError::NoSuchObject(_)
             | KubeError::MissingManifest(_)
             | KubeError::ReadManifest { .. }
@@ -400,15 +373,51 @@ impl KubeError {
             KubeError::NoSuchObject(_) => {
                 "apply it in an earlier step, or check the name and namespace"
             }
-            KubeError::PodCannotStart { .. } => {
+            KubeError::PodCannotStart(_) => {
                 "fix the image name or pull policy, or create the ConfigMap/Secret the container references; a crash loop's logs are in the diagnostics"
             }
-            KubeError::ImagePullStuck { .. } => {
+            KubeError::ImagePullStuck(_) => {
                 "can the nodes reach the registry? On an air-gapped cluster load the image onto the nodes first; on a slow network raise the wait's `image-pull-grace`"
             }
             _ => return None,
         })
     }
+}
+
+/// A container in a state that waiting does not fix (see [`KubeError::PodCannotStart`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannotStart {
+    /// Namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The container (regular, init or native sidecar).
+    pub container: String,
+    /// The state's reason, e.g. `ErrImageNeverPull`.
+    pub state: String,
+    /// The container's image.
+    pub image: String,
+    /// The kubelet's message, or the last exit of a crash-looping container.
+    pub detail: String,
+}
+
+/// An image pull failing past its grace (see [`KubeError::ImagePullStuck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullStuck {
+    /// Namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The container.
+    pub container: String,
+    /// The image that cannot be pulled.
+    pub image: String,
+    /// How long this wait saw the pull failing.
+    pub failing_for: std::time::Duration,
+    /// The grace it allowed.
+    pub grace: std::time::Duration,
+    /// The last pull error the kubelet reported.
+    pub last_error: String,
 }
 
 impl From<KubeError> for StepError {

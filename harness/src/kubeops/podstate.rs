@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 
 use super::KubeError;
+use super::error::{CannotStart, PullStuck};
 use super::wait::{PodsReady, container_readiness, is_native_sidecar, pod_not_ready_reason};
 
 /// Waiting reasons the kubelet does not leave by itself: the pod needs a change.
@@ -60,14 +61,14 @@ pub fn unrecoverable(pod: &Pod) -> Option<KubeError> {
         } else {
             return None;
         };
-        Some(KubeError::PodCannotStart {
+        Some(KubeError::PodCannotStart(Box::new(CannotStart {
             namespace: pod.namespace().unwrap_or_default(),
             pod: pod.name_any(),
             container: c.name.clone(),
             state: reason.to_string(),
             image: c.image.clone(),
             detail,
-        })
+        })))
     })
 }
 
@@ -127,18 +128,20 @@ impl PullFailures {
     pub fn expired(&self, namespace: &str, grace: Duration, now: Instant) -> Option<KubeError> {
         self.0.iter().find_map(|((pod, container), pull)| {
             let failing_for = now.saturating_duration_since(pull.since);
-            (failing_for > grace).then(|| KubeError::ImagePullStuck {
-                namespace: namespace.to_string(),
-                pod: pod.clone(),
-                container: container.clone(),
-                image: pull.image.clone(),
-                failing_for,
-                grace,
-                last_error: if pull.last_error.is_empty() {
-                    "(the kubelet gave no message)".into()
-                } else {
-                    pull.last_error.clone()
-                },
+            (failing_for > grace).then(|| {
+                KubeError::ImagePullStuck(Box::new(PullStuck {
+                    namespace: namespace.to_string(),
+                    pod: pod.clone(),
+                    container: container.clone(),
+                    image: pull.image.clone(),
+                    failing_for,
+                    grace,
+                    last_error: if pull.last_error.is_empty() {
+                        "(the kubelet gave no message)".into()
+                    } else {
+                        pull.last_error.clone()
+                    },
+                }))
             })
         })
     }
