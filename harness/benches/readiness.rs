@@ -173,6 +173,7 @@ fn main() {
             selector: Some("app=ready-bench".into()),
             containers: Some(1),
             min_pods: 6,
+            ..Default::default()
         };
         let ready_pods = rt
             .block_on(wait::pods_ready(

@@ -59,6 +59,10 @@ pub struct Context {
     /// The display name of the step running now, shared with background work (traffic
     /// records which step each request fell in).
     pub current_step: Arc<Mutex<String>>,
+    /// Where the running step says what it still waits on (the run's progress output).
+    pub status: crate::report::StatusLine,
+    /// The pods the current step waited on, so diagnostics list them first.
+    pub waited_on: Option<crate::kubeops::diagnostics::PodSelection>,
     client: Option<kube::Client>,
 }
 
@@ -79,6 +83,8 @@ impl Context {
             cluster_outlives_run: false,
             reinstall_istio: false,
             current_step: Arc::default(),
+            status: crate::report::StatusLine::default(),
+            waited_on: None,
             client: None,
         }
     }

@@ -14,6 +14,7 @@ mod tests;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
@@ -135,12 +136,51 @@ fn status_word(s: Status) -> &'static str {
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
+    status: StatusLine,
+}
+
+/// Where a running step says what it still waits on: the spinner's message on a terminal,
+/// a timestamped `WAIT` line otherwise (the step decides how often). Clones share one line;
+/// silent unless a [`Progress`] has a step running.
+#[derive(Clone, Default)]
+pub struct StatusLine(Arc<Mutex<Option<StatusTarget>>>);
+
+enum StatusTarget {
+    Spinner(indicatif::ProgressBar, String),
+    Plain(String),
+}
+
+impl StatusLine {
+    /// Shows `text` as what the running step waits on.
+    pub fn set(&self, text: &str) {
+        let Ok(target) = self.0.lock() else { return };
+        match &*target {
+            Some(StatusTarget::Spinner(bar, label)) => bar.set_message(format!("{label}: {text}")),
+            Some(StatusTarget::Plain(label)) => eprintln!("{} WAIT  {label}: {text}", now()),
+            None => {}
+        }
+    }
+
+    fn connect(&self, target: Option<StatusTarget>) {
+        if let Ok(mut t) = self.0.lock() {
+            *t = target;
+        }
+    }
 }
 
 impl Progress {
     /// Progress on stderr, chosen for the terminal.
     pub fn new(quiet: bool) -> Self {
-        Progress { bar: None, quiet }
+        Progress {
+            bar: None,
+            quiet,
+            status: StatusLine::default(),
+        }
+    }
+
+    /// The line the running step's waits report on (see [`StatusLine`]).
+    pub fn status_line(&self) -> StatusLine {
+        self.status.clone()
     }
 
     fn fancy() -> bool {
@@ -156,14 +196,19 @@ impl Progress {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
+            self.status
+                .connect(Some(StatusTarget::Spinner(bar.clone(), label.to_string())));
             self.bar = Some(bar);
         } else {
             eprintln!("{} START {label}", now());
+            self.status
+                .connect(Some(StatusTarget::Plain(label.to_string())));
         }
     }
 
     /// A step ended.
     pub fn finish(&mut self, s: &StepResult) {
+        self.status.connect(None);
         if self.quiet {
             return;
         }

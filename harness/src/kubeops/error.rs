@@ -138,6 +138,22 @@ pub enum KubeError {
     /// Pods did not become ready before the deadline; the message explains each one.
     #[error("{0}")]
     PodsNotReady(String),
+    /// A pod's container is in a state that waiting does not fix (`ErrImageNeverPull`,
+    /// `InvalidImageName`, `CreateContainerConfigError`, a crash loop past a few restarts).
+    #[error(
+        "pod {}/{}: container {} (image {}) is in {}, which waiting does not fix{}",
+        .0.namespace, .0.pod, .0.container, .0.image, .0.state,
+        if .0.detail.is_empty() { String::new() } else { format!(": {}", .0.detail) }
+    )]
+    PodCannotStart(Box<CannotStart>),
+    /// An image pull kept failing (`ErrImagePull`/`ImagePullBackOff`) for longer than the
+    /// wait's image-pull grace.
+    #[error(
+        "pod {}/{}: container {} could not pull image {} for {}s (the image-pull grace is {}s); last pull error: {}",
+        .0.namespace, .0.pod, .0.container, .0.image,
+        .0.failing_for.as_secs(), .0.grace.as_secs(), .0.last_error
+    )]
+    ImagePullStuck(Box<PullStuck>),
     /// Deployments did not finish rolling out before the deadline; the message says why.
     #[error("{0}")]
     RolloutIncomplete(String),
@@ -309,6 +325,8 @@ impl KubeError {
             | KubeError::UnknownKind { .. }
             | KubeError::BadKind { .. }
             | KubeError::NoSuchKind { .. }
+            | KubeError::PodCannotStart(_)
+            | KubeError::ImagePullStuck(_)
             | KubeError::NoSuchObject(_)
             | KubeError::MissingManifest(_)
             | KubeError::ReadManifest { .. }
@@ -355,9 +373,51 @@ impl KubeError {
             KubeError::NoSuchObject(_) => {
                 "apply it in an earlier step, or check the name and namespace"
             }
+            KubeError::PodCannotStart(_) => {
+                "fix the image name or pull policy, or create the ConfigMap/Secret the container references; a crash loop's logs are in the diagnostics"
+            }
+            KubeError::ImagePullStuck(_) => {
+                "can the nodes reach the registry? On an air-gapped cluster load the image onto the nodes first; on a slow network raise the wait's `image-pull-grace`"
+            }
             _ => return None,
         })
     }
+}
+
+/// A container in a state that waiting does not fix (see [`KubeError::PodCannotStart`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannotStart {
+    /// Namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The container (regular, init or native sidecar).
+    pub container: String,
+    /// The state's reason, e.g. `ErrImageNeverPull`.
+    pub state: String,
+    /// The container's image.
+    pub image: String,
+    /// The kubelet's message, or the last exit of a crash-looping container.
+    pub detail: String,
+}
+
+/// An image pull failing past its grace (see [`KubeError::ImagePullStuck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullStuck {
+    /// Namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The container.
+    pub container: String,
+    /// The image that cannot be pulled.
+    pub image: String,
+    /// How long this wait saw the pull failing.
+    pub failing_for: std::time::Duration,
+    /// The grace it allowed.
+    pub grace: std::time::Duration,
+    /// The last pull error the kubelet reported.
+    pub last_error: String,
 }
 
 impl From<KubeError> for StepError {

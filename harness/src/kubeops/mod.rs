@@ -9,6 +9,7 @@ pub mod error;
 pub mod exec;
 pub mod ingress;
 pub mod patch;
+pub mod podstate;
 pub mod portforward;
 pub mod wait;
 

@@ -4,7 +4,7 @@
 //! server drops the watch.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -13,9 +13,15 @@ use kube::api::{Api, ListParams, LogParams, ResourceExt};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::KubeError;
+pub use super::podstate::DEFAULT_IMAGE_PULL_GRACE;
+use super::podstate::{PROGRESS_EVERY, PodsJudge, Throttle, Verdict, blocker};
+
+/// How often a wait re-judges without events: image-pull graces and the ages in the
+/// progress line move on while the watch is quiet.
+const TICK: Duration = Duration::from_secs(5);
 
 /// What "pods ready" means for one wait.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PodsReady {
     /// Namespace.
     pub namespace: String,
@@ -25,6 +31,25 @@ pub struct PodsReady {
     pub containers: Option<usize>,
     /// At least this many pods must exist (1 by default).
     pub min_pods: usize,
+    /// How long an image pull may keep failing (`ErrImagePull`, `ImagePullBackOff`) before
+    /// the wait fails ([`DEFAULT_IMAGE_PULL_GRACE`] by default).
+    pub image_pull_grace: Duration,
+    /// The sidecar every pod must carry beside its app, e.g. `istio-proxy`, as a regular
+    /// container or a native sidecar (see [`super::podstate::sidecar_problem`]).
+    pub sidecar: Option<String>,
+}
+
+impl Default for PodsReady {
+    fn default() -> Self {
+        PodsReady {
+            namespace: String::new(),
+            selector: None,
+            containers: None,
+            min_pods: 1,
+            image_pull_grace: DEFAULT_IMAGE_PULL_GRACE,
+            sidecar: None,
+        }
+    }
 }
 
 /// A pod's containers counted the way kubectl's READY column counts them since Kubernetes
@@ -184,10 +209,23 @@ fn first_line(s: &str) -> &str {
 
 /// Waits until the selected pods are all ready; on timeout the error lists each pod that is
 /// not and why (image pull errors with the image, crash loops with log lines, scheduling).
+/// Fails at once on a state waiting does not fix, and on an image pull failing longer than
+/// the grace (see [`super::podstate`]).
 pub async fn pods_ready(
     client: &kube::Client,
     want: &PodsReady,
     deadline: Instant,
+) -> Result<Vec<Pod>, KubeError> {
+    pods_ready_reporting(client, want, deadline, &|_: &str| {}).await
+}
+
+/// As [`pods_ready`], and tells `progress` what it still waits on (`4/6 pods ready; waiting
+/// on reviews-v2-x (ContainerCreating 12s)`), as events arrive but at most every 15 s.
+pub async fn pods_ready_reporting(
+    client: &kube::Client,
+    want: &PodsReady,
+    deadline: Instant,
+    progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<Pod>, KubeError> {
     ensure_namespace(client, &want.namespace).await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), &want.namespace);
@@ -197,51 +235,28 @@ pub async fn pods_ready(
     }
     let stream = watcher(api.clone(), cfg).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let mut store: BTreeMap<String, Pod> = BTreeMap::new();
-    let mut init: BTreeMap<String, Pod> = BTreeMap::new();
-    let mut listed = false;
-    let check = |store: &BTreeMap<String, Pod>| -> bool {
-        let live: Vec<&Pod> = store
-            .values()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect();
-        live.len() >= want.min_pods.max(1)
-            && live
-                .iter()
-                .all(|p| pod_not_ready_reason(p, want.containers).is_none())
-    };
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ev = match tokio::time::timeout(left, stream.try_next()).await {
-            Err(_) => break,
-            Ok(Ok(Some(ev))) => ev,
+    let mut store = Store::default();
+    let mut judge = PodsJudge::new(want);
+    let mut throttle = Throttle::new(PROGRESS_EVERY);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left.min(TICK), stream.try_next()).await {
+            Err(_) => {} // quiet: judge again, time has moved on
+            Ok(Ok(Some(ev))) => store.apply(ev),
             Ok(Ok(None)) => break,
             Ok(Err(e)) => {
                 tracing::debug!("pod watch error (the watcher re-lists and resumes): {e}");
                 continue;
             }
-        };
-        match ev {
-            watcher::Event::Init => init.clear(),
-            watcher::Event::InitApply(p) => {
-                init.insert(p.name_any(), p);
-            }
-            watcher::Event::InitDone => {
-                store = std::mem::take(&mut init);
-                listed = true;
-            }
-            watcher::Event::Apply(p) => {
-                store.insert(p.name_any(), p);
-            }
-            watcher::Event::Delete(p) => {
-                store.remove(&p.name_any());
-            }
         }
-        if listed && check(&store) {
-            return Ok(store
-                .into_values()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-                .collect());
+        if !store.listed {
+            continue;
+        }
+        let now = Instant::now();
+        match judge.judge(store.objects.values(), now) {
+            Verdict::Ready => return Ok(store.live()),
+            Verdict::Failed(e) => return Err(e),
+            Verdict::Waiting(line) if throttle.due(now) => progress(&line),
+            Verdict::Waiting(_) => {}
         }
     }
     // Timed out: explain with a fresh list, events and logs.
@@ -249,10 +264,57 @@ pub async fn pods_ready(
         .list(&list_params(want.selector.as_deref()))
         .await
         .map(|l| l.items)
-        .unwrap_or_else(|_| store.into_values().collect());
+        .unwrap_or_else(|_| store.objects.into_values().collect());
     Err(KubeError::PodsNotReady(
         explain_pods(client, &want.namespace, &pods, want).await,
     ))
+}
+
+/// The objects a watch has seen, by name, once the first list is complete.
+struct Store<K> {
+    objects: BTreeMap<String, K>,
+    init: BTreeMap<String, K>,
+    listed: bool,
+}
+
+impl<K> Default for Store<K> {
+    fn default() -> Self {
+        Store {
+            objects: BTreeMap::new(),
+            init: BTreeMap::new(),
+            listed: false,
+        }
+    }
+}
+
+impl<K: kube::Resource> Store<K> {
+    /// Takes in one watch event (a re-list replaces everything at its end).
+    fn apply(&mut self, ev: watcher::Event<K>) {
+        match ev {
+            watcher::Event::Init => self.init.clear(),
+            watcher::Event::InitApply(o) => {
+                self.init.insert(o.name_any(), o);
+            }
+            watcher::Event::InitDone => {
+                self.objects = std::mem::take(&mut self.init);
+                self.listed = true;
+            }
+            watcher::Event::Apply(o) => {
+                self.objects.insert(o.name_any(), o);
+            }
+            watcher::Event::Delete(o) => {
+                self.objects.remove(&o.name_any());
+            }
+        }
+    }
+
+    /// The objects not being deleted.
+    fn live(self) -> Vec<K> {
+        self.objects
+            .into_values()
+            .filter(|o| o.meta().deletion_timestamp.is_none())
+            .collect()
+    }
 }
 
 fn list_params(selector: Option<&str>) -> ListParams {
@@ -277,7 +339,7 @@ async fn explain_pods(client: &kube::Client, ns: &str, pods: &[Pod], want: &Pods
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut lines = Vec::new();
     for p in pods {
-        let Some(why) = pod_not_ready_reason(p, want.containers) else {
+        let Some(why) = blocker(p, want) else {
             continue;
         };
         let mut line = format!("pod {}: {why}", p.name_any());
@@ -467,36 +529,19 @@ where
 {
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let mut store: BTreeMap<String, K> = BTreeMap::new();
-    let mut init = BTreeMap::new();
-    let mut listed = false;
+    let mut store = Store::default();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, stream.next()).await {
             Err(_) | Ok(None) => break,
             Ok(Some(Err(e))) => tracing::debug!("watch error (re-listing): {e}"),
-            Ok(Some(Ok(ev))) => match ev {
-                watcher::Event::Init => init.clear(),
-                watcher::Event::InitApply(o) => {
-                    init.insert(o.name_any(), o);
-                }
-                watcher::Event::InitDone => {
-                    store = std::mem::take(&mut init);
-                    listed = true;
-                }
-                watcher::Event::Apply(o) => {
-                    store.insert(o.name_any(), o);
-                }
-                watcher::Event::Delete(o) => {
-                    store.remove(&o.name_any());
-                }
-            },
+            Ok(Some(Ok(ev))) => store.apply(ev),
         }
-        if listed && pending(&store).is_empty() {
-            return Ok(store);
+        if store.listed && pending(&store.objects).is_empty() {
+            return Ok(store.objects);
         }
     }
-    Err(pending(&store))
+    Err(pending(&store.objects))
 }
 
 /// Why a pod's `istio-proxy` sidecar is not at `version` (its image tag, e.g.

@@ -294,6 +294,7 @@ impl<'f> Run<'f> {
             teardown: Vec::new(),
         };
         run.ctx.reinstall_istio = opts.reinstall_istio;
+        run.ctx.status = run.progress.status_line();
         run.ctx.cluster_outlives_run = !run.provider.owns_cluster();
         run.set_builtins();
         run
@@ -576,6 +577,7 @@ impl<'f> Run<'f> {
             .start(&format!("{:02} {}", i + 1, pending.name));
         self.ctx.set_current_step(&pending.name);
         self.ctx.applied.clear();
+        self.ctx.waited_on = None;
         let (attempts, outcome) = self.attempts(i, exec).await;
         let mut r = match outcome {
             Ok(out) => {
@@ -689,6 +691,7 @@ impl<'f> Run<'f> {
             &client,
             &namespaces,
             &self.ctx.applied,
+            self.ctx.waited_on.as_ref(),
             &error,
             &dir,
         );

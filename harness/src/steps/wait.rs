@@ -43,6 +43,19 @@ pub struct PodsWait {
     /// At least this many pods (1 by default).
     #[serde(default)]
     pub min: Option<usize>,
+    /// How long an image pull may keep failing (`ErrImagePull`, `ImagePullBackOff`) before
+    /// the wait fails with the image and the last pull error (`30s`, `5m`; 2m by default).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::scenario::parse::opt_duration"
+    )]
+    pub image_pull_grace: Option<std::time::Duration>,
+    /// The sidecar every pod must carry beside its app, e.g. `istio-proxy`: a regular
+    /// container (Istio on nodes before 1.33) or a native sidecar (an init container with
+    /// `restartPolicy: Always`, Istio >= 1.27 on 1.33+ nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<String>,
 }
 
 /// Deployments rolled out (`kubectl rollout status`).
@@ -130,8 +143,19 @@ async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outpu
             selector: p.selector.clone(),
             containers: p.containers,
             min_pods: p.min.unwrap_or(1),
+            image_pull_grace: p
+                .image_pull_grace
+                .unwrap_or(crate::kubeops::wait::DEFAULT_IMAGE_PULL_GRACE),
+            sidecar: p.sidecar.clone(),
         };
-        let pods = crate::kubeops::wait::pods_ready(&client, &want, deadline).await?;
+        ctx.waited_on = Some(crate::kubeops::diagnostics::PodSelection {
+            namespace: want.namespace.clone(),
+            selector: want.selector.clone(),
+        });
+        let status = ctx.status.clone();
+        let report = move |line: &str| status.set(line);
+        let pods =
+            crate::kubeops::wait::pods_ready_reporting(&client, &want, deadline, &report).await?;
         let mut names: Vec<String> = pods
             .iter()
             .map(|p| p.metadata.name.clone().unwrap_or_default())
@@ -226,5 +250,39 @@ impl super::Kind for WaitSpec {
         deadline: std::time::Instant,
     ) -> Result<Outputs, StepError> {
         run(self, ctx, deadline).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::validate::ValidateOptions;
+
+    fn parse(step: &str) -> Result<crate::scenario::ScenarioFile, String> {
+        let text = format!("name: t\nnamespace: demo\nsteps:\n  - wait:\n{step}");
+        crate::scenario::parse_str(std::path::Path::new("t.yaml"), text).map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn image_pull_grace_and_sidecar_are_read_validated_and_survive_variable_expansion() {
+        let file = parse(
+            "      pods: { selector: app=reviews, containers: 2, image-pull-grace: 30s, sidecar: istio-proxy }\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            crate::scenario::validate(&file, &ValidateOptions::default()),
+            vec![]
+        );
+        let kind = &file.scenario.steps[0].value.kind;
+        let v = serde_json::to_value(kind).unwrap();
+        assert_eq!(v["wait"]["pods"]["image-pull-grace"], "30s");
+        assert_eq!(v["wait"]["pods"]["sidecar"], "istio-proxy");
+        let back: crate::steps::StepKind = serde_json::from_value(v).unwrap();
+        assert_eq!(&back, kind);
+    }
+
+    #[test]
+    fn an_image_pull_grace_that_is_not_a_duration_is_refused() {
+        let e = parse("      pods: { image-pull-grace: soon }\n").expect_err("refused");
+        assert!(e.starts_with("t.yaml:"), "{e}");
     }
 }
