@@ -45,6 +45,7 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
         kubernetes: entry.kubernetes.clone(),
         keep_cluster: std::env::var("ISTIO_E2E_KEEP_CLUSTER").is_ok_and(|v| v == "1"),
         params: matrix::params_from_env().map_err(Failed::from)?,
+        timeout_scale: runner::TimeoutScale::from_env().map_err(|e| Failed::from(e.to_string()))?,
         ..Default::default()
     };
     let provider = match runner::prepare(&entry.file, &opts) {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::cluster::{self, Provider, ProviderKind};
-use crate::runner::{self, RunOptions};
+use crate::runner::{self, RunOptions, TimeoutScale};
 use crate::scenario::{self, validate::ValidateOptions};
 
 /// Exit code: a scenario failed or a file is invalid.
@@ -74,6 +74,9 @@ pub enum Command {
         /// Set a scenario parameter (`params:`), e.g. `--set rollout=unsafe`; repeatable.
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = scenario::parse_param)]
         params: Vec<(String, String)>,
+        /// Multiply every step and scenario timeout, e.g. 2 on a slow CI machine.
+        #[arg(long, env = "ISTIO_E2E_TIMEOUT_SCALE", default_value = "1")]
+        timeout_scale: TimeoutScale,
     },
     /// Check scenario files without a cluster; prints `path:line:col: message` per problem.
     Validate {
@@ -210,9 +213,11 @@ async fn dispatch(cmd: Command) -> u8 {
             artifacts,
             check_snapshots,
             params,
+            timeout_scale,
         } => {
             let opts = RunOptions {
                 params: params.into_iter().collect(),
+                timeout_scale,
                 provider,
                 istio_version,
                 istio_dir,

@@ -217,6 +217,7 @@ mod tests {
             artifacts: String::new(),
             diagnostics: None,
             snapshots: Default::default(),
+            timeout_scale: None,
         }
     }
 

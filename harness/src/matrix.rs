@@ -9,6 +9,7 @@
 //! | `ISTIO_E2E_ISTIO_VERSION` | comma list of Istio versions | each scenario's `matrix:` rows, else its `istio.version` |
 //! | `ISTIO_E2E_ISTIO_DIR` | a local Istio release directory | none (download) |
 //! | `ISTIO_E2E_REQUIRE` | `1`: a trial whose provider cannot run fails instead of being ignored | unset |
+//! | `ISTIO_E2E_TIMEOUT_SCALE` | a factor for every step and scenario timeout (slow machines) | 1 |
 //! | `ISTIO_E2E_SET` | comma list of `name=value` scenario parameters (as `run --set`); each must be declared by every scenario run | none |
 //!
 //! A provider a scenario does not allow (`cluster.provider` / `cluster.providers`) makes no

@@ -90,6 +90,12 @@ pub fn markdown_in(r: &RunResult, dir: &Path) -> String {
         r.provider,
         status_word(r.status)
     );
+    if let Some(f) = r.timeout_scale {
+        s.insert_str(
+            s.find("\n\n").unwrap_or(0),
+            &format!(" (timeouts scaled x{f})"),
+        );
+    }
     for st in &r.steps {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {:.1}s |\n",

@@ -208,6 +208,41 @@ async fn a_step_timeout_fires_and_teardown_still_runs() {
     assert_eq!(log.last().unwrap(), "teardown keep=false");
 }
 
+/// `--timeout-scale 0.5` halves a step's timeout; the message and the results say so.
+#[tokio::test]
+async fn the_timeout_scale_multiplies_step_timeouts_and_is_reported() {
+    let log = Log::default();
+    let file = scenario_with(&[("hang", "    timeout: 400ms\n")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = RunOptions {
+        artifacts_root: Some(tmp.path().into()),
+        quiet: true,
+        no_signal_handler: true,
+        timeout_scale: "0.5".parse().unwrap(),
+        ..Default::default()
+    };
+    let exec = FakeSteps {
+        log: log.clone(),
+        calls: AtomicU32::new(0),
+    };
+    let r = run_with(&file, &opts, Box::new(FakeProvider(log.clone())), &exec).await;
+    let e = r.steps[1].error.clone().unwrap();
+    assert!(
+        e.starts_with("timed out after 200ms (timeouts scaled x0.5)"),
+        "{e}"
+    );
+    assert_eq!(r.timeout_scale, Some(0.5));
+    let md =
+        std::fs::read_to_string(std::path::Path::new(&r.artifacts).join("summary.md")).unwrap();
+    assert!(
+        md.lines()
+            .next()
+            .unwrap()
+            .ends_with("(timeouts scaled x0.5)"),
+        "{md}"
+    );
+}
+
 #[tokio::test]
 async fn the_scenario_timeout_bounds_every_step() {
     let log = Log::default();

@@ -264,6 +264,9 @@ fn meta(r: &RunResult) -> String {
     if let Some(i) = &r.istio {
         rows.push(("Istio", i.clone()));
     }
+    if let Some(f) = r.timeout_scale {
+        rows.push(("timeouts", format!("scaled x{f}")));
+    }
     let mut s = String::from("<dl class=\"meta\">");
     for (k, v) in rows {
         s.push_str(&format!("<dt>{k}</dt><dd>{}</dd>", esc(&v)));

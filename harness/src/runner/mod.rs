@@ -11,6 +11,9 @@ mod guard;
 
 pub use guard::{Interrupt, Outcome, guarded};
 
+mod scale;
+pub use scale::{BadTimeoutScale, TimeoutScale};
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -53,6 +56,9 @@ pub struct RunOptions {
     pub reinstall_istio: bool,
     /// Scenario parameter overrides (`--set name=value`).
     pub params: std::collections::BTreeMap<String, String>,
+    /// Factor for every step and scenario timeout (`--timeout-scale`,
+    /// `ISTIO_E2E_TIMEOUT_SCALE`).
+    pub timeout_scale: TimeoutScale,
 }
 
 /// Runs one step kind with a context; the real one is [`StepRunner`], tests use fakes.
@@ -119,6 +125,15 @@ async fn server_version(info: &ClusterInfo) -> Option<String> {
         .ok()?;
     let asked = tokio::time::timeout(Duration::from_secs(10), client.apiserver_version());
     Some(asked.await.ok()?.ok()?.git_version)
+}
+
+/// " (timeouts scaled x2)" when they are, for messages about a timeout.
+fn scaled_note(scale: TimeoutScale) -> String {
+    if scale.is_one() {
+        String::new()
+    } else {
+        format!(" (timeouts scaled {scale})")
+    }
 }
 
 /// Why a scenario cannot start; nothing has touched a cluster yet.
@@ -281,7 +296,7 @@ impl<'f> Run<'f> {
             artifacts,
             started,
             started_wall: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            deadline: s.timeout.map(|t| started + t),
+            deadline: s.timeout.map(|t| started + opts.timeout_scale.apply(t)),
             interrupt: if opts.no_signal_handler {
                 Interrupt::never()
             } else {
@@ -479,9 +494,9 @@ impl<'f> Run<'f> {
             kubeconfig: s.cluster.kubeconfig.as_ref().map(PathBuf::from),
             context: s.cluster.context.clone(),
         };
-        let deadline = self
-            .deadline
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(900));
+        let deadline = self.deadline.unwrap_or_else(|| {
+            Instant::now() + self.opts.timeout_scale.apply(Duration::from_secs(900))
+        });
         let (created, attempts) = self.create_with_retry(&req, deadline).await;
         let (status, error, outputs) = match created {
             Outcome::Interrupted => {
@@ -637,7 +652,8 @@ impl<'f> Run<'f> {
                 Ok(k) => k,
                 Err(e) => return (attempts, Err(e)),
             };
-            let mut deadline = Instant::now() + step.effective_timeout();
+            let timeout = self.opts.timeout_scale.apply(step.effective_timeout());
+            let mut deadline = Instant::now() + timeout;
             if let Some(sd) = self.deadline {
                 deadline = deadline.min(sd);
             }
@@ -649,8 +665,9 @@ impl<'f> Run<'f> {
                 }
                 Outcome::Panicked(p) => return (attempts, Err(format!("the step panicked: {p}"))),
                 Outcome::TimedOut => StepError::new(format!(
-                    "timed out after {}",
-                    humantime::format_duration(step.effective_timeout())
+                    "timed out after {}{}",
+                    humantime::format_duration(timeout),
+                    scaled_note(self.opts.timeout_scale)
                 ))
                 .with_hint(
                     "raise the step's `timeout`, or look at the diagnostics for what it waited on",
@@ -758,6 +775,8 @@ impl<'f> Run<'f> {
             artifacts: self.artifacts.display().to_string(),
             diagnostics: self.diagnostics,
             snapshots: std::mem::take(&mut self.ctx.snapshots),
+            timeout_scale: (!self.opts.timeout_scale.is_one())
+                .then(|| self.opts.timeout_scale.factor()),
         };
         if let Err(e) = crate::report::write_all(&result, &self.artifacts) {
             self.progress.note(&format!(
