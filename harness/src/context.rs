@@ -90,6 +90,14 @@ impl Context {
         }
     }
 
+    /// The display name of the step running now (empty outside a step).
+    pub fn current_step_name(&self) -> String {
+        self.current_step
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
     /// The Kubernetes client for this run's cluster, made on first use from the cluster's own
     /// kubeconfig file (never `~/.kube/config`).
     pub async fn client(&mut self) -> Result<kube::Client, StepError> {

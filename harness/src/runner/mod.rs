@@ -625,7 +625,7 @@ impl<'f> Run<'f> {
         let keep =
             self.opts.keep_cluster || (self.opts.keep_on_failure && self.status != Status::Passed);
         let outlives = !self.provider.owns_cluster();
-        let lines = crate::cleanup::undo_all(&mut self.ctx, outlives).await;
+        let lines = crate::cleanup::undo_all(&mut self.ctx, outlives, keep).await;
         self.teardown.extend(lines);
         self.ctx.drop_client();
         match self.provider.teardown(keep).await {
