@@ -225,7 +225,8 @@ pub async fn undo_all(ctx: &mut Context, cluster_outlives_run: bool, keep: bool)
     lines
 }
 
-/// How long teardown waits for what it deletes to be gone (per entry of the stack).
+/// How long teardown waits for what it deletes to be gone (per entry of the stack), unless
+/// the run says otherwise ([`crate::runner::RunOptions::delete_timeout`]).
 pub const DELETE_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Deletes `objects` (in that order) and waits until they are gone; one line for what was
@@ -236,7 +237,7 @@ async fn delete_objects(ctx: &mut Context, what: &str, objects: &[ObjectRef]) ->
         Ok(c) => c,
         Err(e) => return vec![format!("cannot delete {what}: {e}")],
     };
-    let deadline = Instant::now() + DELETE_TIMEOUT;
+    let deadline = Instant::now() + ctx.delete_timeout;
     match delete_and_wait(&client, objects, deadline).await {
         Ok(done) => {
             let mut lines = Vec::new();

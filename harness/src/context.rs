@@ -56,6 +56,8 @@ pub struct Context {
     /// Install Istio even over a control plane already on a cluster that outlives the run
     /// (`--reinstall-istio`).
     pub reinstall_istio: bool,
+    /// How long teardown waits for each deletion on a cluster that outlives the run.
+    pub delete_timeout: std::time::Duration,
     /// The display name of the step running now, shared with background work (traffic
     /// records which step each request fell in).
     pub current_step: Arc<Mutex<String>>,
@@ -78,6 +80,7 @@ impl Context {
             applied: Vec::new(),
             cluster_outlives_run: false,
             reinstall_istio: false,
+            delete_timeout: crate::cleanup::DELETE_TIMEOUT,
             current_step: Arc::default(),
             client: None,
         }

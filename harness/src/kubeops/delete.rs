@@ -62,8 +62,11 @@ pub enum Leftover {
     Stuck {
         /// `Kind/namespace/name`.
         object: String,
-        /// Its `metadata.finalizers`.
+        /// Its `metadata.finalizers` (and, for a namespace, `spec.finalizers`).
         finalizers: Vec<String>,
+        /// What its status says holds it (a namespace's `NamespaceContentRemaining`,
+        /// `NamespaceFinalizersRemaining`, ... conditions).
+        why: Vec<String>,
     },
     /// The API server refused to delete it.
     Refused {
@@ -77,14 +80,21 @@ pub enum Leftover {
 impl fmt::Display for Leftover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Leftover::Stuck { object, finalizers } if finalizers.is_empty() => {
-                write!(f, "{object} is still there (no finalizers)")
+            Leftover::Stuck {
+                object,
+                finalizers,
+                why,
+            } => {
+                write!(f, "{object} is still there")?;
+                match finalizers.is_empty() {
+                    true => write!(f, " (no finalizers)")?,
+                    false => write!(f, ", waiting on finalizers {}", finalizers.join(", "))?,
+                }
+                match why.is_empty() {
+                    true => Ok(()),
+                    false => write!(f, " ({})", why.join("; ")),
+                }
             }
-            Leftover::Stuck { object, finalizers } => write!(
-                f,
-                "{object} is still there, waiting on finalizers {}",
-                finalizers.join(", ")
-            ),
             Leftover::Refused { object, reason } => write!(f, "{object}: delete refused: {reason}"),
         }
     }
@@ -133,9 +143,10 @@ pub async fn delete_and_wait(
     for ((o, _), outcome) in pending.iter().zip(futures::future::join_all(waits).await) {
         match outcome {
             Gone::Yes => done.gone.push(o.to_string()),
-            Gone::No(finalizers) => left.push(Leftover::Stuck {
+            Gone::No(obj) => left.push(Leftover::Stuck {
                 object: o.to_string(),
-                finalizers,
+                finalizers: finalizers_of(&obj),
+                why: holding_conditions(&obj),
             }),
         }
     }
@@ -185,8 +196,8 @@ async fn delete_one(client: &kube::Client, o: &ObjectRef) -> Asked {
 
 enum Gone {
     Yes,
-    /// Still there at the deadline, with these finalizers.
-    No(Vec<String>),
+    /// Still there at the deadline, as it is then.
+    No(Box<DynamicObject>),
 }
 
 /// Watches `o` until the object of `uid` is gone (an empty uid: until no object has its
@@ -205,7 +216,94 @@ async fn wait_gone(client: &kube::Client, o: &ObjectRef, uid: &str, deadline: In
         Ok(Err(_)) | Err(_) => api.get_opt(&o.name).await.ok().flatten(),
     };
     match last {
-        Some(obj) if ours(&obj) => Gone::No(obj.metadata.finalizers.unwrap_or_default()),
+        Some(obj) if ours(&obj) => Gone::No(Box::new(obj)),
         _ => Gone::Yes,
+    }
+}
+
+/// `metadata.finalizers`, then `spec.finalizers` (a namespace's, e.g. `kubernetes`).
+fn finalizers_of(obj: &DynamicObject) -> Vec<String> {
+    let spec = obj
+        .data
+        .pointer("/spec/finalizers")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(String::from));
+    obj.metadata
+        .finalizers
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(spec)
+        .collect()
+}
+
+/// The messages of true conditions that say what a deletion waits on (a namespace's
+/// `NamespaceContentRemaining`, `NamespaceFinalizersRemaining`, `NamespaceDeletion*Failure`).
+fn holding_conditions(obj: &DynamicObject) -> Vec<String> {
+    let conditions = obj
+        .data
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten();
+    conditions
+        .filter(|c| c.get("status").and_then(|s| s.as_str()) == Some("True"))
+        .filter(|c| {
+            c.get("type")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t.ends_with("Remaining") || t.starts_with("NamespaceDeletion"))
+        })
+        .filter_map(|c| c.get("message").and_then(|m| m.as_str()).map(String::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A namespace stuck in Terminating is named with its finalizers and what its conditions
+    /// say is left, as the API server reports it.
+    #[test]
+    fn a_stuck_namespace_names_its_finalizers_and_what_remains() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "held", "uid": "u1", "deletionTimestamp": "2026-12-03T21:00:00Z"},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Terminating", "conditions": [
+                {"type": "NamespaceDeletionDiscoveryFailure", "status": "False", "message": "All resources successfully discovered"},
+                {"type": "NamespaceContentRemaining", "status": "True", "message": "Some resources are remaining: configmaps. has 1 resource instances"},
+                {"type": "NamespaceFinalizersRemaining", "status": "True", "message": "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances"}
+            ]}
+        }))
+        .unwrap();
+        let left = Leftover::Stuck {
+            object: ObjectRef::namespace("held", None).to_string(),
+            finalizers: finalizers_of(&obj),
+            why: holding_conditions(&obj),
+        };
+        assert_eq!(
+            left.to_string(),
+            "Namespace/held is still there, waiting on finalizers kubernetes (Some resources are remaining: configmaps. has 1 resource instances; Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances)"
+        );
+        let e = KubeError::NotDeleted {
+            waited: std::time::Duration::from_secs(5),
+            left: vec![
+                Leftover::Stuck {
+                    object: "ConfigMap/held/cm".into(),
+                    finalizers: vec!["example.com/hold".into()],
+                    why: vec![],
+                },
+                left,
+            ],
+        };
+        assert!(
+            e.to_string().starts_with(
+                "2 objects not deleted (5s after asking): ConfigMap/held/cm is still there, waiting on finalizers example.com/hold; Namespace/held is still there"
+            ),
+            "{e}"
+        );
+        assert!(e.hint().is_some_and(|h| h.contains("finalizer")));
     }
 }

@@ -51,6 +51,9 @@ pub struct RunOptions {
     /// On a cluster that outlives the run, install Istio even over one already there
     /// (`--reinstall-istio`); by default the run uses it.
     pub reinstall_istio: bool,
+    /// How long teardown waits for each deletion on a cluster that outlives the run
+    /// ([`crate::cleanup::DELETE_TIMEOUT`] when not given).
+    pub delete_timeout: Option<Duration>,
     /// Scenario parameter overrides (`--set name=value`).
     pub params: std::collections::BTreeMap<String, String>,
 }
@@ -143,8 +146,15 @@ pub fn prepare(file: &ScenarioFile, opts: &RunOptions) -> Result<Box<dyn Provide
         return Err(StartError::Invalid(diags));
     }
     let name = effective_provider(file, opts);
-    let provider =
-        crate::cluster::provider(&name).map_err(|e| StartError::UnknownProvider(e.to_string()))?;
+    let kubeconfig = file.scenario.cluster.kubeconfig.as_ref();
+    let provider: Box<dyn Provider> = match kubeconfig {
+        // The scenario's own kubeconfig is the one `existing` checks, not the environment's.
+        Some(k) if name == "existing" => Box::new(
+            crate::cluster::existing::Existing::with_kubeconfig(Some(PathBuf::from(k))),
+        ),
+        _ => crate::cluster::provider(&name)
+            .map_err(|e| StartError::UnknownProvider(e.to_string()))?,
+    };
     provider.check().map_err(|why| StartError::CannotRun {
         provider: name,
         why: why.to_string(),
@@ -283,6 +293,9 @@ impl<'f> Run<'f> {
             teardown: Vec::new(),
         };
         run.ctx.reinstall_istio = opts.reinstall_istio;
+        if let Some(t) = opts.delete_timeout {
+            run.ctx.delete_timeout = t;
+        }
         run.ctx.cluster_outlives_run = !run.provider.owns_cluster();
         run.set_builtins();
         run

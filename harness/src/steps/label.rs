@@ -1,9 +1,11 @@
 //! `label`: namespace labels, e.g. `istio-injection=enabled` (the walkthrough's
-//! `kubectl label namespace default istio-injection=enabled`). Idempotent; creates the
-//! namespace when it does not exist.
+//! `kubectl label namespace default istio-injection=enabled --overwrite`). Idempotent; labels
+//! it does not name stay; creates the namespace when it does not exist. On a cluster that
+//! outlives the run, teardown deletes the namespace it created, or removes the labels it added
+//! and restores those it changed.
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 
 use crate::Outputs;
@@ -46,19 +48,38 @@ async fn run(s: &LabelSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
         .get_opt(&ns)
         .await
         .map_err(|e| super::kube_err(&format!("looking up namespace {ns}"), e))?;
-    let body = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": { "name": ns, "labels": s.labels },
-    });
-    let after = api
-        .patch(
-            &ns,
-            &PatchParams::apply(crate::kubeops::FIELD_MANAGER),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|e| super::kube_err(&format!("labeling namespace {ns}"), e))?;
+    let after = match &before {
+        None => {
+            let ns_obj = Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(ns.clone()),
+                    labels: Some(s.labels.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let pp = PostParams {
+                dry_run: false,
+                field_manager: Some(crate::kubeops::FIELD_MANAGER.into()),
+            };
+            api.create(&pp, &ns_obj)
+                .await
+                .map_err(|e| super::kube_err(&format!("creating namespace {ns}"), e))?
+        }
+        // A merge patch of the labels alone, as `kubectl label --overwrite`: labels the step
+        // does not name stay, whoever set them (a server-side apply by the run's field
+        // manager would remove labels an earlier apply of the run set).
+        Some(_) => {
+            let body = serde_json::json!({ "metadata": { "labels": s.labels } });
+            let pp = PatchParams {
+                field_manager: Some(crate::kubeops::FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            api.patch(&ns, &pp, &Patch::Merge(&body))
+                .await
+                .map_err(|e| super::kube_err(&format!("labeling namespace {ns}"), e))?
+        }
+    };
     let undo = match before {
         None => Some(Cleanup::Namespace {
             name: ns.clone(),
