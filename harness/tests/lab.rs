@@ -813,6 +813,44 @@ data: {owner: payments}
     Ok(())
 }
 
+/// Waits until the node's controllers have settled, so that what they create on their own (a
+/// fresh node's controller ServiceAccounts, every namespace's `default` ServiceAccount and
+/// `kube-root-ca.crt`) is not mistaken for what a run left behind: `shop`'s own are there,
+/// then no ServiceAccount appears for 3 s (a watch with a quiet period, up to 90 s).
+async fn controllers_settled(client: &kube::Client) -> Result<(), Failed> {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+    use kube::runtime::wait::await_condition;
+    use kube::runtime::watcher;
+    let exists = |o: Option<&ServiceAccount>| o.is_some();
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), "shop");
+    let ca: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    let both = futures::future::try_join(
+        await_condition(sa, "default", exists),
+        await_condition(ca, "kube-root-ca.crt", |o: Option<&ConfigMap>| o.is_some()),
+    );
+    tokio::time::timeout(Duration::from_secs(90), both)
+        .await
+        .map_err(|_| "shop's default ServiceAccount and kube-root-ca.crt did not appear in 90 s")?
+        .map_err(|e| e.to_string())?;
+    let all: Api<ServiceAccount> = Api::all(client.clone());
+    let mut events = std::pin::pin!(watcher(all, watcher::Config::default()));
+    let until = deadline(90);
+    // The initial listing first, then events until 3 s pass without one.
+    while let Some(e) = events.next().await {
+        if matches!(e, Ok(watcher::Event::InitDone)) {
+            break;
+        }
+    }
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(3), events.next()).await {
+        ensure(
+            Instant::now() < until,
+            "ServiceAccounts kept appearing for 90 s",
+        )?;
+    }
+    Ok(())
+}
+
 /// What the run applies: an update of the user's ConfigMap (which stays), a ConfigMap next to
 /// it, a Deployment, Service and ServiceAccount in a namespace a `label` step creates, and a
 /// namespace of its own with a ConfigMap in it.
@@ -917,6 +955,7 @@ fn existing_cluster_is_left_as_found() -> Result<(), Failed> {
     let (client, info) = node("existing")?;
     RT.block_on(async {
         someones_cluster(&client).await?;
+        controllers_settled(&client).await?;
         let before = cluster_objects(&client).await?;
         let dir = tempfile::tempdir().unwrap();
         let file = existing_scenario(dir.path(), &info.kubeconfig, RUN_MANIFEST, RUN_STEPS);
