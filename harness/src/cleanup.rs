@@ -309,7 +309,7 @@ async fn restore_labels(
     }
 }
 
-/// `istioctl uninstall --purge -y` and the `istio-system` namespace.
+/// `istioctl uninstall --purge -y`, then the `istio-system` namespace (watched until gone).
 async fn uninstall_istio(ctx: &mut Context) -> Vec<String> {
     let mut lines = Vec::new();
     let (Some(istioctl), Some(cluster)) = (ctx.istio.istioctl.clone(), ctx.cluster.clone()) else {
@@ -332,15 +332,7 @@ async fn uninstall_istio(ctx: &mut Context) -> Vec<String> {
             Err(e) => format!("istioctl uninstall failed: {e}"),
         },
     );
-    if let Ok(client) = ctx.client().await {
-        let api: kube::Api<Namespace> = kube::Api::all(client);
-        if api
-            .delete("istio-system", &Default::default())
-            .await
-            .is_ok()
-        {
-            lines.push("deleted namespace istio-system".into());
-        }
-    }
+    let ns = [ObjectRef::namespace("istio-system", None)];
+    lines.extend(delete_objects(ctx, "namespace istio-system", &ns).await);
     lines
 }
