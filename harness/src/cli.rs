@@ -65,6 +65,10 @@ pub enum Command {
         /// the run uses it, and never uninstalls what it did not install).
         #[arg(long, env = "ISTIO_E2E_REINSTALL_ISTIO")]
         reinstall_istio: bool,
+        /// On an existing cluster, how long teardown waits for each deletion of what the run
+        /// created before naming what is still there and its finalizers (e.g. `90s`, `5m`).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        delete_timeout: Option<std::time::Duration>,
         /// Parent directory of the run's artifacts (default target/istio-e2e).
         #[arg(long)]
         artifacts: Option<PathBuf>,
@@ -210,6 +214,7 @@ async fn dispatch(cmd: Command) -> u8 {
             keep_cluster,
             keep_on_failure,
             reinstall_istio,
+            delete_timeout,
             artifacts,
             check_snapshots,
             params,
@@ -225,6 +230,7 @@ async fn dispatch(cmd: Command) -> u8 {
                 keep_cluster,
                 keep_on_failure,
                 reinstall_istio,
+                delete_timeout,
                 artifacts_root: artifacts,
                 ..Default::default()
             };

@@ -56,6 +56,8 @@ pub struct Context {
     /// Install Istio even over a control plane already on a cluster that outlives the run
     /// (`--reinstall-istio`).
     pub reinstall_istio: bool,
+    /// How long teardown waits for each deletion on a cluster that outlives the run.
+    pub delete_timeout: std::time::Duration,
     /// The display name of the step running now, shared with background work (traffic
     /// records which step each request fell in).
     pub current_step: Arc<Mutex<String>>,
@@ -82,6 +84,7 @@ impl Context {
             applied: Vec::new(),
             cluster_outlives_run: false,
             reinstall_istio: false,
+            delete_timeout: crate::cleanup::DELETE_TIMEOUT,
             current_step: Arc::default(),
             status: crate::report::StatusLine::default(),
             waited_on: None,
@@ -94,6 +97,14 @@ impl Context {
         if let Ok(mut s) = self.current_step.lock() {
             name.clone_into(&mut s);
         }
+    }
+
+    /// The display name of the step running now (empty outside a step).
+    pub fn current_step_name(&self) -> String {
+        self.current_step
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// The Kubernetes client for this run's cluster, made on first use from the cluster's own

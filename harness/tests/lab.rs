@@ -73,6 +73,13 @@ fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo
             .map_err(|e| e.to_string())?;
         return Ok((client, info));
     }
+    // The trials run in the order listed, grouped by node: a node no later trial uses is
+    // removed before the next one starts, so a 2-core machine runs one idle node, not four.
+    for (_, mut old, _) in nodes.drain(..) {
+        if let Err(e) = RT.block_on(old.teardown(false)) {
+            eprintln!("teardown of an earlier lab node: {e}");
+        }
+    }
     let (lab, info) = start_node(&purpose, version)?;
     let client = RT
         .block_on(harness::kubeops::client_for(&info.kubeconfig, None))
@@ -797,6 +804,387 @@ spec:
     })
 }
 
+/// What istio.io's tests compare before and after a run on someone's cluster: every
+/// namespace with its labels, and the deployments, services, configmaps and serviceaccounts of
+/// every namespace (by name; `istiod` also by uid, so a delete-and-recreate would show).
+async fn cluster_objects(
+    client: &kube::Client,
+) -> Result<std::collections::BTreeSet<String>, Failed> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+    async fn names<K>(client: &kube::Client, kind: &str) -> Result<Vec<String>, Failed>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::all(client.clone());
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(list
+            .items
+            .iter()
+            .map(|o| {
+                let uid = match (kind, o.meta().name.as_deref()) {
+                    ("Deployment", Some("istiod")) => {
+                        format!(" uid={}", o.uid().unwrap_or_default())
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "{kind}/{}/{}{uid}",
+                    o.namespace().unwrap_or_default(),
+                    o.name_any()
+                )
+            })
+            .collect())
+    }
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let mut all: std::collections::BTreeSet<String> = nss
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items
+        .iter()
+        .map(|n| format!("Namespace/{} labels={:?}", n.name_any(), n.labels()))
+        .collect();
+    all.extend(names::<Deployment>(client, "Deployment").await?);
+    all.extend(names::<Service>(client, "Service").await?);
+    all.extend(names::<ConfigMap>(client, "ConfigMap").await?);
+    all.extend(names::<ServiceAccount>(client, "ServiceAccount").await?);
+    Ok(all)
+}
+
+/// Someone's cluster before the run: an Istio control plane (a stand-in `istiod` Deployment
+/// in `istio-system`, labelled as Istio labels it, at Istio 1.12.1, no replicas) and a
+/// namespace `shop` with labels and a ConfigMap of its own.
+async fn someones_cluster(client: &kube::Client) -> Result<(), Failed> {
+    let text = "apiVersion: v1
+kind: Namespace
+metadata: {name: istio-system}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: istiod
+  namespace: istio-system
+  labels: {app: istiod, istio: pilot, istio.io/rev: default, install.operator.istio.io/owning-resource: installed-state}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: istiod, istio: pilot}}
+  template:
+    metadata: {labels: {app: istiod, istio: pilot}}
+    spec:
+      containers:
+      - {name: discovery, image: docker.io/istio/pilot:1.12.1}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  labels: {team: payments, istio-injection: disabled}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {owner: payments}
+";
+    let docs = apply::parse_documents(Path::new("someones-cluster.yaml"), text)
+        .map_err(|e| e.to_string())?;
+    apply::apply(client, &docs, "default", deadline(60))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Waits until the node's controllers have settled, so that what they create on their own (a
+/// fresh node's controller ServiceAccounts, every namespace's `default` ServiceAccount and
+/// `kube-root-ca.crt`) is not mistaken for what a run left behind: `shop`'s own are there,
+/// then no ServiceAccount appears for 3 s (a watch with a quiet period, up to 90 s).
+async fn controllers_settled(client: &kube::Client) -> Result<(), Failed> {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+    use kube::runtime::wait::await_condition;
+    use kube::runtime::watcher;
+    let exists = |o: Option<&ServiceAccount>| o.is_some();
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), "shop");
+    let ca: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    let both = futures::future::try_join(
+        await_condition(sa, "default", exists),
+        await_condition(ca, "kube-root-ca.crt", |o: Option<&ConfigMap>| o.is_some()),
+    );
+    tokio::time::timeout(Duration::from_secs(90), both)
+        .await
+        .map_err(|_| "shop's default ServiceAccount and kube-root-ca.crt did not appear in 90 s")?
+        .map_err(|e| e.to_string())?;
+    let all: Api<ServiceAccount> = Api::all(client.clone());
+    let mut events = std::pin::pin!(watcher(all, watcher::Config::default()));
+    let until = deadline(90);
+    // The initial listing first, then events until 3 s pass without one.
+    while let Some(e) = events.next().await {
+        if matches!(e, Ok(watcher::Event::InitDone)) {
+            break;
+        }
+    }
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(3), events.next()).await {
+        ensure(
+            Instant::now() < until,
+            "ServiceAccounts kept appearing for 90 s",
+        )?;
+    }
+    Ok(())
+}
+
+/// What the run applies: an update of the user's ConfigMap (which stays), a ConfigMap next to
+/// it, a Deployment, Service and ServiceAccount in a namespace a `label` step creates, and a
+/// namespace of its own with a ConfigMap in it.
+const RUN_MANIFEST: &str = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {owner: payments, checked-by: istio-e2e}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: run-notes, namespace: shop}
+data: {a: b}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: web, namespace: fresh}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: fresh}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: fresh}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: web
+      terminationGracePeriodSeconds: 0
+      containers:
+      - {name: web, image: istio-e2e.local/busybox:1, imagePullPolicy: Never, command: [sleep, '3600']}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: run-own}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: inside, namespace: run-own}
+data: {a: b}
+";
+
+/// A scenario on provider `existing` pointed at the node's kubeconfig, with `steps`; the
+/// manifest `manifest` is written beside it as `objects.yaml`.
+fn existing_scenario(
+    dir: &Path,
+    kubeconfig: &Path,
+    manifest: &str,
+    steps: &str,
+) -> harness::scenario::ScenarioFile {
+    let objects = dir.join("objects.yaml");
+    std::fs::write(&objects, manifest).unwrap();
+    let text = format!(
+        "name: existing-cluster\ncluster:\n  provider: existing\n  kubeconfig: {}\nnamespace: default\nsteps:\n{}",
+        kubeconfig.display(),
+        steps.replace("OBJECTS", &objects.display().to_string())
+    );
+    harness::scenario::parse_str(&dir.join("existing.yaml"), text).unwrap()
+}
+
+fn run_options(dir: &Path) -> harness::runner::RunOptions {
+    harness::runner::RunOptions {
+        artifacts_root: Some(dir.join("artifacts")),
+        quiet: true,
+        no_signal_handler: true,
+        ..Default::default()
+    }
+}
+
+fn failures(r: &harness::results::RunResult) -> String {
+    r.steps
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.name)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+const RUN_STEPS: &str = "  - istio-install: {}
+  - name: label shop
+    label: {namespace: shop, labels: {istio-injection: enabled, run: e2e}}
+  - name: label fresh
+    label: {namespace: fresh, labels: {istio-injection: enabled}}
+  - name: apply the objects
+    apply: {files: OBJECTS}
+  - name: web rolled out
+    timeout: 2m
+    wait: {deployments: {namespace: fresh, names: [web]}}
+";
+
+/// Provider `existing` on a lab node that already has an Istio (a stand-in `istiod`) and a
+/// user's namespace: the run uses that Istio and leaves it; it labels the user's namespace,
+/// creates a namespace, applies objects into both and a namespace of its own, and its
+/// teardown leaves the cluster exactly as it found it (the object list before and after, as
+/// istio.io's tests compare it), twice in a row. The user's ConfigMap, which the run updated,
+/// stays as updated.
+fn existing_cluster_is_left_as_found() -> Result<(), Failed> {
+    let (client, info) = node("existing")?;
+    RT.block_on(async {
+        someones_cluster(&client).await?;
+        controllers_settled(&client).await?;
+        let before = cluster_objects(&client).await?;
+        let dir = tempfile::tempdir().unwrap();
+        let file = existing_scenario(dir.path(), &info.kubeconfig, RUN_MANIFEST, RUN_STEPS);
+        for round in 1..=2 {
+            let r = harness::runner::run_file(&file, &run_options(dir.path()))
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("round {round} teardown:\n  {}", r.teardown.join("\n  "));
+            ensure(
+                r.status == harness::results::Status::Passed,
+                format!("round {round}: {:?}: {}", r.status, failures(&r)),
+            )?;
+            let install = r.steps.iter().find(|s| s.kind == "istio-install").ok_or("no istio-install")?;
+            ensure(
+                install.outputs.get("existing").and_then(|v| v.as_str())
+                    == Some("istiod (revision default, 1.12.1)"),
+                format!("istio-install outputs: {:?}", install.outputs),
+            )?;
+            let torn = r.teardown.join("\n");
+            for want in [
+                "deleted objects created by `apply the objects`: ConfigMap/run-own/inside, Deployment/fresh/web, Service/fresh/web, ServiceAccount/fresh/web, ConfigMap/shop/run-notes, Namespace/run-own",
+                "deleted namespace fresh: Namespace/fresh",
+                "restored namespace shop's labels: istio-injection=disabled, run removed",
+            ] {
+                ensure(torn.contains(want), format!("round {round}: no `{want}` in teardown:\n{torn}"))?;
+            }
+            ensure(!torn.contains("istio-system") && !torn.contains("uninstall"), format!("teardown touched Istio:\n{torn}"))?;
+            let after = cluster_objects(&client).await?;
+            let gone: Vec<_> = before.difference(&after).collect();
+            let left: Vec<_> = after.difference(&before).collect();
+            ensure(
+                gone.is_empty() && left.is_empty(),
+                format!("round {round}: removed {gone:?}; left behind {left:?}"),
+            )?;
+        }
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "shop");
+        let settings = cms.get("settings").await.map_err(|e| e.to_string())?;
+        ensure(
+            settings.data.unwrap_or_default().get("checked-by").map(String::as_str) == Some("istio-e2e"),
+            "the user's ConfigMap lost the run's update (it was updated, not created: it stays as updated)",
+        )?;
+        Ok(())
+    })
+}
+
+/// `--keep-on-failure` on provider `existing`: a failing run keeps everything it made (the
+/// namespace, the objects, the labels) and says so in its teardown lines.
+fn existing_cluster_keep_on_failure_keeps_everything() -> Result<(), Failed> {
+    let (client, info) = node("existing")?;
+    RT.block_on(async {
+        someones_cluster(&client).await?;
+        let dir = tempfile::tempdir().unwrap();
+        let steps = "  - name: label kept
+    label: {namespace: kept, labels: {istio-injection: enabled}}
+  - name: label shop
+    label: {namespace: shop, labels: {kept: 'yes'}}
+  - name: apply the objects
+    apply: {files: OBJECTS}
+  - name: fail
+    timeout: 3s
+    wait: {deployments: {namespace: kept, names: [no-such-deployment]}}
+";
+        let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept-cm, namespace: kept}\ndata: {a: b}\n";
+        let file = existing_scenario(dir.path(), &info.kubeconfig, manifest, steps);
+        let opts = harness::runner::RunOptions { keep_on_failure: true, ..run_options(dir.path()) };
+        let r = harness::runner::run_file(&file, &opts).await.map_err(|e| e.to_string())?;
+        ensure(r.status == harness::results::Status::Failed, format!("status {:?}", r.status))?;
+        let torn = r.teardown.join("\n");
+        for want in [
+            "kept objects created by `apply the objects`: ConfigMap/kept/kept-cm",
+            "kept labels kept on namespace shop",
+            "kept namespace kept",
+        ] {
+            ensure(torn.contains(want), format!("no `{want}` in teardown:\n{torn}"))?;
+        }
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "kept");
+        ensure(cms.get_opt("kept-cm").await.map_err(|e| e.to_string())?.is_some(), "kept-cm was deleted")?;
+        let nss: Api<Namespace> = Api::all(client.clone());
+        let shop = nss.get("shop").await.map_err(|e| e.to_string())?;
+        ensure(shop.labels().get("kept").map(String::as_str) == Some("yes"), "the label was removed")?;
+        // Leave the node as the other trials expect it.
+        let undo = [harness::kubeops::delete::ObjectRef::namespace("kept", None)];
+        harness::kubeops::delete::delete_and_wait(&client, &undo, deadline(120))
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = serde_json::json!({"metadata": {"labels": {"kept": null}}});
+        nss.patch("shop", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&body))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// A run whose apply created an object with a finalizer nobody removes: teardown waits its
+/// deadline (here 5 s), no longer, and names the object and its finalizer, then the namespace
+/// (still terminating on its content) and its own finalizer. Removing the finalizer lets both
+/// go.
+fn existing_cluster_deletion_deadline_names_finalizers() -> Result<(), Failed> {
+    let (client, info) = node("existing")?;
+    RT.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = "  - name: label held
+    label: {namespace: held, labels: {istio-injection: enabled}}
+  - name: apply the held object
+    apply: {files: OBJECTS}
+";
+        let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: held, finalizers: [istio-e2e.test/hold]}\ndata: {a: b}\n";
+        let file = existing_scenario(dir.path(), &info.kubeconfig, manifest, steps);
+        let opts = harness::runner::RunOptions {
+            delete_timeout: Some(Duration::from_secs(5)),
+            ..run_options(dir.path())
+        };
+        let t0 = Instant::now();
+        let r = harness::runner::run_file(&file, &opts).await.map_err(|e| e.to_string())?;
+        let took = t0.elapsed();
+        let torn = r.teardown.join("\n");
+        eprintln!("teardown after {took:?}:\n{torn}");
+        ensure(r.status == harness::results::Status::Passed, format!("{:?}: {}", r.status, failures(&r)))?;
+        ensure(took < Duration::from_secs(40), format!("the run took {took:?}"))?;
+        ensure(
+            torn.contains("teardown of objects created by `apply the held object` incomplete: 1 object not deleted (5s after asking): ConfigMap/held/held is still there, waiting on finalizers istio-e2e.test/hold"),
+            format!("teardown:\n{torn}"),
+        )?;
+        ensure(
+            torn.contains("teardown of namespace held incomplete: 1 object not deleted (5s after asking): Namespace/held is still there, waiting on finalizers kubernetes"),
+            format!("teardown:\n{torn}"),
+        )?;
+        // Remove the finalizer; both go.
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "held");
+        let body = serde_json::json!({"metadata": {"finalizers": null}});
+        cms.patch("held", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&body))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ns = [harness::kubeops::delete::ObjectRef::namespace("held", None)];
+        let done = harness::kubeops::delete::delete_and_wait(&client, &ns, deadline(120))
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(done.gone == ["Namespace/held"], format!("{done:?}"))?;
+        Ok(())
+    })
+}
+
 fn main() -> std::process::ExitCode {
     harness::install_crypto_provider();
     let mut args = Arguments::from_args();
@@ -843,6 +1231,18 @@ fn main() -> std::process::ExitCode {
             "lab::v1_34::native_sidecar_ready_and_unready",
             Some("v1.34"),
             native_sidecar_ready_and_unready_on_v1_34,
+        ),
+        lab_trial(
+            "lab::existing::cluster_is_left_as_found",
+            existing_cluster_is_left_as_found,
+        ),
+        lab_trial(
+            "lab::existing::keep_on_failure_keeps_everything",
+            existing_cluster_keep_on_failure_keeps_everything,
+        ),
+        lab_trial(
+            "lab::existing::deletion_deadline_names_finalizers",
+            existing_cluster_deletion_deadline_names_finalizers,
         ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);

@@ -9,12 +9,25 @@ use super::{ClusterError, ClusterInfo, ClusterRequest, Provider};
 
 /// The existing-cluster provider.
 #[derive(Default)]
-pub struct Existing;
+pub struct Existing {
+    /// The kubeconfig the scenario names (`cluster.kubeconfig`), which comes before the
+    /// environment's.
+    kubeconfig: Option<PathBuf>,
+}
 
-fn source_kubeconfig(req: Option<&ClusterRequest>) -> Option<PathBuf> {
-    req.and_then(|r| r.kubeconfig.clone())
-        .or_else(|| std::env::var_os("ISTIO_E2E_KUBECONFIG").map(PathBuf::from))
-        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+impl Existing {
+    /// The provider for the kubeconfig a scenario names (`cluster.kubeconfig`); without one,
+    /// `ISTIO_E2E_KUBECONFIG`, then `KUBECONFIG`.
+    pub fn with_kubeconfig(kubeconfig: Option<PathBuf>) -> Self {
+        Existing { kubeconfig }
+    }
+
+    fn source_kubeconfig(&self, req: Option<&ClusterRequest>) -> Option<PathBuf> {
+        req.and_then(|r| r.kubeconfig.clone())
+            .or_else(|| self.kubeconfig.clone())
+            .or_else(|| std::env::var_os("ISTIO_E2E_KUBECONFIG").map(PathBuf::from))
+            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+    }
 }
 
 impl Provider for Existing {
@@ -25,7 +38,7 @@ impl Provider for Existing {
         "a kubeconfig: ISTIO_E2E_KUBECONFIG, KUBECONFIG or the scenario's cluster.kubeconfig"
     }
     fn check(&self) -> Result<(), ClusterError> {
-        match source_kubeconfig(None) {
+        match self.source_kubeconfig(None) {
             Some(p) if p.is_file() => Ok(()),
             Some(p) => Err(ClusterError::KubeconfigMissing(p)),
             None => Err(ClusterError::NoKubeconfig),
@@ -36,7 +49,9 @@ impl Provider for Existing {
         req: &'a ClusterRequest,
     ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
         Box::pin(async move {
-            let src = source_kubeconfig(Some(req)).ok_or(ClusterError::NoKubeconfigForExisting)?;
+            let src = self
+                .source_kubeconfig(Some(req))
+                .ok_or(ClusterError::NoKubeconfigForExisting)?;
             std::fs::create_dir_all(&req.artifacts).ok();
             let dst = req.artifacts.join("kubeconfig");
             std::fs::copy(&src, &dst).map_err(|source| ClusterError::CopyKubeconfig {

@@ -79,7 +79,7 @@ impl ProviderKind {
             ProviderKind::Kind => Box::new(kind::Kind::default()),
             ProviderKind::Minikube => Box::new(minikube::Minikube::default()),
             ProviderKind::K3s => Box::new(k3s::K3s::default()),
-            ProviderKind::Existing => Box::new(existing::Existing),
+            ProviderKind::Existing => Box::new(existing::Existing::default()),
             ProviderKind::Lab => Box::new(lab::Lab::default()),
             ProviderKind::None => Box::new(NoCluster),
         }

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
-use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
+use kube::discovery::{ApiResource, Discovery, Scope};
 use kube::runtime::wait::{await_condition, conditions};
 
+use super::delete::ObjectRef;
 use super::{FIELD_MANAGER, KubeError};
 
 /// How long an apply keeps asking discovery about a kind it does not find before calling it
@@ -172,6 +173,10 @@ pub struct ApplyReport {
     pub objects: Vec<String>,
     /// Objects whose generation or resourceVersion changed (created or updated).
     pub changed: usize,
+    /// Objects this apply created (they did not exist before it), in apply order: what a
+    /// cluster that outlives the run must have removed at teardown. An object that existed
+    /// and was only updated is not here.
+    pub created: Vec<ObjectRef>,
 }
 
 /// Applies documents: CRDs first (waited for `Established`), then a dry run of the rest, then
@@ -183,6 +188,19 @@ pub async fn apply(
     deadline: Instant,
 ) -> Result<ApplyReport, KubeError> {
     let mut report = ApplyReport::default();
+    apply_into(client, docs, default_ns, deadline, &mut report).await?;
+    Ok(report)
+}
+
+/// [`apply`], recording into `report` as it goes, so that what was created before a failure
+/// is known too (and can be removed at teardown).
+pub async fn apply_into(
+    client: &kube::Client,
+    docs: &[Document],
+    default_ns: &str,
+    deadline: Instant,
+    report: &mut ApplyReport,
+) -> Result<(), KubeError> {
     let (crds, rest): (Vec<&Document>, Vec<&Document>) = docs.iter().partition(|d| d.is_crd());
     let (namespaces, rest): (Vec<&Document>, Vec<&Document>) =
         rest.into_iter().partition(|d| d.is_namespace());
@@ -199,9 +217,9 @@ pub async fn apply(
             patch(&api, d, &dry).await?;
         }
         for d in &namespaces {
-            let (api, _) =
+            let (api, ar) =
                 api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
-            apply_tracked(&api, d, &pp, &mut report).await?;
+            apply_tracked(&api, &ar, d, &pp, report).await?;
         }
     }
 
@@ -232,9 +250,9 @@ pub async fn apply(
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let crd_api: Api<CustomResourceDefinition> = Api::all(client.clone());
         for d in &crds {
-            let (api, _) =
+            let (api, ar) =
                 api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
-            apply_tracked(&api, d, &pp, &mut report).await?;
+            apply_tracked(&api, &ar, d, &pp, report).await?;
         }
         for d in &crds {
             let name = d.object.metadata.name.clone().unwrap_or_default();
@@ -276,26 +294,39 @@ pub async fn apply(
 
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     for d in &rest {
-        let (api, _) =
+        let (api, ar) =
             api_for(client, &discovery, d, default_ns)?.ok_or_else(|| unknown_kind(d))?;
-        apply_tracked(&api, d, &pp, &mut report).await?;
+        apply_tracked(&api, &ar, d, &pp, report).await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Applies one document and records it; "changed" means created or given a new
-/// resourceVersion (a no-op apply keeps the old one).
+/// resourceVersion (a no-op apply keeps the old one). It is recorded as created only when the
+/// server said it did not exist just before (a failed lookup counts as existing: on someone
+/// else's cluster, never risk removing what was there).
 async fn apply_tracked(
     api: &Api<DynamicObject>,
+    ar: &ApiResource,
     d: &Document,
     pp: &PatchParams,
     report: &mut ApplyReport,
 ) -> Result<(), KubeError> {
     let name = d.object.metadata.name.as_deref().unwrap_or_default();
-    let before = api.get_opt(name).await.ok().flatten();
+    let before = api.get_opt(name).await;
+    let existed = !matches!(before, Ok(None));
+    let before = before.ok().flatten();
     let after = patch(api, d, pp).await?;
-    let changed =
-        before.is_none_or(|b| b.metadata.resource_version != after.metadata.resource_version);
+    if !existed {
+        report.created.push(ObjectRef {
+            resource: ar.clone(),
+            namespace: after.metadata.namespace.clone(),
+            name: name.to_string(),
+            uid: after.metadata.uid.clone(),
+        });
+    }
+    let changed = !existed
+        || before.is_none_or(|b| b.metadata.resource_version != after.metadata.resource_version);
     let object = match &after.metadata.namespace {
         Some(ns) => format!("{}/{ns}/{name}", kind_of(d)),
         None => format!("{}/{name}", kind_of(d)),
@@ -342,7 +373,7 @@ fn unknown_kind(d: &Document) -> KubeError {
     }
 }
 
-type ApiPair = (Api<DynamicObject>, ApiCapabilities);
+type ApiPair = (Api<DynamicObject>, ApiResource);
 
 fn api_for(
     client: &kube::Client,
@@ -370,8 +401,7 @@ fn api_for(
             Api::namespaced_with(client.clone(), &ns, &ar)
         }
     };
-    let _: &ApiResource = &ar;
-    Ok(Some((api, caps)))
+    Ok(Some((api, ar)))
 }
 
 async fn patch(

@@ -258,9 +258,26 @@ pub enum KubeError {
         /// Why.
         source: std::io::Error,
     },
+    /// Objects a teardown deleted are still there at its deadline (each named with the
+    /// finalizers it waits on), or their deletion was refused.
+    #[error("{} not deleted ({}s after asking): {}", plural(.left.len(), "object"), .waited.as_secs(), .left.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("; "))]
+    NotDeleted {
+        /// How long the teardown waited.
+        waited: std::time::Duration,
+        /// What is left, and why.
+        left: Vec<super::delete::Leftover>,
+    },
     /// A bound listener cannot tell its own address.
     #[error("{0}")]
     LocalAddr(#[source] std::io::Error),
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// API status codes no retry can change: a bad request, credentials, a missing object, a
@@ -312,7 +329,8 @@ impl KubeError {
             | KubeError::CrdNotEstablished(_)
             | KubeError::WatchCrd { .. }
             | KubeError::LocalAddr(_)
-            | KubeError::NoExitStatus { .. } => true,
+            | KubeError::NoExitStatus { .. }
+            | KubeError::NotDeleted { .. } => true,
             KubeError::Refused { .. }
             | KubeError::ReadKubeconfig { .. }
             | KubeError::InvalidKubeconfig { .. }
@@ -378,6 +396,9 @@ impl KubeError {
             }
             KubeError::ImagePullStuck(_) => {
                 "can the nodes reach the registry? On an air-gapped cluster load the image onto the nodes first; on a slow network raise the wait's `image-pull-grace`"
+            }
+            KubeError::NotDeleted { .. } => {
+                "a finalizer is removed by the controller that set it: is that controller still running? Once you know it is safe, remove the finalizer by hand (kubectl patch KIND NAME -n NAMESPACE --type merge -p '{\"metadata\":{\"finalizers\":null}}')"
             }
             _ => return None,
         })

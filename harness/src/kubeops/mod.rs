@@ -4,6 +4,7 @@
 //! Failures are [`KubeError`]s, which say whether a retry can help.
 
 pub mod apply;
+pub mod delete;
 pub mod diagnostics;
 pub mod error;
 pub mod exec;

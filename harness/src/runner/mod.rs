@@ -54,6 +54,9 @@ pub struct RunOptions {
     /// On a cluster that outlives the run, install Istio even over one already there
     /// (`--reinstall-istio`); by default the run uses it.
     pub reinstall_istio: bool,
+    /// How long teardown waits for each deletion on a cluster that outlives the run
+    /// ([`crate::cleanup::DELETE_TIMEOUT`] when not given).
+    pub delete_timeout: Option<Duration>,
     /// Scenario parameter overrides (`--set name=value`).
     pub params: std::collections::BTreeMap<String, String>,
     /// Factor for every step and scenario timeout (`--timeout-scale`,
@@ -168,8 +171,15 @@ pub fn prepare(file: &ScenarioFile, opts: &RunOptions) -> Result<Box<dyn Provide
         return Err(StartError::Invalid(diags));
     }
     let name = effective_provider(file, opts);
-    let provider =
-        crate::cluster::provider(&name).map_err(|e| StartError::UnknownProvider(e.to_string()))?;
+    let kubeconfig = file.scenario.cluster.kubeconfig.as_ref();
+    let provider: Box<dyn Provider> = match kubeconfig {
+        // The scenario's own kubeconfig is the one `existing` checks, not the environment's.
+        Some(k) if name == "existing" => Box::new(
+            crate::cluster::existing::Existing::with_kubeconfig(Some(PathBuf::from(k))),
+        ),
+        _ => crate::cluster::provider(&name)
+            .map_err(|e| StartError::UnknownProvider(e.to_string()))?,
+    };
     provider.check().map_err(|why| StartError::CannotRun {
         provider: name,
         why: why.to_string(),
@@ -310,6 +320,9 @@ impl<'f> Run<'f> {
         };
         run.ctx.reinstall_istio = opts.reinstall_istio;
         run.ctx.status = run.progress.status_line();
+        if let Some(t) = opts.delete_timeout {
+            run.ctx.delete_timeout = t;
+        }
         run.ctx.cluster_outlives_run = !run.provider.owns_cluster();
         run.set_builtins();
         run
@@ -737,7 +750,7 @@ impl<'f> Run<'f> {
         let keep =
             self.opts.keep_cluster || (self.opts.keep_on_failure && self.status != Status::Passed);
         let outlives = !self.provider.owns_cluster();
-        let lines = crate::cleanup::undo_all(&mut self.ctx, outlives).await;
+        let lines = crate::cleanup::undo_all(&mut self.ctx, outlives, keep).await;
         self.teardown.extend(lines);
         self.ctx.drop_client();
         match self.provider.teardown(keep).await {

@@ -38,7 +38,17 @@ async fn run(s: &ApplySpec, ctx: &mut Context, deadline: Instant) -> Result<Outp
             )
         })
         .collect();
-    let report = crate::kubeops::apply::apply(&client, &docs, &ns, deadline).await?;
+    let mut report = crate::kubeops::apply::ApplyReport::default();
+    let applied =
+        crate::kubeops::apply::apply_into(&client, &docs, &ns, deadline, &mut report).await;
+    // What was created is the run's to remove, even when a later document failed.
+    if !report.created.is_empty() {
+        ctx.cleanup.push(crate::cleanup::Cleanup::Objects {
+            step: ctx.current_step_name(),
+            objects: std::mem::take(&mut report.created),
+        });
+    }
+    applied?;
     let mut kinds = std::collections::BTreeMap::<String, u64>::new();
     for o in &report.objects {
         *kinds
