@@ -39,7 +39,7 @@ async fn check_passes_on_the_product_page_and_sends_host_and_headers() {
         expect: Expect {
             status: Some(200),
             title: Some("Simple Bookstore App".into()),
-            selector: Some("h1".into()),
+            selector: Some("h1".parse().unwrap()),
             text: Some("Comedy of Errors".into()),
             ..Default::default()
         },

@@ -11,7 +11,7 @@ use kube::discovery::Scope;
 use super::KubeError;
 
 /// What to change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A strategic merge patch (falls back to a JSON merge patch for kinds without one).
     Merge(serde_json::Value),

@@ -222,6 +222,28 @@ macro_rules! dashboard_kind {
 }
 pub(crate) use dashboard_kind;
 
+/// A step's spec that is wrong as a whole rather than in one field (a `wait` with no target, a
+/// `patch` with two changes), found when the file is read. It reads `<kind> step: <message>`
+/// and is reported at the step's first line, as validation's problems are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} step: {message}")]
+pub struct SpecError {
+    /// The step kind, e.g. `wait`.
+    pub kind: &'static str,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl SpecError {
+    /// A problem with a `kind` step's spec.
+    pub(crate) fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        SpecError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
 /// Where a failed step's kube API error came from, as a short sentence.
 pub(crate) fn kube_err(what: &str, e: kube::Error) -> StepError {
     crate::kubeops::describe_error(what, e)
