@@ -152,18 +152,19 @@ fn new_revision(s: &IstioUpgradeSpec) -> String {
         .unwrap_or_else(|| crate::istio::revision_for(&s.to))
 }
 
-async fn run(
-    s: &IstioUpgradeSpec,
-    ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    let mode = s.mode().map_err(StepError::fatal)?;
-    let client = ctx.client().await?;
-    let cluster = ctx
-        .cluster
-        .clone()
-        .ok_or_else(|| StepError::fatal("istio-upgrade needs a cluster"))?;
-    let warning = crate::istio::check_cluster(&client, Some(&s.to))
+/// The release an upgrade moves to, prepared before anything changes in the cluster.
+struct NewRelease {
+    /// Its files, when prepared from a directory or a download.
+    release: Option<crate::download::IstioRelease>,
+    /// Its istioctl.
+    istioctl: PathBuf,
+    /// The compatibility warning for this Kubernetes version, if any.
+    warning: Option<String>,
+}
+
+/// Checks that the cluster supports version `to` and prepares its release and istioctl.
+async fn prepare(s: &IstioUpgradeSpec, client: &kube::Client) -> Result<NewRelease, StepError> {
+    let warning = crate::istio::check_cluster(client, Some(&s.to))
         .await
         .map_err(|e| {
             if e.is_incompatible() {
@@ -185,24 +186,20 @@ async fn run(
                 "give a release with bin/istioctl in `dir`, or let the harness download it",
             )
         })?;
-    let profile = s
-        .profile
-        .clone()
-        .unwrap_or_else(|| ctx.istio.profile.clone());
-    let namespaces = if s.namespaces.is_empty() {
-        vec![ctx.namespace.clone()]
-    } else {
-        s.namespaces.clone()
-    };
-    let old_revision = ctx.istio.revision.clone();
-    let steps = plan(s, mode, &profile, old_revision.as_deref());
-    let log = ctx.artifacts.join(format!("istioctl-upgrade-{}.log", s.to));
+    Ok(NewRelease {
+        release,
+        istioctl,
+        warning,
+    })
+}
 
-    // 1. The new control plane.
-    let first = steps[0][0].clone();
-    crate::istio::run_checked(&istioctl, &first, &steps[0], &cluster, &log, deadline).await?;
-    ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
-    let mut components = crate::istio::profile_components(&profile);
+/// The components the new control plane must roll out, and the canary's revision.
+fn new_components(
+    s: &IstioUpgradeSpec,
+    mode: UpgradeMode,
+    profile: &str,
+) -> (Vec<String>, Option<String>) {
+    let mut components = crate::istio::profile_components(profile);
     let revision = match mode {
         UpgradeMode::InPlace => None,
         UpgradeMode::Canary => {
@@ -212,14 +209,23 @@ async fn run(
             Some(rev)
         }
     };
-    crate::kubeops::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
-        .await?;
+    (components, revision)
+}
 
-    // 2. The data plane: relabel (canary), restart, wait for the new proxies.
+/// Moves each namespace's workloads to the new data plane: relabeled (canary), restarted, and
+/// waited for until their proxies run version `to`. Returns the restarted deployments
+/// (`ns/name`) and the number of proxies at the new version.
+async fn move_data_plane(
+    client: &kube::Client,
+    namespaces: &[String],
+    revision: Option<&str>,
+    to: &str,
+    deadline: Instant,
+) -> Result<(Vec<String>, usize), StepError> {
     let mut restarted = Vec::new();
     let mut proxies = 0;
-    for ns in &namespaces {
-        if let Some(rev) = &revision {
+    for ns in namespaces {
+        if let Some(rev) = revision {
             let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
                 kube::Api::all(client.clone());
             let patch = serde_json::json!({"metadata": {"labels": {
@@ -233,25 +239,63 @@ async fn run(
             .await
             .map_err(|e| super::kube_err(&format!("relabeling namespace {ns}"), e))?;
         }
-        let names = crate::kubeops::wait::rollout_restart(&client, ns, &[]).await?;
-        crate::kubeops::wait::deployments_rolled_out(&client, ns, &names, deadline).await?;
-        proxies += crate::kubeops::wait::proxies_at_version(&client, ns, &s.to, deadline).await?;
+        let names = crate::kubeops::wait::rollout_restart(client, ns, &[]).await?;
+        crate::kubeops::wait::deployments_rolled_out(client, ns, &names, deadline).await?;
+        proxies += crate::kubeops::wait::proxies_at_version(client, ns, to, deadline).await?;
         restarted.extend(names.into_iter().map(|n| format!("{ns}/{n}")));
     }
-
     // The gateways are upgraded in place by either mode (they are not per-revision).
     proxies +=
-        crate::kubeops::wait::proxies_at_version(&client, "istio-system", &s.to, deadline).await?;
+        crate::kubeops::wait::proxies_at_version(client, "istio-system", to, deadline).await?;
+    Ok((restarted, proxies))
+}
+
+async fn run(
+    s: &IstioUpgradeSpec,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let mode = s.mode().map_err(StepError::fatal)?;
+    let client = ctx.client().await?;
+    let cluster = ctx
+        .cluster
+        .clone()
+        .ok_or_else(|| StepError::fatal("istio-upgrade needs a cluster"))?;
+    let new = prepare(s, &client).await?;
+    let profile = s
+        .profile
+        .clone()
+        .unwrap_or_else(|| ctx.istio.profile.clone());
+    let namespaces = if s.namespaces.is_empty() {
+        vec![ctx.namespace.clone()]
+    } else {
+        s.namespaces.clone()
+    };
+    let steps = plan(s, mode, &profile, ctx.istio.revision.as_deref());
+    let log = ctx.artifacts.join(format!("istioctl-upgrade-{}.log", s.to));
+
+    // 1. The new control plane.
+    let first = steps[0][0].clone();
+    crate::istio::run_checked(&new.istioctl, &first, &steps[0], &cluster, &log, deadline).await?;
+    ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
+    let (components, revision) = new_components(s, mode, &profile);
+    crate::kubeops::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
+        .await?;
+
+    // 2. The data plane: relabel (canary), restart, wait for the new proxies.
+    let (restarted, proxies) =
+        move_data_plane(&client, &namespaces, revision.as_deref(), &s.to, deadline).await?;
 
     // 3. Canary: the old revision goes.
     if let Some(args) = steps.get(1) {
-        crate::istio::run_checked(&istioctl, "uninstall", args, &cluster, &log, deadline).await?;
+        crate::istio::run_checked(&new.istioctl, "uninstall", args, &cluster, &log, deadline)
+            .await?;
     }
 
     // Later steps use the new release.
     let from = ctx.istio.version.replace(s.to.clone()).unwrap_or_default();
-    ctx.istio.istioctl = Some(istioctl);
-    if let Some(r) = &release {
+    ctx.istio.istioctl = Some(new.istioctl);
+    if let Some(r) = &new.release {
         crate::istio::use_release(ctx, r);
     }
     ctx.istio.revision = revision.clone();
@@ -266,7 +310,7 @@ async fn run(
     }
     out.insert("restarted".into(), restarted.into());
     out.insert("proxies".into(), proxies.into());
-    if let Some(w) = warning {
+    if let Some(w) = new.warning {
         out.insert("compatibility-warning".into(), w.into());
     }
     Ok(out)
