@@ -49,7 +49,6 @@ pub struct CommandExpect {
     pub output: Expect,
 }
 
-
 /// An expectation block as written: HTTP and command fields side by side, strings unparsed.
 /// [`Expect`] and [`CommandExpect`] are read through it and refuse the other's fields.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

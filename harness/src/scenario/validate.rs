@@ -218,7 +218,7 @@ fn check_background(file: &ScenarioFile, out: &mut Vec<Diagnostic>) {
         let (line, col) = (st.referenced.line(), st.referenced.column());
         match &st.value.kind {
             StepKind::Traffic(t) => {
-                if let Some(name) = &t.background {
+                if let crate::probes::traffic::TrafficMode::Background { name, .. } = &t.mode {
                     if let Some((_, at, _)) = running.iter().find(|(n, _, _)| n == name) {
                         out.push(diag(line, col, format!(
                             "background traffic `{name}` is already running (started at line {at}); stop it first or pick another name"
