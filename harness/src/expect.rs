@@ -563,6 +563,30 @@ where
     })
 }
 
+crate::scenario::resolve::resolve_fields!(Expect {
+    status,
+    title,
+    contains,
+    not_contains,
+    regex,
+    selector,
+    text,
+    json
+});
+crate::scenario::resolve::resolve_fields!(CommandExpect {
+    exit_code,
+    stdout_contains,
+    output
+});
+crate::scenario::resolve::resolve_fields!(JsonExpect {
+    pointer,
+    equals,
+    min,
+    contains
+});
+// Parsed when the file is read, so they hold no variable.
+crate::scenario::resolve::resolve_as_is!(Pattern, Css);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,19 @@ pub async fn patch(
         .map_err(|e| refused(e, false))?;
     Ok(after.metadata.resource_version != before.metadata.resource_version)
 }
+
+/// The merge patch's strings are resolved in place; JSON patch operations through their JSON
+/// form (the one value here without a typed model of its own).
+impl crate::scenario::Resolve for Change {
+    fn resolve(&self, vars: &crate::scenario::vars::Vars) -> Result<Self, String> {
+        Ok(match self {
+            Change::Merge(m) => Change::Merge(m.resolve(vars)?),
+            Change::Json(p) => {
+                let v = serde_json::to_value(p).map_err(|e| e.to_string())?;
+                Change::Json(serde_json::from_value(v.resolve(vars)?).map_err(|e| {
+                    format!("after expanding variables the patch is not valid: {e}")
+                })?)
+            }
+        })
+    }
+}

@@ -953,6 +953,36 @@ impl BackgroundReport {
     }
 }
 
+crate::scenario::resolve::resolve_fields!(TrafficSpec {
+    url,
+    mode,
+    concurrency,
+    headers,
+    host,
+    expect_status,
+    min_success,
+    max_failures,
+    reviews_split
+});
+crate::scenario::resolve::resolve_fields!(BackgroundExpect {
+    max_failures,
+    min_requests,
+    latency_p99
+});
+crate::scenario::resolve::resolve_as_is!(Threshold);
+
+impl crate::scenario::Resolve for TrafficMode {
+    fn resolve(&self, vars: &crate::scenario::vars::Vars) -> Result<Self, String> {
+        Ok(match self {
+            TrafficMode::Requests(n) => TrafficMode::Requests(*n),
+            TrafficMode::Background { name, rate } => TrafficMode::Background {
+                name: vars.expand(name)?,
+                rate: *rate,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -539,7 +539,7 @@ impl<'f> Run<'f> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let kind = match expand(&step.kind, &self.ctx) {
+            let kind = match step.kind.resolve(&self.ctx.vars) {
                 Ok(k) => k,
                 Err(e) => return (attempts, Err(e)),
             };
@@ -672,13 +672,4 @@ impl<'f> Run<'f> {
         }
         result
     }
-}
-
-/// Expands `${...}` in every string of a step's spec.
-fn expand(kind: &StepKind, ctx: &Context) -> Result<StepKind, String> {
-    let mut v = serde_json::to_value(kind)
-        .map_err(|e| format!("internal: cannot serialize the step: {e}"))?;
-    ctx.vars.expand_value(&mut v)?;
-    serde_json::from_value(v)
-        .map_err(|e| format!("after expanding variables the step is not valid: {e}"))
 }

@@ -22,6 +22,7 @@
 pub mod condition;
 pub mod names;
 pub mod parse;
+pub mod resolve;
 pub mod template;
 pub mod validate;
 pub mod vars;
@@ -36,6 +37,7 @@ use crate::cluster::ProviderKind;
 pub use crate::steps::{STEP_KINDS, StepKind};
 
 pub use parse::{Located, load, parse_str};
+pub use resolve::Resolve;
 pub use template::Templated;
 pub use validate::{Diagnostic, validate};
 

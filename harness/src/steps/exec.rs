@@ -107,3 +107,13 @@ impl super::Kind for ExecSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(ExecSpec {
+    namespace,
+    selector,
+    pod,
+    container,
+    command,
+    expect,
+    capture
+});

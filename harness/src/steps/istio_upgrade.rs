@@ -335,6 +335,17 @@ impl super::Kind for IstioUpgradeSpec {
     }
 }
 
+crate::scenario::resolve::resolve_fields!(IstioUpgradeSpec {
+    to,
+    dir,
+    mode,
+    revision,
+    profile,
+    set,
+    namespaces,
+    remove_old
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

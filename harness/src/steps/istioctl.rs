@@ -80,3 +80,9 @@ impl super::Kind for IstioctlSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(IstioctlSpec {
+    args,
+    expect,
+    capture
+});

@@ -99,3 +99,5 @@ impl super::Kind for LabelSpec {
         run(self, ctx).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(LabelSpec { namespace, labels });

@@ -140,3 +140,11 @@ impl super::Kind for PatchSpec {
         run(self, ctx).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(PatchSpec {
+    kind,
+    api_version,
+    name,
+    namespace,
+    change
+});

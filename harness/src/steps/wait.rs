@@ -250,3 +250,29 @@ impl super::Kind for WaitSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(PodsWait {
+    namespace,
+    selector,
+    containers,
+    min
+});
+crate::scenario::resolve::resolve_fields!(DeploymentsWait { namespace, names });
+crate::scenario::resolve::resolve_fields!(ConditionWait {
+    api_version,
+    kind,
+    name,
+    namespace,
+    type_,
+    status
+});
+
+impl crate::scenario::Resolve for WaitSpec {
+    fn resolve(&self, vars: &crate::scenario::vars::Vars) -> Result<Self, String> {
+        Ok(match self {
+            WaitSpec::Pods(p) => WaitSpec::Pods(p.resolve(vars)?),
+            WaitSpec::Deployments(d) => WaitSpec::Deployments(d.resolve(vars)?),
+            WaitSpec::Condition(c) => WaitSpec::Condition(c.resolve(vars)?),
+        })
+    }
+}
