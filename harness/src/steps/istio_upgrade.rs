@@ -250,6 +250,23 @@ async fn move_data_plane(
     Ok((restarted, proxies))
 }
 
+/// Makes later steps use the new release (`${istio.version}`, its istioctl and files, the
+/// canary's revision); returns the version the mesh ran before.
+fn switch_to(ctx: &mut Context, to: &str, new: &NewRelease, revision: Option<String>) -> String {
+    let from = ctx
+        .istio
+        .version
+        .replace(to.to_string())
+        .unwrap_or_default();
+    ctx.istio.istioctl = Some(new.istioctl.clone());
+    if let Some(r) = &new.release {
+        crate::istio::use_release(ctx, r);
+    }
+    ctx.istio.revision = revision;
+    ctx.vars.set("istio.version", to.to_string());
+    from
+}
+
 async fn run(
     s: &IstioUpgradeSpec,
     ctx: &mut Context,
@@ -292,15 +309,7 @@ async fn run(
             .await?;
     }
 
-    // Later steps use the new release.
-    let from = ctx.istio.version.replace(s.to.clone()).unwrap_or_default();
-    ctx.istio.istioctl = Some(new.istioctl);
-    if let Some(r) = &new.release {
-        crate::istio::use_release(ctx, r);
-    }
-    ctx.istio.revision = revision.clone();
-    ctx.vars.set("istio.version", s.to.clone());
-
+    let from = switch_to(ctx, &s.to, &new, revision.clone());
     let mut out = Outputs::new();
     out.insert("from".into(), from.into());
     out.insert("to".into(), s.to.clone().into());
