@@ -117,14 +117,19 @@ pub async fn patch(
 /// The merge patch's strings are resolved in place; JSON patch operations through their JSON
 /// form (the one value here without a typed model of its own).
 impl crate::scenario::Resolve for Change {
-    fn resolve(&self, vars: &crate::scenario::vars::Vars) -> Result<Self, String> {
+    fn resolve(
+        &self,
+        vars: &crate::scenario::vars::Vars,
+    ) -> Result<Self, crate::scenario::vars::VarError> {
         Ok(match self {
             Change::Merge(m) => Change::Merge(m.resolve(vars)?),
             Change::Json(p) => {
-                let v = serde_json::to_value(p).map_err(|e| e.to_string())?;
-                Change::Json(serde_json::from_value(v.resolve(vars)?).map_err(|e| {
-                    format!("after expanding variables the patch is not valid: {e}")
-                })?)
+                let v = serde_json::to_value(p).expect("JSON patch operations serialize");
+                let not_valid = |e: serde_json::Error| crate::scenario::vars::VarError::NotValid {
+                    message: format!("the JSON patch operations are not valid: {e}"),
+                    template: v.to_string(),
+                };
+                Change::Json(serde_json::from_value(v.resolve(vars)?).map_err(not_valid)?)
             }
         })
     }

@@ -972,7 +972,10 @@ crate::scenario::resolve::resolve_fields!(BackgroundExpect {
 crate::scenario::resolve::resolve_as_is!(Threshold);
 
 impl crate::scenario::Resolve for TrafficMode {
-    fn resolve(&self, vars: &crate::scenario::vars::Vars) -> Result<Self, String> {
+    fn resolve(
+        &self,
+        vars: &crate::scenario::vars::Vars,
+    ) -> Result<Self, crate::scenario::vars::VarError> {
         Ok(match self {
             TrafficMode::Requests(n) => TrafficMode::Requests(*n),
             TrafficMode::Background { name, rate } => TrafficMode::Background {

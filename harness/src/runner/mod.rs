@@ -515,10 +515,11 @@ impl<'f> Run<'f> {
             return When::Run;
         };
         let vars = &self.ctx.vars;
-        let decided = vars.expand(&cond.left).and_then(|l| {
-            let r = vars.expand(&cond.right)?;
-            Ok((cond.decide(&l, &r)?, cond.show(&l, &r)))
-        });
+        let decided = vars
+            .expand(&cond.left)
+            .and_then(|l| Ok((l, vars.expand(&cond.right)?)))
+            .map_err(|e| e.to_string())
+            .and_then(|(l, r)| Ok((cond.decide(&l, &r)?, cond.show(&l, &r))));
         match decided {
             Ok((true, _)) => When::Run,
             Ok((false, shown)) => When::Skip(format!("when: {cond} ({shown}) is false")),
@@ -541,7 +542,7 @@ impl<'f> Run<'f> {
             attempts += 1;
             let kind = match step.kind.resolve(&self.ctx.vars) {
                 Ok(k) => k,
-                Err(e) => return (attempts, Err(e)),
+                Err(e) => return (attempts, Err(e.to_string())),
             };
             let mut deadline = Instant::now() + step.effective_timeout();
             if let Some(sd) = self.deadline {

@@ -199,11 +199,16 @@ impl ScenarioFile {
     }
 }
 
+/// A parameter override that is not `NAME=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not NAME=VALUE, e.g. rollout=unsafe")]
+pub struct ParamError(pub String);
+
 /// Reads a parameter override `NAME=VALUE` (`--set`, `ISTIO_E2E_SET`).
-pub fn parse_param(text: &str) -> Result<(String, String), String> {
+pub fn parse_param(text: &str) -> Result<(String, String), ParamError> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("{text:?} is not NAME=VALUE, e.g. rollout=unsafe")),
+        _ => Err(ParamError(text.to_string())),
     }
 }
 

@@ -12,36 +12,36 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::template::Templated;
-use super::vars::Vars;
+use super::vars::{VarError, Vars};
 
 /// A value whose strings may hold `${...}`, resolved with the run's variables.
 pub trait Resolve: Sized {
     /// The value with every variable replaced; the error names the unknown variable or the
     /// value that is not valid once expanded.
-    fn resolve(&self, vars: &Vars) -> Result<Self, String>;
+    fn resolve(&self, vars: &Vars) -> Result<Self, VarError>;
 }
 
 impl Resolve for String {
-    fn resolve(&self, vars: &Vars) -> Result<Self, String> {
+    fn resolve(&self, vars: &Vars) -> Result<Self, VarError> {
         vars.expand(self)
     }
 }
 
 impl<T: Resolve> Resolve for Option<T> {
-    fn resolve(&self, vars: &Vars) -> Result<Self, String> {
+    fn resolve(&self, vars: &Vars) -> Result<Self, VarError> {
         self.as_ref().map(|v| v.resolve(vars)).transpose()
     }
 }
 
 impl<T: Resolve> Resolve for Vec<T> {
-    fn resolve(&self, vars: &Vars) -> Result<Self, String> {
+    fn resolve(&self, vars: &Vars) -> Result<Self, VarError> {
         self.iter().map(|v| v.resolve(vars)).collect()
     }
 }
 
 /// Values are resolved, keys are kept (a key names a label or a header, as written).
 impl<T: Resolve> Resolve for BTreeMap<String, T> {
-    fn resolve(&self, vars: &Vars) -> Result<Self, String> {
+    fn resolve(&self, vars: &Vars) -> Result<Self, VarError> {
         self.iter()
             .map(|(k, v)| Ok((k.clone(), v.resolve(vars)?)))
             .collect()
@@ -50,7 +50,7 @@ impl<T: Resolve> Resolve for BTreeMap<String, T> {
 
 /// Every string inside the document (a merge patch, a JSON value to compare).
 impl Resolve for serde_json::Value {
-    fn resolve(&self, vars: &Vars) -> Result<Self, String> {
+    fn resolve(&self, vars: &Vars) -> Result<Self, VarError> {
         let mut v = self.clone();
         vars.expand_value(&mut v)?;
         Ok(v)
@@ -62,7 +62,7 @@ impl<T: FromStr + Clone> Resolve for Templated<T>
 where
     T::Err: fmt::Display,
 {
-    fn resolve(&self, vars: &Vars) -> Result<Self, String> {
+    fn resolve(&self, vars: &Vars) -> Result<Self, VarError> {
         Templated::resolve(self, vars).map(Templated::Literal)
     }
 }
@@ -72,7 +72,10 @@ where
 macro_rules! resolve_fields {
     ($ty:path { $($field:ident),* $(,)? }) => {
         impl $crate::scenario::resolve::Resolve for $ty {
-            fn resolve(&self, vars: &$crate::scenario::vars::Vars) -> Result<Self, String> {
+            fn resolve(
+                &self,
+                vars: &$crate::scenario::vars::Vars,
+            ) -> Result<Self, $crate::scenario::vars::VarError> {
                 Ok(Self {
                     $($field: $crate::scenario::resolve::Resolve::resolve(&self.$field, vars)?,)*
                 })
@@ -87,7 +90,10 @@ pub(crate) use resolve_fields;
 macro_rules! resolve_as_is {
     ($($ty:ty),* $(,)?) => {
         $(impl $crate::scenario::resolve::Resolve for $ty {
-            fn resolve(&self, _: &$crate::scenario::vars::Vars) -> Result<Self, String> {
+            fn resolve(
+                &self,
+                _: &$crate::scenario::vars::Vars,
+            ) -> Result<Self, $crate::scenario::vars::VarError> {
                 Ok(self.clone())
             }
         })*
@@ -141,6 +147,6 @@ mod tests {
         }
         .resolve(&vars)
         .unwrap_err();
-        assert!(e.contains("unknown variable `${nope}`"), "{e}");
+        assert_eq!(e, VarError::Unknown("nope".into()));
     }
 }

@@ -100,7 +100,7 @@ impl std::str::FromStr for UpgradeMode {
 
 impl IstioUpgradeSpec {
     /// The mode, once variables are expanded.
-    pub fn mode(&self) -> Result<UpgradeMode, String> {
+    pub fn mode(&self) -> Result<UpgradeMode, crate::scenario::vars::VarError> {
         self.mode.resolve(&Default::default())
     }
 }
@@ -272,7 +272,7 @@ async fn run(
     ctx: &mut Context,
     deadline: Instant,
 ) -> Result<Outputs, StepError> {
-    let mode = s.mode().map_err(StepError::fatal)?;
+    let mode = s.mode().map_err(|e| StepError::fatal(e.to_string()))?;
     let client = ctx.client().await?;
     let cluster = ctx
         .cluster

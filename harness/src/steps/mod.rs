@@ -122,7 +122,10 @@ macro_rules! step_kinds {
 
             /// The spec with the run's variables put in, field by field (see
             /// [`Resolve`](crate::scenario::Resolve)).
-            pub fn resolve(&self, vars: &crate::scenario::vars::Vars) -> Result<StepKind, String> {
+            pub fn resolve(
+                &self,
+                vars: &crate::scenario::vars::Vars,
+            ) -> Result<StepKind, crate::scenario::vars::VarError> {
                 match self {
                     $( StepKind::$variant(s) => Ok(StepKind::$variant(crate::scenario::Resolve::resolve(s, vars)?)), )+
                 }

@@ -268,7 +268,10 @@ crate::scenario::resolve::resolve_fields!(ConditionWait {
 });
 
 impl crate::scenario::Resolve for WaitSpec {
-    fn resolve(&self, vars: &crate::scenario::vars::Vars) -> Result<Self, String> {
+    fn resolve(
+        &self,
+        vars: &crate::scenario::vars::Vars,
+    ) -> Result<Self, crate::scenario::vars::VarError> {
         Ok(match self {
             WaitSpec::Pods(p) => WaitSpec::Pods(p.resolve(vars)?),
             WaitSpec::Deployments(d) => WaitSpec::Deployments(d.resolve(vars)?),
