@@ -92,28 +92,51 @@ struct ExpectFields {
     exit_code: Option<i32>,
 }
 
-impl TryFrom<ExpectFields> for Expect {
-    type Error = String;
+/// An expectation block refused when the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpectError {
+    /// A command's expectation (`exit-code`, `stdout-contains`) in an HTTP check.
+    #[error("`{0}` applies to commands, not to an HTTP check")]
+    CommandOnly(&'static str),
+    /// `status` on a command.
+    #[error("`status: {0}` applies to HTTP checks, not to a command; expect its `exit-code`")]
+    HttpOnly(u16),
+    /// `text` without the `selector` that picks its element.
+    #[error("`text` needs a `selector` to say which element")]
+    TextWithoutSelector,
+    /// A regular expression that does not compile.
+    #[error("invalid regex {pattern:?}: {reason}")]
+    Regex {
+        /// The expression as written.
+        pattern: String,
+        /// The compiler's last line (what is wrong).
+        reason: String,
+    },
+    /// A CSS selector that does not parse.
+    #[error("invalid CSS selector {0:?}")]
+    Selector(String),
+}
 
-    fn try_from(f: ExpectFields) -> Result<Self, String> {
+impl TryFrom<ExpectFields> for Expect {
+    type Error = ExpectError;
+
+    fn try_from(f: ExpectFields) -> Result<Self, ExpectError> {
         if f.exit_code.is_some() {
-            return Err("`exit-code` applies to commands, not to an HTTP check".into());
+            return Err(ExpectError::CommandOnly("exit-code"));
         }
         if !f.stdout_contains.is_empty() {
-            return Err("`stdout-contains` applies to commands, not to an HTTP check".into());
+            return Err(ExpectError::CommandOnly("stdout-contains"));
         }
         body_of(f)
     }
 }
 
 impl TryFrom<ExpectFields> for CommandExpect {
-    type Error = String;
+    type Error = ExpectError;
 
-    fn try_from(mut f: ExpectFields) -> Result<Self, String> {
+    fn try_from(mut f: ExpectFields) -> Result<Self, ExpectError> {
         if let Some(s) = f.status {
-            return Err(format!(
-                "`status: {s}` applies to HTTP checks, not to a command; expect its `exit-code`"
-            ));
+            return Err(ExpectError::HttpOnly(s));
         }
         let (exit_code, stdout_contains) =
             (f.exit_code.take(), std::mem::take(&mut f.stdout_contains));
@@ -126,9 +149,9 @@ impl TryFrom<ExpectFields> for CommandExpect {
 }
 
 /// The body (and status) expectations of a block, with its regexes and selector parsed.
-fn body_of(f: ExpectFields) -> Result<Expect, String> {
+fn body_of(f: ExpectFields) -> Result<Expect, ExpectError> {
     if f.text.is_some() && f.selector.is_none() {
-        return Err("`text` needs a `selector` to say which element".to_string());
+        return Err(ExpectError::TextWithoutSelector);
     }
     Ok(Expect {
         status: f.status,
@@ -177,15 +200,15 @@ impl From<CommandExpect> for ExpectFields {
 pub struct Pattern(regex::Regex);
 
 impl std::str::FromStr for Pattern {
-    type Err = String;
+    type Err = ExpectError;
 
-    fn from_str(re: &str) -> Result<Self, String> {
-        regex::Regex::new(re).map(Pattern).map_err(|e| {
-            format!(
-                "invalid regex {re:?}: {}",
-                e.to_string().lines().last().unwrap_or_default()
-            )
-        })
+    fn from_str(re: &str) -> Result<Self, ExpectError> {
+        regex::Regex::new(re)
+            .map(Pattern)
+            .map_err(|e| ExpectError::Regex {
+                pattern: re.to_string(),
+                reason: e.to_string().lines().last().unwrap_or_default().to_string(),
+            })
     }
 }
 
@@ -209,15 +232,15 @@ pub struct Css {
 }
 
 impl std::str::FromStr for Css {
-    type Err = String;
+    type Err = ExpectError;
 
-    fn from_str(text: &str) -> Result<Self, String> {
+    fn from_str(text: &str) -> Result<Self, ExpectError> {
         scraper::Selector::parse(text)
             .map(|selector| Css {
                 text: text.to_string(),
                 selector,
             })
-            .map_err(|_| format!("invalid CSS selector {text:?}"))
+            .map_err(|_| ExpectError::Selector(text.to_string()))
     }
 }
 

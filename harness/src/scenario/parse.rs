@@ -193,10 +193,21 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A duration that is not humantime text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid duration {text:?} ({source}); write it like `30s`, `5m` or `1h 30m`")]
+pub struct DurationError {
+    /// The text as written.
+    pub text: String,
+    /// What humantime found wrong.
+    pub source: humantime::DurationError,
+}
+
 /// Parses `30s`, `5m`, `1h 30m`; the error says what is accepted.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("invalid duration {text:?} ({e}); write it like `30s`, `5m` or `1h 30m`")
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(text.trim()).map_err(|source| DurationError {
+        text: text.to_string(),
+        source,
     })
 }
 

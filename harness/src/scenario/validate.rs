@@ -116,7 +116,7 @@ fn check_header(file: &ScenarioFile, opts: &ValidateOptions, out: &mut Vec<Diagn
     }
     if let Err(e) = super::names::namespace(&s.namespace) {
         let (l, c) = find("namespace:", 0);
-        out.push(diag(l, c, e));
+        out.push(diag(l, c, e.to_string()));
     }
     if s.steps.is_empty() {
         let (l, c) = find("steps:", 0);

@@ -34,6 +34,7 @@ fn problems(s: &LabelSpec) -> Vec<String> {
         .chain(keys)
         .chain(values)
         .filter_map(Result::err)
+        .map(|e| e.to_string())
         .collect()
 }
 
