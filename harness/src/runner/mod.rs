@@ -515,11 +515,16 @@ impl<'f> Run<'f> {
             return When::Run;
         };
         let vars = &self.ctx.vars;
-        let decided = vars
+        let expanded = vars
             .expand(&cond.left)
-            .and_then(|l| Ok((l, vars.expand(&cond.right)?)))
-            .map_err(|e| e.to_string())
-            .and_then(|(l, r)| Ok((cond.decide(&l, &r)?, cond.show(&l, &r))));
+            .and_then(|l| Ok((l, vars.expand(&cond.right)?)));
+        let decided = match expanded {
+            Ok((l, r)) => cond
+                .decide(&l, &r)
+                .map(|holds| (holds, cond.show(&l, &r)))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match decided {
             Ok((true, _)) => When::Run,
             Ok((false, shown)) => When::Skip(format!("when: {cond} ({shown}) is false")),
