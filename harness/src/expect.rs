@@ -1,9 +1,12 @@
 //! Expectations: what a person checks on a response or a command's output.
 //!
-//! One [`Expect`] block is shared by the `http`, `exec`, `istioctl` and dashboard steps, so
-//! `title: Simple Bookstore App` means the same thing wherever it is written. [`Expect::check`]
-//! compares an [`Observed`] value against every expectation and returns all mismatches at once,
-//! each naming what was expected and what was seen.
+//! One [`Expect`] block is shared by the `http` step and (inside a [`CommandExpect`], with
+//! `exit-code` and `stdout-contains`) the `exec` and `istioctl` steps, so
+//! `title: Simple Bookstore App` means the same thing wherever it is written. Each type refuses
+//! the other's fields, and parses its regexes and CSS selector, when the file is read.
+//! [`Expect::check`] and [`CommandExpect::check`] compare what was seen against every
+//! expectation and return all mismatches at once, each naming what was expected and what was
+//! seen.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;

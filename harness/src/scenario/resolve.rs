@@ -1,9 +1,9 @@
 //! [`Resolve`]: a step's spec with the run's variables put in, field by field.
 //!
-//! Each spec type says which of its fields take part ([`resolve_fields!`]); strings are
+//! Each spec type says which of its fields take part (`resolve_fields!`); strings are
 //! expanded (`${name}`), [`Templated`] fields are expanded and then parsed into their type, and
 //! values that cannot hold a variable (numbers, durations, parsed regexes) are kept as they are
-//! ([`resolve_as_is!`]). Nothing is serialized and read back, so a spec keeps the types it was
+//! (`resolve_as_is!`). Nothing is serialized and read back, so a spec keeps the types it was
 //! read with and a field that forgets to resolve is a compile error (the macros build the
 //! struct literal, which must name every field).
 
