@@ -83,17 +83,20 @@ impl std::fmt::Display for UpgradeMode {
     }
 }
 
+/// A `mode` that is no upgrade mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`mode` {0:?} is not an upgrade mode: use `in-place` or `canary`")]
+pub struct UnknownMode(pub String);
+
 impl std::str::FromStr for UpgradeMode {
-    type Err = String;
+    type Err = UnknownMode;
 
     /// Reads `in-place` or `canary`; the error says which are accepted.
-    fn from_str(text: &str) -> Result<UpgradeMode, String> {
+    fn from_str(text: &str) -> Result<UpgradeMode, UnknownMode> {
         match text.trim() {
             "in-place" => Ok(UpgradeMode::InPlace),
             "canary" => Ok(UpgradeMode::Canary),
-            other => Err(format!(
-                "`mode` {other:?} is not an upgrade mode: use `in-place` or `canary`"
-            )),
+            other => Err(UnknownMode(other.to_string())),
         }
     }
 }
