@@ -22,17 +22,39 @@ pub struct Difference {
     pub b: String,
 }
 
+/// A run's results that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read (missing, unreadable).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The `results.json` it looked for.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// The file is not a run's `results.json`.
+    #[error("{} is not an istio-e2e results.json: {source}", path.display())]
+    NotResults {
+        /// The file read.
+        path: PathBuf,
+        /// Where it stops being one.
+        source: serde_json::Error,
+    },
+}
+
 /// Reads a run's `results.json` from a run directory or the file itself.
-pub fn load(path: &Path) -> Result<RunResult, String> {
+pub fn load(path: &Path) -> Result<RunResult, LoadError> {
     let file: PathBuf = if path.is_dir() {
         path.join("results.json")
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("{} is not an istio-e2e results.json: {e}", file.display()))
+    let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| LoadError::NotResults { path: file, source })
 }
 
 /// Every difference between two runs' normalized views, in step order.

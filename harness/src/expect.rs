@@ -1,67 +1,256 @@
 //! Expectations: what a person checks on a response or a command's output.
 //!
-//! One [`Expect`] block is shared by the `http`, `exec`, `istioctl` and dashboard steps, so
-//! `title: Simple Bookstore App` means the same thing wherever it is written. [`Expect::check`]
-//! compares an [`Observed`] value against every expectation and returns all mismatches at once,
-//! each naming what was expected and what was seen.
+//! One [`Expect`] block is shared by the `http` step and (inside a [`CommandExpect`], with
+//! `exit-code` and `stdout-contains`) the `exec` and `istioctl` steps, so
+//! `title: Simple Bookstore App` means the same thing wherever it is written. Each type refuses
+//! the other's fields, and parses its regexes and CSS selector, when the file is read.
+//! [`Expect::check`] and [`CommandExpect::check`] compare what was seen against every
+//! expectation and return all mismatches at once, each naming what was expected and what was
+//! seen.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-/// Expectations on a response body, an HTTP status, or a command's stdout and exit code.
+/// Expectations on an HTTP answer (or, inside a [`CommandExpect`], a command's output): the
+/// status and what the body shows.
 ///
 /// Every field is optional; an empty block expects nothing (steps that need an expectation say
-/// so during validation).
+/// so during validation). Regular expressions and the CSS selector are parsed when the file is
+/// read, so a bad one is refused before anything runs.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(try_from = "ExpectFields", into = "ExpectFields")]
 pub struct Expect {
     /// HTTP status code, e.g. `200`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Text of the HTML `<title>` element, compared after trimming whitespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Substrings the body (or stdout) must contain; one string or a list.
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Vec::is_empty"
-    )]
     pub contains: Vec<String>,
     /// Substrings the body (or stdout) must not contain; one string or a list.
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Vec::is_empty"
-    )]
     pub not_contains: Vec<String>,
     /// Regular expressions (Rust `regex` syntax) the body (or stdout) must match.
-    #[serde(
-        default,
-        deserialize_with = "one_or_many",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub regex: Vec<String>,
+    pub regex: Vec<Pattern>,
     /// A CSS selector; with `text`, the text of the first match must contain it, without
     /// `text` at least one element must match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<String>,
+    pub selector: Option<Css>,
     /// Text expected in the element chosen by `selector`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// Checks on a JSON body by JSON pointer (RFC 6901).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub json: Vec<JsonExpect>,
+}
+
+/// Expectations on a finished command (`exec`, `istioctl`): its exit code, what its stdout
+/// must contain, and the same body expectations as an HTTP answer (without `status`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(try_from = "ExpectFields", into = "ExpectFields")]
+pub struct CommandExpect {
+    /// The exit code; 0 unless `exit-code` says otherwise.
+    pub exit_code: i32,
     /// Substrings a command's stdout must contain.
+    pub stdout_contains: Vec<String>,
+    /// Expectations on stdout as a body (`title`, `contains`, `regex`, ...); never a status.
+    pub output: Expect,
+}
+
+/// An expectation block as written: HTTP and command fields side by side, strings unparsed.
+/// [`Expect`] and [`CommandExpect`] are read through it and refuse the other's fields.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ExpectFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub stdout_contains: Vec<String>,
-    /// A command's exit code.
+    contains: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    not_contains: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    regex: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    json: Vec<JsonExpect>,
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    stdout_contains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+}
+
+/// An expectation block refused when the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpectError {
+    /// A command's expectation (`exit-code`, `stdout-contains`) in an HTTP check.
+    #[error("`{0}` applies to commands, not to an HTTP check")]
+    CommandOnly(&'static str),
+    /// `status` on a command.
+    #[error("`status: {0}` applies to HTTP checks, not to a command; expect its `exit-code`")]
+    HttpOnly(u16),
+    /// `text` without the `selector` that picks its element.
+    #[error("`text` needs a `selector` to say which element")]
+    TextWithoutSelector,
+    /// A regular expression that does not compile.
+    #[error("invalid regex {pattern:?}: {reason}")]
+    Regex {
+        /// The expression as written.
+        pattern: String,
+        /// The compiler's last line (what is wrong).
+        reason: String,
+    },
+    /// A CSS selector that does not parse.
+    #[error("invalid CSS selector {0:?}")]
+    Selector(String),
+}
+
+impl TryFrom<ExpectFields> for Expect {
+    type Error = ExpectError;
+
+    fn try_from(f: ExpectFields) -> Result<Self, ExpectError> {
+        if f.exit_code.is_some() {
+            return Err(ExpectError::CommandOnly("exit-code"));
+        }
+        if !f.stdout_contains.is_empty() {
+            return Err(ExpectError::CommandOnly("stdout-contains"));
+        }
+        body_of(f)
+    }
+}
+
+impl TryFrom<ExpectFields> for CommandExpect {
+    type Error = ExpectError;
+
+    fn try_from(mut f: ExpectFields) -> Result<Self, ExpectError> {
+        if let Some(s) = f.status {
+            return Err(ExpectError::HttpOnly(s));
+        }
+        let (exit_code, stdout_contains) =
+            (f.exit_code.take(), std::mem::take(&mut f.stdout_contains));
+        Ok(CommandExpect {
+            exit_code: exit_code.unwrap_or(0),
+            stdout_contains,
+            output: body_of(f)?,
+        })
+    }
+}
+
+/// The body (and status) expectations of a block, with its regexes and selector parsed.
+fn body_of(f: ExpectFields) -> Result<Expect, ExpectError> {
+    if f.text.is_some() && f.selector.is_none() {
+        return Err(ExpectError::TextWithoutSelector);
+    }
+    Ok(Expect {
+        status: f.status,
+        title: f.title,
+        contains: f.contains,
+        not_contains: f.not_contains,
+        regex: f
+            .regex
+            .iter()
+            .map(|r| r.parse())
+            .collect::<Result<_, _>>()?,
+        selector: f.selector.as_deref().map(str::parse).transpose()?,
+        text: f.text,
+        json: f.json,
+    })
+}
+
+impl From<Expect> for ExpectFields {
+    fn from(e: Expect) -> Self {
+        ExpectFields {
+            status: e.status,
+            title: e.title,
+            contains: e.contains,
+            not_contains: e.not_contains,
+            regex: e.regex.iter().map(|r| r.to_string()).collect(),
+            selector: e.selector.map(|s| s.to_string()),
+            text: e.text,
+            json: e.json,
+            ..ExpectFields::default()
+        }
+    }
+}
+
+impl From<CommandExpect> for ExpectFields {
+    fn from(e: CommandExpect) -> Self {
+        ExpectFields {
+            exit_code: Some(e.exit_code),
+            stdout_contains: e.stdout_contains,
+            ..e.output.into()
+        }
+    }
+}
+
+/// A regular expression (Rust `regex` syntax), compiled when the file is read.
+#[derive(Debug, Clone)]
+pub struct Pattern(regex::Regex);
+
+impl std::str::FromStr for Pattern {
+    type Err = ExpectError;
+
+    fn from_str(re: &str) -> Result<Self, ExpectError> {
+        regex::Regex::new(re)
+            .map(Pattern)
+            .map_err(|e| ExpectError::Regex {
+                pattern: re.to_string(),
+                reason: e.to_string().lines().last().unwrap_or_default().to_string(),
+            })
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// A CSS selector, parsed when the file is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Css {
+    text: String,
+    selector: scraper::Selector,
+}
+
+impl std::str::FromStr for Css {
+    type Err = ExpectError;
+
+    fn from_str(text: &str) -> Result<Self, ExpectError> {
+        scraper::Selector::parse(text)
+            .map(|selector| Css {
+                text: text.to_string(),
+                selector,
+            })
+            .map_err(|_| ExpectError::Selector(text.to_string()))
+    }
+}
+
+impl std::fmt::Display for Css {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// One check on a JSON document, by JSON pointer.
@@ -83,41 +272,6 @@ pub struct JsonExpect {
     pub contains: Option<String>,
 }
 
-/// What a step observed, for [`Expect::check`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Observed<'a> {
-    /// HTTP status, for HTTP steps.
-    pub status: Option<u16>,
-    /// Response body, or a command's stdout.
-    pub body: &'a str,
-    /// A command's stdout, for `stdout-contains` (commands set it to the same text as `body`).
-    pub stdout: Option<&'a str>,
-    /// A command's exit code.
-    pub exit_code: Option<i32>,
-}
-
-impl Observed<'_> {
-    /// An HTTP response.
-    pub fn http(status: u16, body: &str) -> Observed<'_> {
-        Observed {
-            status: Some(status),
-            body,
-            stdout: None,
-            exit_code: None,
-        }
-    }
-
-    /// A finished command.
-    pub fn command(stdout: &str, exit_code: i32) -> Observed<'_> {
-        Observed {
-            status: None,
-            body: stdout,
-            stdout: Some(stdout),
-            exit_code: Some(exit_code),
-        }
-    }
-}
-
 /// One expectation that did not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
@@ -125,6 +279,16 @@ pub struct Mismatch {
     pub what: String,
     /// What was expected and what was seen, in one sentence.
     pub message: String,
+}
+
+impl Mismatch {
+    /// A mismatch of the expectation `what`.
+    pub fn new(what: &str, message: String) -> Self {
+        Mismatch {
+            what: what.to_string(),
+            message,
+        }
+    }
 }
 
 impl std::fmt::Display for Mismatch {
@@ -139,26 +303,10 @@ impl Expect {
         *self == Expect::default()
     }
 
-    /// Problems with the block itself (bad regex, bad selector, `text` without `selector`),
-    /// found during validation before anything runs.
+    /// Problems with the block that parsing does not catch (JSON pointers and checks), found
+    /// during validation before anything runs.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for re in &self.regex {
-            if let Err(e) = regex::Regex::new(re) {
-                out.push(format!(
-                    "invalid regex {re:?}: {}",
-                    e.to_string().lines().last().unwrap_or_default()
-                ));
-            }
-        }
-        if let Some(sel) = &self.selector
-            && scraper::Selector::parse(sel).is_err()
-        {
-            out.push(format!("invalid CSS selector {sel:?}"));
-        }
-        if self.text.is_some() && self.selector.is_none() {
-            out.push("`text` needs a `selector` to say which element".to_string());
-        }
         for j in &self.json {
             if !j.pointer.is_empty() && !j.pointer.starts_with('/') {
                 out.push(format!(
@@ -176,13 +324,150 @@ impl Expect {
         out
     }
 
-    /// Checks a finished command's output: like [`Expect::check`], with the exit code expected
-    /// to be 0 unless `exit-code` says otherwise. The mismatches come back as one sentence
-    /// (`None` when every expectation held).
-    pub fn check_command(&self, stdout: &str, exit_code: i32) -> Option<String> {
-        let mut e = self.clone();
-        e.exit_code.get_or_insert(0);
-        let misses = e.check(Observed::command(stdout, exit_code));
+    /// Checks every expectation against an HTTP answer; an empty result means all held.
+    pub fn check(&self, status: u16, body: &str) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        if let Some(want) = self.status
+            && status != want
+        {
+            out.push(Mismatch::new(
+                "status",
+                format!("expected {want}, got {status}"),
+            ));
+        }
+        self.check_body(body, &mut out);
+        self.check_json(body, &mut out);
+        out
+    }
+
+    /// The `title`, `contains`, `not-contains`, `regex` and `selector` expectations.
+    fn check_body(&self, body: &str, out: &mut Vec<Mismatch>) {
+        if let Some(want) = &self.title {
+            match html_title(body) {
+                Some(got) if got.trim() == want.trim() => {}
+                Some(got) => out.push(Mismatch::new(
+                    "title",
+                    format!("expected {want:?}, got {:?}", got.trim()),
+                )),
+                None => out.push(Mismatch::new(
+                    "title",
+                    format!(
+                        "expected {want:?}, but the body has no <title> ({})",
+                        excerpt(body)
+                    ),
+                )),
+            }
+        }
+        for s in self.contains.iter().filter(|s| !body.contains(s.as_str())) {
+            out.push(Mismatch::new(
+                "contains",
+                format!("{s:?} not found in {}", excerpt(body)),
+            ));
+        }
+        for s in self
+            .not_contains
+            .iter()
+            .filter(|s| body.contains(s.as_str()))
+        {
+            out.push(Mismatch::new(
+                "not-contains",
+                format!("{s:?} was found in {}", excerpt(body)),
+            ));
+        }
+        for re in self.regex.iter().filter(|r| !r.0.is_match(body)) {
+            out.push(Mismatch::new(
+                "regex",
+                format!("{:?} does not match {}", re.to_string(), excerpt(body)),
+            ));
+        }
+        if let Some(sel) = &self.selector {
+            self.check_selector(sel, body, out);
+        }
+    }
+
+    /// The element `selector` chooses exists and, with `text`, contains it.
+    fn check_selector(&self, sel: &Css, body: &str, out: &mut Vec<Mismatch>) {
+        match first_text(body, &sel.selector) {
+            None => out.push(Mismatch::new(
+                "selector",
+                format!("no element matches {:?}", sel.text),
+            )),
+            Some(got) => {
+                if let Some(want) = &self.text
+                    && !got.contains(want.as_str())
+                {
+                    out.push(Mismatch::new(
+                        "text",
+                        format!(
+                            "element {:?} has text {:?}, expected it to contain {want:?}",
+                            sel.text,
+                            got.trim()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The `json` expectations, on the body read as JSON.
+    fn check_json(&self, body: &str, out: &mut Vec<Mismatch>) {
+        if self.json.is_empty() {
+            return;
+        }
+        let doc = match serde_json::from_str::<Value>(body) {
+            Ok(doc) => doc,
+            Err(e) => {
+                out.push(Mismatch::new(
+                    "json",
+                    format!("body is not JSON ({e}): {}", excerpt(body)),
+                ));
+                return;
+            }
+        };
+        for j in &self.json {
+            let what = format!(
+                "json {}",
+                if j.pointer.is_empty() {
+                    "/"
+                } else {
+                    &j.pointer
+                }
+            );
+            for m in j.check(&doc) {
+                out.push(Mismatch::new(&what, m));
+            }
+        }
+    }
+}
+
+impl CommandExpect {
+    /// Problems with the block that parsing does not catch (see [`Expect::problems`]).
+    pub fn problems(&self) -> Vec<String> {
+        self.output.problems()
+    }
+
+    /// Checks a finished command's output; the mismatches come back as one sentence (`None`
+    /// when every expectation held).
+    pub fn check(&self, stdout: &str, exit_code: i32) -> Option<String> {
+        let mut misses = Vec::new();
+        if exit_code != self.exit_code {
+            misses.push(Mismatch::new(
+                "exit-code",
+                format!("expected {}, got {exit_code}", self.exit_code),
+            ));
+        }
+        self.output.check_body(stdout, &mut misses);
+        for s in self
+            .stdout_contains
+            .iter()
+            .filter(|s| !stdout.contains(s.as_str()))
+        {
+            misses.push(Mismatch::new(
+                "stdout-contains",
+                format!("{s:?} not found in stdout {}", excerpt(stdout)),
+            ));
+        }
+        self.output.check_json(stdout, &mut misses);
         (!misses.is_empty()).then(|| {
             misses
                 .iter()
@@ -190,128 +475,6 @@ impl Expect {
                 .collect::<Vec<_>>()
                 .join("; ")
         })
-    }
-
-    /// Checks every expectation against what was observed; an empty result means all held.
-    pub fn check(&self, seen: Observed<'_>) -> Vec<Mismatch> {
-        let mut out = Vec::new();
-        let mut miss = |what: &str, message: String| {
-            out.push(Mismatch {
-                what: what.to_string(),
-                message,
-            })
-        };
-        if let Some(want) = self.status {
-            match seen.status {
-                Some(got) if got == want => {}
-                Some(got) => miss("status", format!("expected {want}, got {got}")),
-                None => miss(
-                    "status",
-                    format!("expected {want}, but no HTTP status was seen"),
-                ),
-            }
-        }
-        if let Some(want) = self.exit_code {
-            match seen.exit_code {
-                Some(got) if got == want => {}
-                Some(got) => miss("exit-code", format!("expected {want}, got {got}")),
-                None => miss(
-                    "exit-code",
-                    format!("expected {want}, but no exit code was seen"),
-                ),
-            }
-        }
-        if let Some(want) = &self.title {
-            match html_title(seen.body) {
-                Some(got) if got.trim() == want.trim() => {}
-                Some(got) => miss("title", format!("expected {want:?}, got {:?}", got.trim())),
-                None => miss(
-                    "title",
-                    format!(
-                        "expected {want:?}, but the body has no <title> ({})",
-                        excerpt(seen.body)
-                    ),
-                ),
-            }
-        }
-        for s in &self.contains {
-            if !seen.body.contains(s.as_str()) {
-                miss(
-                    "contains",
-                    format!("{s:?} not found in {}", excerpt(seen.body)),
-                );
-            }
-        }
-        for s in &self.not_contains {
-            if seen.body.contains(s.as_str()) {
-                miss(
-                    "not-contains",
-                    format!("{s:?} was found in {}", excerpt(seen.body)),
-                );
-            }
-        }
-        for re in &self.regex {
-            match regex::Regex::new(re) {
-                Ok(r) if r.is_match(seen.body) => {}
-                Ok(_) => miss(
-                    "regex",
-                    format!("{re:?} does not match {}", excerpt(seen.body)),
-                ),
-                Err(e) => miss("regex", format!("invalid regex {re:?}: {e}")),
-            }
-        }
-        if let Some(sel) = &self.selector {
-            match select_text(seen.body, sel) {
-                Err(e) => miss("selector", e),
-                Ok(None) => miss("selector", format!("no element matches {sel:?}")),
-                Ok(Some(got)) => {
-                    if let Some(want) = &self.text
-                        && !got.contains(want.as_str())
-                    {
-                        miss(
-                            "text",
-                            format!(
-                                "element {sel:?} has text {:?}, expected it to contain {want:?}",
-                                got.trim()
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        for s in &self.stdout_contains {
-            let stdout = seen.stdout.unwrap_or(seen.body);
-            if !stdout.contains(s.as_str()) {
-                miss(
-                    "stdout-contains",
-                    format!("{s:?} not found in stdout {}", excerpt(stdout)),
-                );
-            }
-        }
-        if !self.json.is_empty() {
-            match serde_json::from_str::<Value>(seen.body) {
-                Err(e) => miss(
-                    "json",
-                    format!("body is not JSON ({e}): {}", excerpt(seen.body)),
-                ),
-                Ok(doc) => {
-                    for j in &self.json {
-                        let what = format!(
-                            "json {}",
-                            if j.pointer.is_empty() {
-                                "/"
-                            } else {
-                                &j.pointer
-                            }
-                        );
-                        for m in j.check(&doc) {
-                            miss(&what, m);
-                        }
-                    }
-                }
-            }
-        }
-        out
     }
 }
 
@@ -355,18 +518,17 @@ impl JsonExpect {
 
 /// The text of the first `<title>` element of an HTML document.
 pub fn html_title(body: &str) -> Option<String> {
-    select_text(body, "title").ok().flatten()
+    static TITLE: std::sync::LazyLock<scraper::Selector> =
+        std::sync::LazyLock::new(|| scraper::Selector::parse("title").expect("a valid selector"));
+    first_text(body, &TITLE)
 }
 
-/// The text of the first element matching a CSS selector; `Err` for an invalid selector.
-pub fn select_text(body: &str, selector: &str) -> Result<Option<String>, String> {
-    let sel = scraper::Selector::parse(selector)
-        .map_err(|e| format!("invalid CSS selector {selector:?}: {e}"))?;
+/// The text of the first element matching `selector`.
+fn first_text(body: &str, selector: &scraper::Selector) -> Option<String> {
     let doc = scraper::Html::parse_document(body);
-    Ok(doc
-        .select(&sel)
+    doc.select(selector)
         .next()
-        .map(|e| e.text().collect::<String>()))
+        .map(|e| e.text().collect::<String>())
 }
 
 fn json_equal(got: &Value, want: &Value) -> bool {
@@ -427,6 +589,30 @@ where
     })
 }
 
+crate::scenario::resolve::resolve_fields!(Expect {
+    status,
+    title,
+    contains,
+    not_contains,
+    regex,
+    selector,
+    text,
+    json
+});
+crate::scenario::resolve::resolve_fields!(CommandExpect {
+    exit_code,
+    stdout_contains,
+    output
+});
+crate::scenario::resolve::resolve_fields!(JsonExpect {
+    pointer,
+    equals,
+    min,
+    contains
+});
+// Parsed when the file is read, so they hold no variable.
+crate::scenario::resolve::resolve_as_is!(Pattern, Css);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,19 +620,21 @@ mod tests {
     const PAGE: &str = "<html><head><title>Simple Bookstore App</title></head>\
         <body><h3 class=\"book\">The Comedy of Errors</h3></body></html>";
 
+    fn read<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn title_selector_contains_hold_on_the_page() {
-        let e = Expect {
-            status: Some(200),
-            title: Some("Simple Bookstore App".into()),
-            contains: vec!["Comedy".into()],
-            selector: Some("h3.book".into()),
-            text: Some("Errors".into()),
-            regex: vec![r"Comedy\s+of".into()],
-            ..Default::default()
-        };
+        let e: Expect = read(serde_json::json!({
+            "status": 200, "title": "Simple Bookstore App", "contains": "Comedy",
+            "selector": "h3.book", "text": "Errors", "regex": r"Comedy\s+of",
+        }))
+        .unwrap();
         assert!(e.problems().is_empty());
-        assert_eq!(e.check(Observed::http(200, PAGE)), vec![]);
+        assert_eq!(e.check(200, PAGE), vec![]);
+        let round: Expect = read(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(round, e);
     }
 
     #[test]
@@ -457,7 +645,7 @@ mod tests {
             contains: vec!["Hamlet".into()],
             ..Default::default()
         };
-        let m = e.check(Observed::http(503, "<title>no healthy upstream</title>"));
+        let m = e.check(503, "<title>no healthy upstream</title>");
         let text: Vec<String> = m.iter().map(|m| m.to_string()).collect();
         assert_eq!(text.len(), 3, "{text:?}");
         assert_eq!(text[0], "status: expected 200, got 503");
@@ -500,7 +688,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(e.check(Observed::http(200, body)), vec![]);
+        assert_eq!(e.check(200, body), vec![]);
         let e = Expect {
             json: vec![JsonExpect {
                 pointer: "/data/result/0/value/1".into(),
@@ -509,7 +697,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let m = e.check(Observed::http(200, body));
+        let m = e.check(200, body);
         assert_eq!(
             m[0].to_string(),
             "json /data/result/0/value/1: expected at least 100, got 57"
@@ -518,39 +706,47 @@ mod tests {
 
     #[test]
     fn command_exit_code_and_stdout() {
-        let e = Expect {
-            exit_code: Some(0),
+        let e = CommandExpect {
             stdout_contains: vec!["No validation issues found".into()],
             ..Default::default()
         };
-        assert!(
-            e.check(Observed::command(
+        assert_eq!(
+            e.check(
                 "✔ No validation issues found when analyzing namespace: default.",
                 0
-            ))
-            .is_empty()
+            ),
+            None
         );
-        let m = e.check(Observed::command("Warning [IST0102]", 79));
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].to_string(), "exit-code: expected 0, got 79");
+        let m = e.check("Warning [IST0102]", 79).unwrap();
+        assert!(
+            m.starts_with("exit-code: expected 0, got 79; stdout-contains: "),
+            "{m}"
+        );
     }
 
     #[test]
-    fn bad_regex_and_selector_are_validation_problems() {
-        let e = Expect {
-            regex: vec!["(".into()],
-            selector: Some("h3[".into()),
-            text: None,
-            ..Default::default()
-        };
-        assert_eq!(e.problems().len(), 2);
-        let e = Expect {
-            text: Some("x".into()),
-            ..Default::default()
-        };
+    fn http_and_command_fields_are_refused_where_they_do_not_apply() {
+        let e = read::<CommandExpect>(serde_json::json!({"status": 200})).unwrap_err();
+        assert!(e.contains("`status: 200` applies to HTTP checks"), "{e}");
+        let e = read::<Expect>(serde_json::json!({"stdout-contains": "x"})).unwrap_err();
+        assert!(e.contains("`stdout-contains` applies to commands"), "{e}");
+        let c: CommandExpect = read(serde_json::json!({"exit-code": 3, "contains": "x"})).unwrap();
+        assert_eq!((c.exit_code, c.output.contains.len()), (3, 1));
         assert_eq!(
-            e.problems(),
-            vec!["`text` needs a `selector` to say which element".to_string()]
+            read::<CommandExpect>(serde_json::to_value(&c).unwrap()),
+            Ok(c)
+        );
+    }
+
+    #[test]
+    fn bad_regex_and_selector_are_refused_when_read() {
+        let e = read::<Expect>(serde_json::json!({"regex": "("})).unwrap_err();
+        assert!(e.starts_with("invalid regex \"(\": "), "{e}");
+        let e = read::<Expect>(serde_json::json!({"selector": "h3["})).unwrap_err();
+        assert!(e.starts_with("invalid CSS selector \"h3[\""), "{e}");
+        assert_eq!(
+            read::<Expect>(serde_json::json!({"text": "x"})),
+            Err("`text` needs a `selector` to say which element".to_string())
         );
     }
 }

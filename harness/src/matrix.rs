@@ -186,11 +186,22 @@ pub fn version_pairs(
     }
 }
 
+/// Why the matrix's environment refuses a run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatrixError {
+    /// An entry of `ISTIO_E2E_SET` is not `NAME=VALUE`.
+    #[error("ISTIO_E2E_SET: {0}")]
+    BadParam(#[from] crate::scenario::ParamError),
+    /// A trial cannot run here and `ISTIO_E2E_REQUIRE=1` says nothing may be skipped.
+    #[error("{0} (ISTIO_E2E_REQUIRE=1)")]
+    Required(String),
+}
+
 /// Scenario parameters from `ISTIO_E2E_SET` (`name=value,name=value`, as `run --set`).
-pub fn params_from_env() -> Result<std::collections::BTreeMap<String, String>, String> {
+pub fn params_from_env() -> Result<std::collections::BTreeMap<String, String>, MatrixError> {
     list_env("ISTIO_E2E_SET")
         .iter()
-        .map(|kv| crate::scenario::parse_param(kv).map_err(|e| format!("ISTIO_E2E_SET: {e}")))
+        .map(|kv| Ok(crate::scenario::parse_param(kv)?))
         .collect()
 }
 
@@ -208,13 +219,13 @@ pub fn required() -> bool {
 pub fn runnable_here<E: std::fmt::Display>(
     what: &str,
     check: Result<(), E>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, MatrixError> {
     match check {
         Ok(()) => Ok(None),
         Err(why) => {
             let msg = format!("{what} cannot run here: {why}");
             if required() {
-                Err(format!("{msg} (ISTIO_E2E_REQUIRE=1)"))
+                Err(MatrixError::Required(msg))
             } else {
                 eprintln!("ignored: {msg}");
                 Ok(Some(msg))

@@ -39,7 +39,7 @@ async fn check_passes_on_the_product_page_and_sends_host_and_headers() {
         expect: Expect {
             status: Some(200),
             title: Some("Simple Bookstore App".into()),
-            selector: Some("h1".into()),
+            selector: Some("h1".parse().unwrap()),
             text: Some("Comedy of Errors".into()),
             ..Default::default()
         },
@@ -350,9 +350,7 @@ async fn background_traffic_counts_failures_by_step() {
         }
     })
     .await;
-    let mut spec = TrafficSpec::new(server.url("/productpage"), 1);
-    spec.requests = None;
-    spec.background = Some("rollout".into());
+    let mut spec = TrafficSpec::background(server.url("/productpage"), "rollout");
     spec.concurrency = 2;
     let step = Arc::new(std::sync::Mutex::new("traffic on".to_string()));
     let set_step = |s: &str| *step.lock().unwrap() = s.to_string();

@@ -11,7 +11,7 @@ use kube::discovery::Scope;
 use super::KubeError;
 
 /// What to change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A strategic merge patch (falls back to a JSON merge patch for kinds without one).
     Merge(serde_json::Value),
@@ -112,4 +112,25 @@ pub async fn patch(
         .await
         .map_err(|e| refused(e, false))?;
     Ok(after.metadata.resource_version != before.metadata.resource_version)
+}
+
+/// The merge patch's strings are resolved in place; JSON patch operations through their JSON
+/// form (the one value here without a typed model of its own).
+impl crate::scenario::Resolve for Change {
+    fn resolve(
+        &self,
+        vars: &crate::scenario::vars::Vars,
+    ) -> Result<Self, crate::scenario::vars::VarError> {
+        Ok(match self {
+            Change::Merge(m) => Change::Merge(m.resolve(vars)?),
+            Change::Json(p) => {
+                let v = serde_json::to_value(p).expect("JSON patch operations serialize");
+                let not_valid = |e: serde_json::Error| crate::scenario::vars::VarError::NotValid {
+                    message: format!("the JSON patch operations are not valid: {e}"),
+                    template: v.to_string(),
+                };
+                Change::Json(serde_json::from_value(v.resolve(vars)?).map_err(not_valid)?)
+            }
+        })
+    }
 }

@@ -499,6 +499,8 @@ impl ReviewsSplit {
     }
 }
 
+crate::scenario::resolve::resolve_fields!(ReviewsSplit { weights, tolerance });
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -169,6 +169,8 @@ pub async fn check_until(
     .await
 }
 
+crate::scenario::resolve::resolve_fields!(GrafanaCheck { search, dashboards });
+
 #[cfg(test)]
 mod tests {
     use super::*;

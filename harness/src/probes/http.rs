@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::{PollError, ProbeError, poll};
 use crate::Outputs;
 use crate::error::StepError;
-use crate::expect::{Expect, Mismatch, Observed, html_title};
+use crate::expect::{Expect, Mismatch, html_title};
 
 pub use super::client;
 
@@ -58,7 +58,7 @@ impl HttpCheck {
     }
 
     /// Problems with the check itself, found before anything is sent: a bad URL, method or
-    /// header, a bad expectation, or an expectation that only applies to commands.
+    /// header, or a bad JSON expectation (a command's expectation is refused when read).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         // A URL made from variables (`${forward.url}/productpage`) is checked when it runs.
@@ -89,12 +89,6 @@ impl HttpCheck {
             out.push(format!("host {h:?} is not a valid Host header"));
         }
         out.extend(self.expect.problems());
-        if self.expect.exit_code.is_some() {
-            out.push("`exit-code` applies to commands, not to an HTTP check".to_string());
-        }
-        if !self.expect.stdout_contains.is_empty() {
-            out.push("`stdout-contains` applies to commands, not to an HTTP check".to_string());
-        }
         out
     }
 
@@ -117,7 +111,7 @@ impl HttpCheck {
     ) -> Result<(u16, String), ProbeError> {
         let (status, body) =
             super::send_and_read(self.request(client, method, url, timeout), true).await?;
-        let mut mismatches = self.expect.check(Observed::http(status, &body));
+        let mut mismatches = self.expect.check(status, &body);
         if self.expect.status.is_none() && status >= 500 {
             mismatches.insert(
                 0,
@@ -249,18 +243,22 @@ mod tests {
         let c = HttpCheck {
             url: "not a url".into(),
             method: Some("GE T".into()),
-            expect: Expect {
-                exit_code: Some(0),
-                ..Default::default()
-            },
             ..Default::default()
         };
         let p = c.problems();
-        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].contains("not a valid URL"), "{}", p[0]);
         assert!(p[1].contains("not a valid HTTP method"), "{}", p[1]);
-        assert!(p[2].contains("exit-code"), "{}", p[2]);
         assert!(HttpCheck::get("http://127.0.0.1:1/x").problems().is_empty());
+        // A command's expectation in an HTTP check is refused when it is read.
+        let e = serde_json::from_value::<HttpCheck>(
+            serde_json::json!({"url": "http://127.0.0.1:1/", "expect": {"exit-code": 0}}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("`exit-code` applies to commands"),
+            "{e}"
+        );
     }
 
     #[test]

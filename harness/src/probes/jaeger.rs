@@ -224,6 +224,14 @@ pub async fn check_until(
     .await
 }
 
+crate::scenario::resolve::resolve_fields!(JaegerCheck {
+    base_path,
+    service,
+    services,
+    limit,
+    min_traces
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -290,6 +290,14 @@ pub async fn check_until(
     .await
 }
 
+crate::scenario::resolve::resolve_fields!(KialiCheck {
+    web_root,
+    namespace,
+    graph_type,
+    duration,
+    nodes
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

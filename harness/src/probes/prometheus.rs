@@ -413,6 +413,14 @@ pub async fn query_until(
     .await
 }
 
+crate::scenario::resolve::resolve_fields!(PromQuery { query, expect });
+crate::scenario::resolve::resolve_fields!(PromExpect {
+    min_results,
+    labels,
+    value_min,
+    value_equals
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

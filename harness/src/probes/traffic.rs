@@ -44,42 +44,126 @@ pub const MAX_CONCURRENCY: u32 = 256;
 
 /// What traffic to send and what it must show.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(try_from = "TrafficFields", into = "TrafficFields")]
 pub struct TrafficSpec {
     /// The URL to GET, e.g. `http://127.0.0.1:8080/productpage`.
     pub url: String,
-    /// How many requests to send, exactly (not with `background`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<u32>,
-    /// Run in the background under this name, across the steps that follow, until a
-    /// `traffic-stop` step with the same name stops it and checks what it recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub background: Option<String>,
-    /// For background traffic: at most this many requests per second in all (no limit when
-    /// absent: each of the `concurrency` workers sends its next request when the last ends).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<u32>,
+    /// A number of requests, or traffic in the background until stopped.
+    pub mode: TrafficMode,
     /// How many requests may be in flight at once (default 8).
-    #[serde(default = "default_concurrency")]
     pub concurrency: u32,
     /// Extra request headers (e.g. `end-user: jason` for a header-matched route).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// A `Host` header to send instead of the URL's host.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// The status that counts as a success; any 2xx when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_status: Option<u16>,
     /// At least this many requests must succeed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_success: Option<Threshold>,
     /// At most this many requests may fail (a wrong status or no answer).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failures: Option<Threshold>,
     /// The split of `reviews` versions the product pages must show.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviews_split: Option<ReviewsSplit>,
+}
+
+/// How much traffic a step sends: written as `requests: N`, or `background: NAME` with an
+/// optional `rate`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrafficMode {
+    /// Exactly this many requests; the step checks them when they are done.
+    Requests(u32),
+    /// Requests across the steps that follow, until the `traffic-stop` step with this name
+    /// stops them and checks what they recorded.
+    Background {
+        /// The name its `traffic-stop` step gives.
+        name: String,
+        /// At most this many requests per second in all (no limit when absent: each of the
+        /// `concurrency` workers sends its next request when the last ends).
+        rate: Option<u32>,
+    },
+}
+
+/// A traffic block as written: `requests`, `background` and `rate` side by side.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TrafficFields {
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requests: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    background: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate: Option<u32>,
+    #[serde(default = "default_concurrency")]
+    concurrency: u32,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expect_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_success: Option<Threshold>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_failures: Option<Threshold>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reviews_split: Option<ReviewsSplit>,
+}
+
+impl TryFrom<TrafficFields> for TrafficSpec {
+    type Error = crate::steps::SpecError;
+
+    fn try_from(f: TrafficFields) -> Result<Self, Self::Error> {
+        let problem = |m: &str| crate::steps::SpecError::new("traffic", m);
+        let mode = match (f.requests, f.background, f.rate) {
+            (Some(_), Some(_), _) => {
+                return Err(problem(
+                    "background traffic runs until its `traffic-stop` step: drop `requests`",
+                ));
+            }
+            (Some(_), None, Some(_)) => return Err(problem("`rate` is for background traffic")),
+            (Some(n), None, None) => TrafficMode::Requests(n),
+            (None, Some(name), rate) => TrafficMode::Background { name, rate },
+            (None, None, _) => {
+                return Err(problem(
+                    "say how many `requests` to send (or run it in the `background` until a `traffic-stop` step)",
+                ));
+            }
+        };
+        Ok(TrafficSpec {
+            url: f.url,
+            mode,
+            concurrency: f.concurrency,
+            headers: f.headers,
+            host: f.host,
+            expect_status: f.expect_status,
+            min_success: f.min_success,
+            max_failures: f.max_failures,
+            reviews_split: f.reviews_split,
+        })
+    }
+}
+
+impl From<TrafficSpec> for TrafficFields {
+    fn from(s: TrafficSpec) -> Self {
+        let (requests, background, rate) = match s.mode {
+            TrafficMode::Requests(n) => (Some(n), None, None),
+            TrafficMode::Background { name, rate } => (None, Some(name), rate),
+        };
+        TrafficFields {
+            url: s.url,
+            requests,
+            background,
+            rate,
+            concurrency: s.concurrency,
+            headers: s.headers,
+            host: s.host,
+            expect_status: s.expect_status,
+            min_success: s.min_success,
+            max_failures: s.max_failures,
+            reviews_split: s.reviews_split,
+        }
+    }
 }
 
 fn default_concurrency() -> u32 {
@@ -99,11 +183,19 @@ impl TrafficSpec {
 
     /// `requests` GETs of `url`, 8 at a time, with no expectations.
     pub fn new(url: impl Into<String>, requests: u32) -> Self {
+        Self::with_mode(url, TrafficMode::Requests(requests))
+    }
+
+    /// GETs of `url` in the background under `name`, 8 at a time, with no rate limit.
+    pub fn background(url: impl Into<String>, name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self::with_mode(url, TrafficMode::Background { name, rate: None })
+    }
+
+    fn with_mode(url: impl Into<String>, mode: TrafficMode) -> Self {
         TrafficSpec {
             url: url.into(),
-            requests: Some(requests),
-            background: None,
-            rate: None,
+            mode,
             concurrency: default_concurrency(),
             headers: BTreeMap::new(),
             host: None,
@@ -122,35 +214,27 @@ impl TrafficSpec {
         {
             out.push(format!("url {:?} is not a valid URL: {e}", self.url));
         }
-        match (self.requests, &self.background) {
-            (Some(_), Some(_)) => out.push(
-                "background traffic runs until its `traffic-stop` step: drop `requests`".into(),
-            ),
-            (None, None) => out.push(
-                "say how many `requests` to send (or run it in the `background` until a `traffic-stop` step)".into(),
-            ),
-            (Some(n), None) if n == 0 || n > MAX_REQUESTS => {
+        match &self.mode {
+            TrafficMode::Requests(n) if *n == 0 || *n > MAX_REQUESTS => {
                 out.push(format!("requests must be 1 to {MAX_REQUESTS}, not {n}"))
             }
-            _ => {}
-        }
-        if let Some(name) = &self.background {
-            if name.trim().is_empty() {
-                out.push("`background` needs a name for its `traffic-stop` step".into());
+            TrafficMode::Requests(_) => {}
+            TrafficMode::Background { name, rate } => {
+                if name.trim().is_empty() {
+                    out.push("`background` needs a name for its `traffic-stop` step".into());
+                }
+                if self.min_success.is_some()
+                    || self.max_failures.is_some()
+                    || self.reviews_split.is_some()
+                {
+                    out.push(
+                        "background traffic is checked when it stops: put `min-success`, `max-failures` and `reviews-split` on the `traffic-stop` step".into(),
+                    );
+                }
+                if *rate == Some(0) {
+                    out.push("`rate` must be at least 1 request per second".into());
+                }
             }
-            if self.min_success.is_some()
-                || self.max_failures.is_some()
-                || self.reviews_split.is_some()
-            {
-                out.push(
-                    "background traffic is checked when it stops: put `min-success`, `max-failures` and `reviews-split` on the `traffic-stop` step".into(),
-                );
-            }
-        } else if self.rate.is_some() {
-            out.push("`rate` is for background traffic".into());
-        }
-        if self.rate == Some(0) {
-            out.push("`rate` must be at least 1 request per second".into());
         }
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
             out.push(format!(
@@ -434,7 +518,12 @@ pub async fn send(
     let url = reqwest::Url::parse(&spec.url).map_err(|e| StepError::fatal(e.to_string()))?;
     let start = Instant::now();
     let stop_at = start + deadline;
-    let requests = spec.requests.unwrap_or(0);
+    let TrafficMode::Requests(requests) = spec.mode else {
+        return Err(StepError::fatal(format!(
+            "traffic to {:?} runs in the background: start it with BackgroundTraffic::start",
+            spec.url
+        )));
+    };
     let results: Vec<RequestOutcome> = futures::stream::iter(0..requests)
         .map(|_| send_one(client, spec, &url, stop_at))
         .buffer_unordered(spec.concurrency as usize)
@@ -553,6 +642,12 @@ impl BackgroundTraffic {
         if !problems.is_empty() {
             return Err(StepError::fatal(problems.join("; ")));
         }
+        let TrafficMode::Background { name, rate } = &spec.mode else {
+            return Err(StepError::fatal(format!(
+                "traffic to {:?} is not background traffic: send it with traffic::send",
+                spec.url
+            )));
+        };
         let url = reqwest::Url::parse(&spec.url).map_err(|e| StepError::fatal(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
@@ -561,9 +656,7 @@ impl BackgroundTraffic {
         let started = Instant::now();
         let n = spec.concurrency.max(1);
         // Each worker keeps its share of the rate: one request every `period`.
-        let period = spec
-            .rate
-            .map(|r| Duration::from_secs_f64(f64::from(n) / f64::from(r.max(1))));
+        let period = rate.map(|r| Duration::from_secs_f64(f64::from(n) / f64::from(r.max(1))));
         let workers = (0..n)
             .map(|_| {
                 let (client, spec, url) = (client.clone(), spec.clone(), url.clone());
@@ -622,7 +715,7 @@ impl BackgroundTraffic {
             })
             .collect();
         Ok(BackgroundTraffic {
-            name: spec.background.clone().unwrap_or_default(),
+            name: name.clone(),
             url: spec.url.clone(),
             stop,
             workers,
@@ -860,6 +953,39 @@ impl BackgroundReport {
     }
 }
 
+crate::scenario::resolve::resolve_fields!(TrafficSpec {
+    url,
+    mode,
+    concurrency,
+    headers,
+    host,
+    expect_status,
+    min_success,
+    max_failures,
+    reviews_split
+});
+crate::scenario::resolve::resolve_fields!(BackgroundExpect {
+    max_failures,
+    min_requests,
+    latency_p99
+});
+crate::scenario::resolve::resolve_as_is!(Threshold);
+
+impl crate::scenario::Resolve for TrafficMode {
+    fn resolve(
+        &self,
+        vars: &crate::scenario::vars::Vars,
+    ) -> Result<Self, crate::scenario::vars::VarError> {
+        Ok(match self {
+            TrafficMode::Requests(n) => TrafficMode::Requests(*n),
+            TrafficMode::Background { name, rate } => TrafficMode::Background {
+                name: vars.expand(name)?,
+                rate: *rate,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -936,12 +1062,9 @@ mod tests {
     fn spec_problems() {
         let mut spec = TrafficSpec::new("nope", 0);
         spec.concurrency = 0;
-        spec.rate = Some(5);
         spec.min_success = Some(Threshold::Percent(120.0));
-        assert_eq!(spec.problems().len(), 5, "{:?}", spec.problems());
-        let mut bg = TrafficSpec::new("http://127.0.0.1:1/", 1);
-        bg.requests = None;
-        bg.background = Some("rollout".into());
+        assert_eq!(spec.problems().len(), 4, "{:?}", spec.problems());
+        let mut bg = TrafficSpec::background("http://127.0.0.1:1/", "rollout");
         assert_eq!(bg.problems(), Vec::<String>::new());
         bg.max_failures = Some(Threshold::Count(0));
         assert!(
@@ -949,5 +1072,18 @@ mod tests {
             "{:?}",
             bg.problems()
         );
+        let e = serde_json::from_value::<TrafficSpec>(
+            serde_json::json!({"url": "http://127.0.0.1:1/", "requests": 5, "rate": 5}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "traffic step: `rate` is for background traffic"
+        );
+        let both = serde_json::json!({"url": "u", "requests": 1, "background": "b"});
+        let e = serde_json::from_value::<TrafficSpec>(both).unwrap_err();
+        assert!(e.to_string().contains("drop `requests`"), "{e}");
+        let round = serde_json::to_value(&bg).unwrap();
+        assert_eq!(serde_json::from_value::<TrafficSpec>(round).unwrap(), bg);
     }
 }

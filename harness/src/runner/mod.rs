@@ -637,10 +637,16 @@ impl<'f> Run<'f> {
             return When::Run;
         };
         let vars = &self.ctx.vars;
-        let decided = vars.expand(&cond.left).and_then(|l| {
-            let r = vars.expand(&cond.right)?;
-            Ok((cond.decide(&l, &r)?, cond.show(&l, &r)))
-        });
+        let expanded = vars
+            .expand(&cond.left)
+            .and_then(|l| Ok((l, vars.expand(&cond.right)?)));
+        let decided = match expanded {
+            Ok((l, r)) => cond
+                .decide(&l, &r)
+                .map(|holds| (holds, cond.show(&l, &r)))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match decided {
             Ok((true, _)) => When::Run,
             Ok((false, shown)) => When::Skip(format!("when: {cond} ({shown}) is false")),
@@ -661,9 +667,9 @@ impl<'f> Run<'f> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let kind = match expand(&step.kind, &self.ctx) {
+            let kind = match step.kind.resolve(&self.ctx.vars) {
                 Ok(k) => k,
-                Err(e) => return (attempts, Err(e)),
+                Err(e) => return (attempts, Err(e.to_string())),
             };
             let timeout = self.opts.timeout_scale.apply(step.effective_timeout());
             let mut deadline = Instant::now() + timeout;
@@ -799,13 +805,4 @@ impl<'f> Run<'f> {
         }
         result
     }
-}
-
-/// Expands `${...}` in every string of a step's spec.
-fn expand(kind: &StepKind, ctx: &Context) -> Result<StepKind, String> {
-    let mut v = serde_json::to_value(kind)
-        .map_err(|e| format!("internal: cannot serialize the step: {e}"))?;
-    ctx.vars.expand_value(&mut v)?;
-    serde_json::from_value(v)
-        .map_err(|e| format!("after expanding variables the step is not valid: {e}"))
 }

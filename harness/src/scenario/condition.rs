@@ -79,9 +79,33 @@ pub struct Condition {
     pub right: String,
 }
 
+/// A `when` that cannot be read or decided; each message says what to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    /// Not `LEFT OP RIGHT`.
+    #[error(
+        "`when: {0}` is not a comparison; write `LEFT OP RIGHT` with OP one of == != >= <= > <, e.g. `when: ${{istio.version}} >= 1.22`"
+    )]
+    NotComparison(String),
+    /// An ordering operator with a side that is no version.
+    #[error(
+        "`{left} {op} {right}`: `{op}` compares versions (like 1.22 or v1.30.3), and {not_version:?} is not one"
+    )]
+    NotVersion {
+        /// The expanded left side.
+        left: String,
+        /// The operator as written.
+        op: &'static str,
+        /// The expanded right side.
+        right: String,
+        /// The side that is no version.
+        not_version: String,
+    },
+}
+
 impl Condition {
     /// Parses `LEFT OP RIGHT`; the error says what a condition looks like.
-    pub fn parse(text: &str) -> Result<Condition, String> {
+    pub fn parse(text: &str) -> Result<Condition, ConditionError> {
         let t = text.trim();
         // The first operator outside `${...}`.
         let bytes = t.as_bytes();
@@ -110,28 +134,27 @@ impl Condition {
             }
             i += 1;
         }
-        Err(format!(
-            "`when: {t}` is not a comparison; write `LEFT OP RIGHT` with OP one of == != >= <= > <, e.g. `when: ${{istio.version}} >= 1.22`"
-        ))
+        Err(ConditionError::NotComparison(t.to_string()))
     }
 
     /// Decides the condition for already-expanded sides; `Ok(false)` means skip the step.
-    pub fn decide(&self, left: &str, right: &str) -> Result<bool, String> {
+    pub fn decide(&self, left: &str, right: &str) -> Result<bool, ConditionError> {
         match (Version::parse(left), Version::parse(right)) {
             (Some(a), Some(b)) => Ok(self.op.holds(a.cmp(&b))),
             _ => match self.op {
                 Op::Eq => Ok(left == right),
                 Op::Ne => Ok(left != right),
-                op => Err(format!(
-                    "`{left} {} {right}`: `{}` compares versions (like 1.22 or v1.30.3), and {:?} is not one",
-                    op.text(),
-                    op.text(),
-                    if Version::parse(left).is_none() {
+                op => Err(ConditionError::NotVersion {
+                    left: left.to_string(),
+                    op: op.text(),
+                    right: right.to_string(),
+                    not_version: if Version::parse(left).is_none() {
                         left
                     } else {
                         right
                     }
-                )),
+                    .to_string(),
+                }),
             },
         }
     }
@@ -222,8 +245,8 @@ mod tests {
     use super::*;
 
     fn decide(text: &str) -> Result<bool, String> {
-        let c = Condition::parse(text)?;
-        c.decide(&c.left, &c.right)
+        let c = Condition::parse(text).map_err(|e| e.to_string())?;
+        c.decide(&c.left, &c.right).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -250,7 +273,9 @@ mod tests {
         assert_eq!(c.left, "${param.rollout}");
         assert_eq!(c.op, Op::Eq);
         assert_eq!(c.to_string(), "${param.rollout} == unsafe");
-        let e = Condition::parse("${istio.version}").unwrap_err();
+        let e = Condition::parse("${istio.version}")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not a comparison"), "{e}");
         assert!(Condition::parse(">= 1.22").is_err());
     }

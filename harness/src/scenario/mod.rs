@@ -22,6 +22,7 @@
 pub mod condition;
 pub mod names;
 pub mod parse;
+pub mod resolve;
 pub mod template;
 pub mod validate;
 pub mod vars;
@@ -36,6 +37,7 @@ use crate::cluster::ProviderKind;
 pub use crate::steps::{STEP_KINDS, StepKind};
 
 pub use parse::{Located, load, parse_str};
+pub use resolve::Resolve;
 pub use template::Templated;
 pub use validate::{Diagnostic, validate};
 
@@ -229,11 +231,16 @@ impl ScenarioFile {
     }
 }
 
+/// A parameter override that is not `NAME=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not NAME=VALUE, e.g. rollout=unsafe")]
+pub struct ParamError(pub String);
+
 /// Reads a parameter override `NAME=VALUE` (`--set`, `ISTIO_E2E_SET`).
-pub fn parse_param(text: &str) -> Result<(String, String), String> {
+pub fn parse_param(text: &str) -> Result<(String, String), ParamError> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("{text:?} is not NAME=VALUE, e.g. rollout=unsafe")),
+        _ => Err(ParamError(text.to_string())),
     }
 }
 

@@ -3,20 +3,38 @@
 //! `k8s.io/apimachinery/pkg/util/validation`: `IsDNS1123Label`, `IsQualifiedName`,
 //! `IsValidLabelValue`). Text holding a `${variable}` is checked once it is expanded.
 
+/// A name or label that Kubernetes would refuse; each message says what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Not a DNS-1123 label.
+    #[error(
+        "namespace {0:?} is not a valid name: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
+    )]
+    Namespace(String),
+    /// Not `[prefix/]name`.
+    #[error(
+        "label key {0:?} is not valid: write [prefix/]name, the name at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. istio-injection)"
+    )]
+    LabelKey(String),
+    /// Not a label value (of the key given first).
+    #[error(
+        "label {0}={1:?}: the value is not valid: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. enabled)"
+    )]
+    LabelValue(String, String),
+}
+
 /// A namespace name: a DNS-1123 label (at most 63 of `a-z`, `0-9`, `-`, alphanumeric at both
 /// ends).
-pub fn namespace(name: &str) -> Result<(), String> {
+pub fn namespace(name: &str) -> Result<(), NameError> {
     if templated(name) || dns1123_label(name) {
         return Ok(());
     }
-    Err(format!(
-        "namespace {name:?} is not a valid name: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
-    ))
+    Err(NameError::Namespace(name.to_string()))
 }
 
 /// A label key: an optional DNS-1123 subdomain prefix and `/`, then a name of at most 63
 /// alphanumerics, `-`, `_` and `.`, alphanumeric at both ends.
-pub fn label_key(key: &str) -> Result<(), String> {
+pub fn label_key(key: &str) -> Result<(), NameError> {
     if templated(key) {
         return Ok(());
     }
@@ -28,20 +46,16 @@ pub fn label_key(key: &str) -> Result<(), String> {
     if prefix_ok && qualified_name(name) {
         return Ok(());
     }
-    Err(format!(
-        "label key {key:?} is not valid: write [prefix/]name, the name at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. istio-injection)"
-    ))
+    Err(NameError::LabelKey(key.to_string()))
 }
 
 /// A label value: empty, or at most 63 alphanumerics, `-`, `_` and `.`, alphanumeric at both
 /// ends.
-pub fn label_value(key: &str, value: &str) -> Result<(), String> {
+pub fn label_value(key: &str, value: &str) -> Result<(), NameError> {
     if templated(value) || value.is_empty() || qualified_name(value) {
         return Ok(());
     }
-    Err(format!(
-        "label {key}={value:?}: the value is not valid: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. enabled)"
-    ))
+    Err(NameError::LabelValue(key.to_string(), value.to_string()))
 }
 
 fn templated(text: &str) -> bool {

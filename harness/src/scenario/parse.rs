@@ -62,9 +62,13 @@ fn plain_message(err: &serde_saphyr::Error) -> String {
     let text = err.without_snippet().render_with_options(opts);
     let re = regex::Regex::new(r"(?i)^(error: )?(at )?line \d+,? column \d+:?\s*")
         .expect("static regex");
-    let text = re.replace(text.trim(), "").into_owned();
+    without_trailing_location(&re.replace(text.trim(), ""))
+}
+
+/// `text` without a trailing "at line X, column Y".
+fn without_trailing_location(text: &str) -> String {
     let re_tail = regex::Regex::new(r"(?i),? at line \d+,? column \d+\s*$").expect("static regex");
-    re_tail.replace(&text, "").into_owned()
+    re_tail.replace(text, "").into_owned()
 }
 
 impl<'de> Deserialize<'de> for Step {
@@ -105,7 +109,7 @@ impl<'de> Visitor<'de> for StepVisitor {
                             prev.kind_name()
                         )));
                     }
-                    kind = Some(next_kind(k, &mut map)?);
+                    kind = Some(next_kind(k, &mut map).map_err(|e| at_step(k, e))?);
                 }
                 other => {
                     return Err(de::Error::custom(format!(
@@ -135,6 +139,18 @@ impl<'de> Visitor<'de> for StepVisitor {
 fn next_kind<'de, A: MapAccess<'de>>(k: &str, map: &mut A) -> Result<StepKind, A::Error> {
     StepKind::next_named(k, map)?
         .ok_or_else(|| de::Error::custom(format!("unknown step kind `{k}`")))
+}
+
+/// A spec wrong as a whole ([`SpecError`](crate::steps::SpecError), e.g. a `wait` with no
+/// target) is reported where the step starts, as validation reports a step's problems; an
+/// error in one field keeps that field's line and column.
+fn at_step<E: de::Error>(kind: &str, e: E) -> E {
+    let text = without_trailing_location(&e.to_string());
+    if text.starts_with(&format!("{kind} step: ")) {
+        E::custom(text)
+    } else {
+        e
+    }
 }
 
 /// " (did you mean `x`?)" for a near miss of a step kind or common field.
@@ -177,10 +193,21 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A duration that is not humantime text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid duration {text:?} ({source}); write it like `30s`, `5m` or `1h 30m`")]
+pub struct DurationError {
+    /// The text as written.
+    pub text: String,
+    /// What humantime found wrong.
+    pub source: humantime::DurationError,
+}
+
 /// Parses `30s`, `5m`, `1h 30m`; the error says what is accepted.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("invalid duration {text:?} ({e}); write it like `30s`, `5m` or `1h 30m`")
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(text.trim()).map_err(|source| DurationError {
+        text: text.to_string(),
+        source,
     })
 }
 

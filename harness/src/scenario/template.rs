@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::vars::Vars;
+use super::vars::{VarError, Vars};
 
 /// A literal `T`, or a template (text with `${...}`) that becomes a `T` when resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +36,15 @@ where
 {
     /// The value with the run's variables expanded; the error names the unknown variable or
     /// why the expanded text is not a `T`.
-    pub fn resolve(&self, vars: &Vars) -> Result<T, String> {
+    pub fn resolve(&self, vars: &Vars) -> Result<T, VarError> {
         match self {
             Templated::Literal(v) => Ok(v.clone()),
             Templated::Template(t) => {
                 let text = vars.expand(t)?;
-                text.parse().map_err(|e| format!("{e} (from {t})"))
+                text.parse().map_err(|e: T::Err| VarError::NotValid {
+                    message: e.to_string(),
+                    template: t.clone(),
+                })
             }
         }
     }
@@ -99,7 +102,8 @@ mod tests {
         vars.set("param.n", "7");
         assert_eq!(t.resolve(&vars), Ok(7));
         vars.set("param.n", "seven");
-        assert!(t.resolve(&vars).unwrap_err().contains("from ${param.n}"));
+        let e = t.resolve(&vars).unwrap_err().to_string();
+        assert!(e.contains("from ${param.n}"), "{e}");
         assert_eq!(serde_json::to_value(&t).unwrap(), "${param.n}");
     }
 }

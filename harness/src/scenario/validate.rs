@@ -122,7 +122,7 @@ fn check_header(file: &ScenarioFile, opts: &ValidateOptions, out: &mut Vec<Diagn
     }
     if let Err(e) = super::names::namespace(&s.namespace) {
         let (l, c) = find("namespace:", 0);
-        out.push(diag(l, c, e));
+        out.push(diag(l, c, e.to_string()));
     }
     if s.steps.is_empty() {
         let (l, c) = find("steps:", 0);
@@ -237,7 +237,7 @@ fn check_background(file: &ScenarioFile, out: &mut Vec<Diagnostic>) {
         let (line, col) = (st.referenced.line(), st.referenced.column());
         match &st.value.kind {
             StepKind::Traffic(t) => {
-                if let Some(name) = &t.background {
+                if let crate::probes::traffic::TrafficMode::Background { name, .. } = &t.mode {
                     if let Some((_, at, _)) = running.iter().find(|(n, _, _)| n == name) {
                         out.push(diag(line, col, format!(
                             "background traffic `{name}` is already running (started at line {at}); stop it first or pick another name"

@@ -71,6 +71,27 @@ pub fn references(text: &str) -> Vec<Reference> {
     out
 }
 
+/// A variable that cannot be put in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarError {
+    /// `${` without its `}`.
+    #[error("unclosed `${{` in {0:?}")]
+    Unclosed(String),
+    /// A name that no capture, built-in or environment variable defines.
+    #[error(
+        "unknown variable `${{{0}}}`: no earlier step captured it, it is not a built-in, and no environment variable has that name"
+    )]
+    Unknown(String),
+    /// Once expanded, the text is not a value of the field's type.
+    #[error("{message} (from {template})")]
+    NotValid {
+        /// Why the expanded value is refused.
+        message: String,
+        /// The text as written, with its variables.
+        template: String,
+    },
+}
+
 /// The values variables have while a scenario runs.
 #[derive(Debug, Clone, Default)]
 pub struct Vars {
@@ -104,7 +125,7 @@ impl Vars {
     }
 
     /// Replaces every `${name}` in `text`; the error names the first unknown variable.
-    pub fn expand(&self, text: &str) -> Result<String, String> {
+    pub fn expand(&self, text: &str) -> Result<String, VarError> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         loop {
@@ -119,16 +140,12 @@ impl Vars {
                 rest = after;
             } else if let Some(body) = tail.strip_prefix("${") {
                 let Some(end) = body.find('}') else {
-                    return Err(format!("unclosed `${{` in {text:?}"));
+                    return Err(VarError::Unclosed(text.to_string()));
                 };
                 let name = body[..end].trim();
                 match self.get(name) {
                     Some(v) => out.push_str(&v),
-                    None => {
-                        return Err(format!(
-                            "unknown variable `${{{name}}}`: no earlier step captured it, it is not a built-in, and no environment variable has that name"
-                        ));
-                    }
+                    None => return Err(VarError::Unknown(name.to_string())),
                 }
                 rest = &body[end + 1..];
             } else {
@@ -139,7 +156,7 @@ impl Vars {
     }
 
     /// Expands every string inside a JSON value (used on a step's spec before it runs).
-    pub fn expand_value(&self, v: &mut Value) -> Result<(), String> {
+    pub fn expand_value(&self, v: &mut Value) -> Result<(), VarError> {
         match v {
             Value::String(s) if s.contains('$') => {
                 *s = self.expand(s)?;
@@ -191,6 +208,9 @@ mod tests {
             "http://172.18.0.2:31380/p ${lit}"
         );
         let e = v.expand("${nope.nothing}").unwrap_err();
-        assert!(e.contains("unknown variable `${nope.nothing}`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown variable `${nope.nothing}`"),
+            "{e}"
+        );
     }
 }

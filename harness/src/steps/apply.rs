@@ -94,3 +94,5 @@ impl super::Kind for ApplySpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(ApplySpec { files, namespace });

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::expect::Expect;
+use crate::expect::CommandExpect;
 
 /// Spec of an `exec` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +31,7 @@ pub struct ExecSpec {
     pub command: Vec<String>,
     /// Expectations; the exit code must be 0 unless `expect.exit-code` says otherwise.
     #[serde(default)]
-    pub expect: Expect,
+    pub expect: CommandExpect,
     /// Capture `${name.stdout}` and `${name.exit-code}`.
     #[serde(default)]
     pub capture: Option<String>,
@@ -58,7 +58,7 @@ async fn run(s: &ExecSpec, ctx: &mut Context, _deadline: Instant) -> Result<Outp
     };
     let out =
         crate::kubeops::exec::exec(&client, &ns, &pod, s.container.as_deref(), &s.command).await?;
-    if let Some(misses) = s.expect.check_command(&out.stdout, out.exit_code) {
+    if let Some(misses) = s.expect.check(&out.stdout, out.exit_code) {
         let stderr = if out.stderr.trim().is_empty() {
             String::new()
         } else {
@@ -107,3 +107,13 @@ impl super::Kind for ExecSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(ExecSpec {
+    namespace,
+    selector,
+    pod,
+    container,
+    command,
+    expect,
+    capture
+});

@@ -104,3 +104,9 @@ impl super::Kind for ForwardSpec {
         run(self, ctx).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(ForwardSpec {
+    listen,
+    to,
+    capture
+});

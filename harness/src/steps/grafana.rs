@@ -15,3 +15,5 @@ pub struct GrafanaSpec {
 }
 
 super::dashboard_kind!(GrafanaSpec, crate::probes::grafana::check_until);
+
+crate::scenario::resolve::resolve_fields!(GrafanaSpec { url, expect });

@@ -88,3 +88,12 @@ impl super::Kind for HttpSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(HttpSpec {
+    url,
+    method,
+    headers,
+    host,
+    expect,
+    capture
+});

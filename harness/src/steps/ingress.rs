@@ -81,3 +81,10 @@ impl super::Kind for IngressSpec {
         run(self, ctx).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(IngressSpec {
+    service,
+    namespace,
+    port,
+    capture
+});

@@ -133,3 +133,9 @@ impl super::Kind for IstioInstallSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(IstioInstallSpec {
+    profile,
+    set,
+    revision
+});

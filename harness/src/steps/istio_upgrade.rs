@@ -83,24 +83,27 @@ impl std::fmt::Display for UpgradeMode {
     }
 }
 
+/// A `mode` that is no upgrade mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`mode` {0:?} is not an upgrade mode: use `in-place` or `canary`")]
+pub struct UnknownMode(pub String);
+
 impl std::str::FromStr for UpgradeMode {
-    type Err = String;
+    type Err = UnknownMode;
 
     /// Reads `in-place` or `canary`; the error says which are accepted.
-    fn from_str(text: &str) -> Result<UpgradeMode, String> {
+    fn from_str(text: &str) -> Result<UpgradeMode, UnknownMode> {
         match text.trim() {
             "in-place" => Ok(UpgradeMode::InPlace),
             "canary" => Ok(UpgradeMode::Canary),
-            other => Err(format!(
-                "`mode` {other:?} is not an upgrade mode: use `in-place` or `canary`"
-            )),
+            other => Err(UnknownMode(other.to_string())),
         }
     }
 }
 
 impl IstioUpgradeSpec {
     /// The mode, once variables are expanded.
-    pub fn mode(&self) -> Result<UpgradeMode, String> {
+    pub fn mode(&self) -> Result<UpgradeMode, crate::scenario::vars::VarError> {
         self.mode.resolve(&Default::default())
     }
 }
@@ -152,18 +155,19 @@ fn new_revision(s: &IstioUpgradeSpec) -> String {
         .unwrap_or_else(|| crate::istio::revision_for(&s.to))
 }
 
-async fn run(
-    s: &IstioUpgradeSpec,
-    ctx: &mut Context,
-    deadline: Instant,
-) -> Result<Outputs, StepError> {
-    let mode = s.mode().map_err(StepError::fatal)?;
-    let client = ctx.client().await?;
-    let cluster = ctx
-        .cluster
-        .clone()
-        .ok_or_else(|| StepError::fatal("istio-upgrade needs a cluster"))?;
-    let warning = crate::istio::check_cluster(&client, Some(&s.to))
+/// The release an upgrade moves to, prepared before anything changes in the cluster.
+struct NewRelease {
+    /// Its files, when prepared from a directory or a download.
+    release: Option<crate::download::IstioRelease>,
+    /// Its istioctl.
+    istioctl: PathBuf,
+    /// The compatibility warning for this Kubernetes version, if any.
+    warning: Option<String>,
+}
+
+/// Checks that the cluster supports version `to` and prepares its release and istioctl.
+async fn prepare(s: &IstioUpgradeSpec, client: &kube::Client) -> Result<NewRelease, StepError> {
+    let warning = crate::istio::check_cluster(client, Some(&s.to))
         .await
         .map_err(|e| {
             if e.is_incompatible() {
@@ -185,24 +189,20 @@ async fn run(
                 "give a release with bin/istioctl in `dir`, or let the harness download it",
             )
         })?;
-    let profile = s
-        .profile
-        .clone()
-        .unwrap_or_else(|| ctx.istio.profile.clone());
-    let namespaces = if s.namespaces.is_empty() {
-        vec![ctx.namespace.clone()]
-    } else {
-        s.namespaces.clone()
-    };
-    let old_revision = ctx.istio.revision.clone();
-    let steps = plan(s, mode, &profile, old_revision.as_deref());
-    let log = ctx.artifacts.join(format!("istioctl-upgrade-{}.log", s.to));
+    Ok(NewRelease {
+        release,
+        istioctl,
+        warning,
+    })
+}
 
-    // 1. The new control plane.
-    let first = steps[0][0].clone();
-    crate::istio::run_checked(&istioctl, &first, &steps[0], &cluster, &log, deadline).await?;
-    ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
-    let mut components = crate::istio::profile_components(&profile);
+/// The components the new control plane must roll out, and the canary's revision.
+fn new_components(
+    s: &IstioUpgradeSpec,
+    mode: UpgradeMode,
+    profile: &str,
+) -> (Vec<String>, Option<String>) {
+    let mut components = crate::istio::profile_components(profile);
     let revision = match mode {
         UpgradeMode::InPlace => None,
         UpgradeMode::Canary => {
@@ -212,14 +212,23 @@ async fn run(
             Some(rev)
         }
     };
-    crate::kubeops::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
-        .await?;
+    (components, revision)
+}
 
-    // 2. The data plane: relabel (canary), restart, wait for the new proxies.
+/// Moves each namespace's workloads to the new data plane: relabeled (canary), restarted, and
+/// waited for until their proxies run version `to`. Returns the restarted deployments
+/// (`ns/name`) and the number of proxies at the new version.
+async fn move_data_plane(
+    client: &kube::Client,
+    namespaces: &[String],
+    revision: Option<&str>,
+    to: &str,
+    deadline: Instant,
+) -> Result<(Vec<String>, usize), StepError> {
     let mut restarted = Vec::new();
     let mut proxies = 0;
-    for ns in &namespaces {
-        if let Some(rev) = &revision {
+    for ns in namespaces {
+        if let Some(rev) = revision {
             let api: kube::Api<k8s_openapi::api::core::v1::Namespace> =
                 kube::Api::all(client.clone());
             let patch = serde_json::json!({"metadata": {"labels": {
@@ -233,30 +242,77 @@ async fn run(
             .await
             .map_err(|e| super::kube_err(&format!("relabeling namespace {ns}"), e))?;
         }
-        let names = crate::kubeops::wait::rollout_restart(&client, ns, &[]).await?;
-        crate::kubeops::wait::deployments_rolled_out(&client, ns, &names, deadline).await?;
-        proxies += crate::kubeops::wait::proxies_at_version(&client, ns, &s.to, deadline).await?;
+        let names = crate::kubeops::wait::rollout_restart(client, ns, &[]).await?;
+        crate::kubeops::wait::deployments_rolled_out(client, ns, &names, deadline).await?;
+        proxies += crate::kubeops::wait::proxies_at_version(client, ns, to, deadline).await?;
         restarted.extend(names.into_iter().map(|n| format!("{ns}/{n}")));
     }
-
     // The gateways are upgraded in place by either mode (they are not per-revision).
     proxies +=
-        crate::kubeops::wait::proxies_at_version(&client, "istio-system", &s.to, deadline).await?;
+        crate::kubeops::wait::proxies_at_version(client, "istio-system", to, deadline).await?;
+    Ok((restarted, proxies))
+}
+
+/// Makes later steps use the new release (`${istio.version}`, its istioctl and files, the
+/// canary's revision); returns the version the mesh ran before.
+fn switch_to(ctx: &mut Context, to: &str, new: &NewRelease, revision: Option<String>) -> String {
+    let from = ctx
+        .istio
+        .version
+        .replace(to.to_string())
+        .unwrap_or_default();
+    ctx.istio.istioctl = Some(new.istioctl.clone());
+    if let Some(r) = &new.release {
+        crate::istio::use_release(ctx, r);
+    }
+    ctx.istio.revision = revision;
+    ctx.vars.set("istio.version", to.to_string());
+    from
+}
+
+async fn run(
+    s: &IstioUpgradeSpec,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let mode = s.mode().map_err(|e| StepError::fatal(e.to_string()))?;
+    let client = ctx.client().await?;
+    let cluster = ctx
+        .cluster
+        .clone()
+        .ok_or_else(|| StepError::fatal("istio-upgrade needs a cluster"))?;
+    let new = prepare(s, &client).await?;
+    let profile = s
+        .profile
+        .clone()
+        .unwrap_or_else(|| ctx.istio.profile.clone());
+    let namespaces = if s.namespaces.is_empty() {
+        vec![ctx.namespace.clone()]
+    } else {
+        s.namespaces.clone()
+    };
+    let steps = plan(s, mode, &profile, ctx.istio.revision.as_deref());
+    let log = ctx.artifacts.join(format!("istioctl-upgrade-{}.log", s.to));
+
+    // 1. The new control plane.
+    let first = steps[0][0].clone();
+    crate::istio::run_checked(&new.istioctl, &first, &steps[0], &cluster, &log, deadline).await?;
+    ctx.cleanup.push(crate::cleanup::Cleanup::Istio);
+    let (components, revision) = new_components(s, mode, &profile);
+    crate::kubeops::wait::deployments_rolled_out(&client, "istio-system", &components, deadline)
+        .await?;
+
+    // 2. The data plane: relabel (canary), restart, wait for the new proxies.
+    let (restarted, proxies) =
+        move_data_plane(&client, &namespaces, revision.as_deref(), &s.to, deadline).await?;
 
     // 3. Canary: the old revision goes.
     if let Some(args) = steps.get(1) {
-        crate::istio::run_checked(&istioctl, "uninstall", args, &cluster, &log, deadline).await?;
+        crate::istio::run_checked(&new.istioctl, "uninstall", args, &cluster, &log, deadline)
+            .await?;
     }
 
-    // Later steps use the new release.
-    let from = ctx.istio.version.replace(s.to.clone()).unwrap_or_default();
-    ctx.istio.istioctl = Some(istioctl);
-    if let Some(r) = &release {
-        crate::istio::use_release(ctx, r);
-    }
-    ctx.istio.revision = revision.clone();
-    ctx.vars.set("istio.version", s.to.clone());
-
+    let from = switch_to(ctx, &s.to, &new, revision.clone());
     let mut out = Outputs::new();
     out.insert("from".into(), from.into());
     out.insert("to".into(), s.to.clone().into());
@@ -266,7 +322,7 @@ async fn run(
     }
     out.insert("restarted".into(), restarted.into());
     out.insert("proxies".into(), proxies.into());
-    if let Some(w) = warning {
+    if let Some(w) = new.warning {
         out.insert("compatibility-warning".into(), w.into());
     }
     Ok(out)
@@ -290,6 +346,17 @@ impl super::Kind for IstioUpgradeSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(IstioUpgradeSpec {
+    to,
+    dir,
+    mode,
+    revision,
+    profile,
+    set,
+    namespaces,
+    remove_old
+});
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::expect::Expect;
+use crate::expect::CommandExpect;
 
 /// Spec of an `istioctl` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,7 +19,7 @@ pub struct IstioctlSpec {
     pub args: Vec<String>,
     /// Expectations; exit code 0 unless `expect.exit-code` says otherwise.
     #[serde(default)]
-    pub expect: Expect,
+    pub expect: CommandExpect,
     /// Capture `${name.stdout}`.
     #[serde(default)]
     pub capture: Option<String>,
@@ -41,7 +41,7 @@ async fn run(s: &IstioctlSpec, ctx: &mut Context, deadline: Instant) -> Result<O
     let res = crate::istio::run_istioctl(&istioctl, &argv, deadline).await?;
     // istioctl prints its verdicts (e.g. "No validation issues found") on stderr.
     let combined = format!("{}{}", res.stdout, res.stderr);
-    if let Some(misses) = s.expect.check_command(&combined, res.exit_code) {
+    if let Some(misses) = s.expect.check(&combined, res.exit_code) {
         return Err(StepError::new(format!(
             "istioctl {}: {misses}",
             s.args.join(" ")
@@ -80,3 +80,9 @@ impl super::Kind for IstioctlSpec {
         run(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(IstioctlSpec {
+    args,
+    expect,
+    capture
+});

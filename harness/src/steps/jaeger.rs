@@ -15,3 +15,5 @@ pub struct JaegerSpec {
 }
 
 super::dashboard_kind!(JaegerSpec, crate::probes::jaeger::check_until);
+
+crate::scenario::resolve::resolve_fields!(JaegerSpec { url, expect });

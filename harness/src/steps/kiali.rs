@@ -15,3 +15,5 @@ pub struct KialiSpec {
 }
 
 super::dashboard_kind!(KialiSpec, crate::probes::kiali::check_until);
+
+crate::scenario::resolve::resolve_fields!(KialiSpec { url, expect });

@@ -37,6 +37,7 @@ fn problems(s: &LabelSpec) -> Vec<String> {
         .chain(keys)
         .chain(values)
         .filter_map(Result::err)
+        .map(|e| e.to_string())
         .collect()
 }
 
@@ -143,6 +144,8 @@ impl super::Kind for LabelSpec {
         run(self, ctx).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(LabelSpec { namespace, labels });
 
 #[cfg(test)]
 mod tests {

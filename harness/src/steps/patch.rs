@@ -18,61 +18,94 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::SpecError;
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
 use crate::kubeops::patch::{Change, Target};
 
-/// Spec of a `patch` step.
+/// Spec of a `patch` step: the object, and exactly one change (`merge` or `json`), checked
+/// and parsed when the file is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(try_from = "PatchFields", into = "PatchFields")]
 pub struct PatchSpec {
     /// The object's kind, e.g. `Deployment`.
     pub kind: String,
     /// Its apiVersion; the cluster's preferred version of the kind when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// Its name.
     pub name: String,
     /// Its namespace (the scenario's by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// A strategic merge patch (JSON merge patch for custom resources).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merge: Option<serde_json::Value>,
-    /// JSON patch operations (`op`, `path`, `value`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json: Option<serde_json::Value>,
+    /// What to change: a strategic merge patch or JSON patch operations.
+    pub change: Change,
 }
 
-fn problems(s: &PatchSpec) -> Vec<String> {
-    let mut p = Vec::new();
-    match (&s.merge, &s.json) {
-        (Some(_), Some(_)) => p.push("give `merge` or `json`, not both".into()),
-        (None, None) => p.push("say what to change: `merge` (a strategic merge patch) or `json` (JSON patch operations)".into()),
-        (Some(m), None) if !m.is_object() => {
-            p.push("`merge` must be a map, like `spec: { replicas: 2 }`".into())
-        }
-        (None, Some(j)) => {
-            if let Err(e) = serde_json::from_value::<json_patch::Patch>(j.clone()) {
-                p.push(format!(
-                    "`json` is not a list of JSON patch operations ({e}); write e.g. `- {{ op: remove, path: /spec/x }}`"
-                ));
+/// The block as written: `merge` and `json` side by side, before "exactly one" is checked.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PatchFields {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    api_version: Option<String>,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merge: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    json: Option<serde_json::Value>,
+}
+
+impl TryFrom<PatchFields> for PatchSpec {
+    type Error = SpecError;
+
+    fn try_from(f: PatchFields) -> Result<Self, SpecError> {
+        let problem = |m: String| SpecError::new("patch", m);
+        let change = match (f.merge, f.json) {
+            (Some(_), Some(_)) => return Err(problem("give `merge` or `json`, not both".into())),
+            (None, None) => return Err(problem("say what to change: `merge` (a strategic merge patch) or `json` (JSON patch operations)".into())),
+            (Some(m), None) if !m.is_object() => {
+                return Err(problem("`merge` must be a map, like `spec: { replicas: 2 }`".into()));
             }
-        }
-        _ => {}
+            (Some(m), None) => Change::Merge(m),
+            (None, Some(j)) => Change::Json(serde_json::from_value(j).map_err(|e| {
+                problem(format!(
+                    "`json` is not a list of JSON patch operations ({e}); write e.g. `- {{ op: remove, path: /spec/x }}`"
+                ))
+            })?),
+        };
+        Ok(PatchSpec {
+            kind: f.kind,
+            api_version: f.api_version,
+            name: f.name,
+            namespace: f.namespace,
+            change,
+        })
     }
-    p
+}
+
+impl From<PatchSpec> for PatchFields {
+    fn from(s: PatchSpec) -> Self {
+        let (merge, json) = match s.change {
+            Change::Merge(m) => (Some(m), None),
+            Change::Json(j) => (
+                None,
+                Some(serde_json::to_value(j).expect("JSON patch operations serialize")),
+            ),
+        };
+        PatchFields {
+            kind: s.kind,
+            api_version: s.api_version,
+            name: s.name,
+            namespace: s.namespace,
+            merge,
+            json,
+        }
+    }
 }
 
 async fn run(s: &PatchSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
-    let change = match (&s.merge, &s.json) {
-        (Some(m), None) => Change::Merge(m.clone()),
-        (None, Some(j)) => Change::Json(
-            serde_json::from_value(j.clone()).map_err(|e| StepError::fatal(e.to_string()))?,
-        ),
-        _ => return Err(StepError::fatal(problems(s).join("; "))),
-    };
     let client = ctx.client().await?;
     let ns = ctx.ns(s.namespace.as_ref());
     let target = Target {
@@ -82,7 +115,7 @@ async fn run(s: &PatchSpec, ctx: &mut Context) -> Result<Outputs, StepError> {
         namespace: &ns,
     };
     ctx.applied = vec![format!("{}/{ns}/{}", s.kind, s.name)];
-    let changed = crate::kubeops::patch::patch(&client, &target, &change).await?;
+    let changed = crate::kubeops::patch::patch(&client, &target, &s.change).await?;
     let mut out = Outputs::new();
     out.insert(
         "object".into(),
@@ -99,9 +132,6 @@ impl super::Kind for PatchSpec {
     fn summary(&self) -> String {
         format!("{}/{}", self.kind, self.name)
     }
-    fn problems(&self) -> Vec<String> {
-        problems(self)
-    }
     async fn run(
         &self,
         ctx: &mut Context,
@@ -110,3 +140,11 @@ impl super::Kind for PatchSpec {
         run(self, ctx).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(PatchSpec {
+    kind,
+    api_version,
+    name,
+    namespace,
+    change
+});

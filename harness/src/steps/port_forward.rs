@@ -77,3 +77,11 @@ impl super::Kind for PortForwardSpec {
         run(self, ctx).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(PortForwardSpec {
+    service,
+    namespace,
+    port,
+    local,
+    capture
+});

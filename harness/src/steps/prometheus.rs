@@ -48,3 +48,5 @@ impl super::Kind for PrometheusSpec {
         Ok(out)
     }
 }
+
+crate::scenario::resolve::resolve_fields!(PrometheusSpec { url, queries });

@@ -179,3 +179,11 @@ fn pod_row(p: &k8s_openapi::api::core::v1::Pod) -> Value {
     }
     row
 }
+
+crate::scenario::resolve::resolve_fields!(SnapshotSpec {
+    name,
+    pods,
+    services,
+    steps,
+    values
+});

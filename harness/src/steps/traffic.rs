@@ -23,7 +23,7 @@ use crate::Outputs;
 use crate::cleanup::Cleanup;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::probes::traffic::BackgroundTraffic;
+use crate::probes::traffic::{BackgroundTraffic, TrafficMode};
 
 /// Spec of a `traffic` step.
 pub type TrafficStepSpec = crate::probes::traffic::TrafficSpec;
@@ -34,7 +34,7 @@ async fn run(
     deadline: Instant,
 ) -> Result<Outputs, StepError> {
     let client = crate::probes::client();
-    if let Some(name) = &s.background {
+    if let TrafficMode::Background { name, .. } = &s.mode {
         let traffic = BackgroundTraffic::start(client, s, ctx.current_step.clone())?;
         ctx.cleanup.push(Cleanup::Traffic {
             step: format!("traffic {}", s.url),
@@ -53,9 +53,11 @@ impl super::Kind for TrafficStepSpec {
         super::secs(300)
     }
     fn summary(&self) -> String {
-        match (&self.background, self.requests) {
-            (Some(name), _) => format!("{} in the background ({name})", self.url),
-            (None, n) => format!("{} x{}", self.url, n.unwrap_or(0)),
+        match &self.mode {
+            TrafficMode::Background { name, .. } => {
+                format!("{} in the background ({name})", self.url)
+            }
+            TrafficMode::Requests(n) => format!("{} x{n}", self.url),
         }
     }
     fn problems(&self) -> Vec<String> {

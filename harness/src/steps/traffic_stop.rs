@@ -69,3 +69,9 @@ impl super::Kind for TrafficStopSpec {
         stop(self, ctx, deadline).await
     }
 }
+
+crate::scenario::resolve::resolve_fields!(TrafficStopSpec {
+    name,
+    after_requests,
+    expect
+});

@@ -12,19 +12,52 @@ use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
 
-/// Spec of a `wait` step: exactly one of `pods`, `deployments`, `condition`.
+/// Spec of a `wait` step: exactly one of `pods`, `deployments`, `condition`, written as that
+/// one key (`wait: { pods: { ... } }`). A block with none or several is refused when the file
+/// is read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct WaitSpec {
+#[serde(rename_all = "kebab-case", try_from = "WaitFields")]
+pub enum WaitSpec {
     /// Pods ready.
-    #[serde(default)]
-    pub pods: Option<PodsWait>,
+    Pods(PodsWait),
     /// Deployments rolled out.
-    #[serde(default)]
-    pub deployments: Option<DeploymentsWait>,
+    Deployments(DeploymentsWait),
     /// Any object's condition.
+    Condition(ConditionWait),
+}
+
+/// The block as written, before "exactly one of" is checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct WaitFields {
     #[serde(default)]
-    pub condition: Option<ConditionWait>,
+    pods: Option<PodsWait>,
+    #[serde(default)]
+    deployments: Option<DeploymentsWait>,
+    #[serde(default)]
+    condition: Option<ConditionWait>,
+}
+
+impl TryFrom<WaitFields> for WaitSpec {
+    type Error = super::SpecError;
+
+    fn try_from(f: WaitFields) -> Result<Self, super::SpecError> {
+        match (f.pods, f.deployments, f.condition) {
+            (Some(p), None, None) => Ok(WaitSpec::Pods(p)),
+            (None, Some(d), None) => Ok(WaitSpec::Deployments(d)),
+            (None, None, Some(c)) => Ok(WaitSpec::Condition(c)),
+            (p, d, c) => {
+                let n =
+                    usize::from(p.is_some()) + usize::from(d.is_some()) + usize::from(c.is_some());
+                Err(super::SpecError::new(
+                    "wait",
+                    format!(
+                        "a wait step needs exactly one of `pods`, `deployments`, `condition` (found {n})"
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 /// Pods ready: all pods matching `selector` (or all in the namespace).
@@ -91,146 +124,137 @@ pub struct ConditionWait {
     pub status: Option<String>,
 }
 
-fn problems(s: &WaitSpec) -> Vec<String> {
-    let n = [
-        s.pods.is_some(),
-        s.deployments.is_some(),
-        s.condition.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if n == 1 {
-        vec![]
-    } else {
-        vec![format!(
-            "a wait step needs exactly one of `pods`, `deployments`, `condition` (found {n})"
-        )]
-    }
-}
-
 fn summary(s: &WaitSpec) -> String {
-    if let Some(p) = &s.pods {
-        format!(
+    match s {
+        WaitSpec::Pods(p) => format!(
             "pods {}{}",
             p.selector.as_deref().unwrap_or("(all)"),
             p.containers
                 .map(|c| format!(" {c}/{c}"))
                 .unwrap_or_default()
-        )
-    } else if let Some(d) = &s.deployments {
-        format!(
+        ),
+        WaitSpec::Deployments(d) => format!(
             "deployments {}",
             if d.names.is_empty() {
                 "(all)".to_string()
             } else {
                 d.names.join(",")
             }
-        )
-    } else if let Some(c) = &s.condition {
-        format!("{}/{} {}", c.kind, c.name, c.type_)
-    } else {
-        String::new()
+        ),
+        WaitSpec::Condition(c) => format!("{}/{} {}", c.kind, c.name, c.type_),
     }
 }
 
 async fn run(s: &WaitSpec, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
     let client = ctx.client().await?;
-    let mut out = Outputs::new();
-    if let Some(p) = &s.pods {
-        let want = crate::kubeops::wait::PodsReady {
-            namespace: ctx.ns(p.namespace.as_ref()),
-            selector: p.selector.clone(),
-            containers: p.containers,
-            min_pods: p.min.unwrap_or(1),
-            image_pull_grace: p
-                .image_pull_grace
-                .unwrap_or(crate::kubeops::wait::DEFAULT_IMAGE_PULL_GRACE),
-            sidecar: p.sidecar.clone(),
-        };
-        ctx.waited_on = Some(crate::kubeops::diagnostics::PodSelection {
-            namespace: want.namespace.clone(),
-            selector: want.selector.clone(),
-        });
-        let status = ctx.status.clone();
-        let report = move |line: &str| status.set(line);
-        let pods =
-            crate::kubeops::wait::pods_ready_reporting(&client, &want, deadline, &report).await?;
-        let mut names: Vec<String> = pods
-            .iter()
-            .map(|p| p.metadata.name.clone().unwrap_or_default())
-            .collect();
-        names.sort();
-        out.insert("pods".into(), names.into());
-        out.insert(
-            "ready".into(),
-            pods.iter()
-                .map(|p| {
-                    // As kubectl's READY column: native sidecars count (they are ready now).
-                    let n = crate::kubeops::wait::container_readiness(p).total;
-                    format!("{n}/{n}")
-                })
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .into(),
-        );
-    } else if let Some(d) = &s.deployments {
-        let ns = ctx.ns(d.namespace.as_ref());
-        let done =
-            crate::kubeops::wait::deployments_rolled_out(&client, &ns, &d.names, deadline).await?;
-        out.insert("deployments".into(), done.into());
-    } else if let Some(c) = &s.condition {
-        let (group, version) = match c.api_version.split_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), c.api_version.clone()),
-        };
-        let gvk = GroupVersionKind::gvk(&group, &version, &c.kind);
-        let (ar, caps) = kube::discovery::pinned_kind(&client, &gvk)
-            .await
-            .map_err(|e| super::kube_err(&format!("resolving {} {}", c.api_version, c.kind), e))?;
-        let api: Api<DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
-            kube::discovery::Scope::Namespaced => {
-                Api::namespaced_with(client.clone(), &ctx.ns(c.namespace.as_ref()), &ar)
-            }
-        };
-        let want = c.status.clone().unwrap_or_else(|| "True".into());
-        let ty = c.type_.clone();
-        let cond = move |o: Option<&DynamicObject>| {
-            o.and_then(|o| o.data.get("status"))
-                .and_then(|s| s.get("conditions"))
-                .and_then(|cs| cs.as_array())
-                .is_some_and(|cs| {
-                    cs.iter().any(|x| {
-                        x.get("type").and_then(|t| t.as_str()) == Some(ty.as_str())
-                            && x.get("status").and_then(|t| t.as_str()) == Some(want.as_str())
-                    })
-                })
-        };
-        let left = super::time_left(deadline);
-        tokio::time::timeout(left, await_condition(api, &c.name, cond))
-            .await
-            .map_err(|_| {
-                StepError::new(format!(
-                    "{} {} never had condition {}={}",
-                    c.kind,
-                    c.name,
-                    c.type_,
-                    c.status.clone().unwrap_or_else(|| "True".into())
-                ))
-            })?
-            .map_err(|e| StepError::new(format!("watching {} {}: {e}", c.kind, c.name)))?;
-        out.insert(
-            "condition".into(),
-            format!(
-                "{}={}",
-                c.type_,
-                c.status.clone().unwrap_or_else(|| "True".into())
-            )
-            .into(),
-        );
+    match s {
+        WaitSpec::Pods(p) => pods(p, &client, ctx, deadline).await,
+        WaitSpec::Deployments(d) => {
+            let ns = ctx.ns(d.namespace.as_ref());
+            let done =
+                crate::kubeops::wait::deployments_rolled_out(&client, &ns, &d.names, deadline)
+                    .await?;
+            let mut out = Outputs::new();
+            out.insert("deployments".into(), done.into());
+            Ok(out)
+        }
+        WaitSpec::Condition(c) => condition(c, &client, ctx, deadline).await,
     }
+}
+
+/// Pods ready; outputs their names and the distinct READY counts.
+async fn pods(
+    p: &PodsWait,
+    client: &kube::Client,
+    ctx: &mut Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let want = crate::kubeops::wait::PodsReady {
+        namespace: ctx.ns(p.namespace.as_ref()),
+        selector: p.selector.clone(),
+        containers: p.containers,
+        min_pods: p.min.unwrap_or(1),
+        image_pull_grace: p
+            .image_pull_grace
+            .unwrap_or(crate::kubeops::wait::DEFAULT_IMAGE_PULL_GRACE),
+        sidecar: p.sidecar.clone(),
+    };
+    ctx.waited_on = Some(crate::kubeops::diagnostics::PodSelection {
+        namespace: want.namespace.clone(),
+        selector: want.selector.clone(),
+    });
+    let status = ctx.status.clone();
+    let report = move |line: &str| status.set(line);
+    let pods = crate::kubeops::wait::pods_ready_reporting(client, &want, deadline, &report).await?;
+    let mut names: Vec<String> = pods
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .collect();
+    names.sort();
+    let mut out = Outputs::new();
+    out.insert("pods".into(), names.into());
+    out.insert(
+        "ready".into(),
+        pods.iter()
+            .map(|p| {
+                // As kubectl's READY column: native sidecars count (they are ready now).
+                let n = crate::kubeops::wait::container_readiness(p).total;
+                format!("{n}/{n}")
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    Ok(out)
+}
+
+/// An object's condition; outputs `condition: <type>=<status>`.
+async fn condition(
+    c: &ConditionWait,
+    client: &kube::Client,
+    ctx: &Context,
+    deadline: Instant,
+) -> Result<Outputs, StepError> {
+    let (group, version) = match c.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), c.api_version.clone()),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, &c.kind);
+    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(|e| super::kube_err(&format!("resolving {} {}", c.api_version, c.kind), e))?;
+    let api: Api<DynamicObject> = match caps.scope {
+        kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
+        kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), &ctx.ns(c.namespace.as_ref()), &ar)
+        }
+    };
+    let want = c.status.clone().unwrap_or_else(|| "True".into());
+    let (ty, status) = (c.type_.clone(), want.clone());
+    let cond = move |o: Option<&DynamicObject>| {
+        o.and_then(|o| o.data.get("status"))
+            .and_then(|s| s.get("conditions"))
+            .and_then(|cs| cs.as_array())
+            .is_some_and(|cs| {
+                cs.iter().any(|x| {
+                    x.get("type").and_then(|t| t.as_str()) == Some(ty.as_str())
+                        && x.get("status").and_then(|t| t.as_str()) == Some(status.as_str())
+                })
+            })
+    };
+    let left = super::time_left(deadline);
+    tokio::time::timeout(left, await_condition(api, &c.name, cond))
+        .await
+        .map_err(|_| {
+            StepError::new(format!(
+                "{} {} never had condition {}={want}",
+                c.kind, c.name, c.type_
+            ))
+        })?
+        .map_err(|e| StepError::new(format!("watching {} {}: {e}", c.kind, c.name)))?;
+    let mut out = Outputs::new();
+    out.insert("condition".into(), format!("{}={want}", c.type_).into());
     Ok(out)
 }
 
@@ -241,15 +265,43 @@ impl super::Kind for WaitSpec {
     fn summary(&self) -> String {
         summary(self)
     }
-    fn problems(&self) -> Vec<String> {
-        problems(self)
-    }
     async fn run(
         &self,
         ctx: &mut Context,
         deadline: std::time::Instant,
     ) -> Result<Outputs, StepError> {
         run(self, ctx, deadline).await
+    }
+}
+
+crate::scenario::resolve::resolve_fields!(PodsWait {
+    namespace,
+    selector,
+    containers,
+    min,
+    image_pull_grace,
+    sidecar
+});
+crate::scenario::resolve::resolve_fields!(DeploymentsWait { namespace, names });
+crate::scenario::resolve::resolve_fields!(ConditionWait {
+    api_version,
+    kind,
+    name,
+    namespace,
+    type_,
+    status
+});
+
+impl crate::scenario::Resolve for WaitSpec {
+    fn resolve(
+        &self,
+        vars: &crate::scenario::vars::Vars,
+    ) -> Result<Self, crate::scenario::vars::VarError> {
+        Ok(match self {
+            WaitSpec::Pods(p) => WaitSpec::Pods(p.resolve(vars)?),
+            WaitSpec::Deployments(d) => WaitSpec::Deployments(d.resolve(vars)?),
+            WaitSpec::Condition(c) => WaitSpec::Condition(c.resolve(vars)?),
+        })
     }
 }
 
