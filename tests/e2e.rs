@@ -2,8 +2,11 @@
 //! `bookinfo-demo::kind::k8s-1.33::istio-1.30.3` (see `harness::matrix` for the variables).
 //!
 //! `cargo test --test e2e -- --list` works with no cluster and no network. A trial whose
-//! provider cannot run here is reported as ignored with the reason, unless
-//! `ISTIO_E2E_REQUIRE=1`, when it fails. A passing trial compares its results with the
+//! provider cannot run here (the provider's cheap checks: Docker answers, its binary is on
+//! PATH, the lab image exists) is marked ignored when the trials are listed, with the reason
+//! printed, so `cargo test` and `cargo nextest` (one process per trial, which cannot see an
+//! "ignored" decided at run time) both show it as ignored or skipped, never as passed; with
+//! `ISTIO_E2E_REQUIRE=1` it is not ignored and fails. A passing trial compares its results with the
 //! snapshots in `snapshots/` (insta).
 
 use std::path::Path;
@@ -34,11 +37,20 @@ fn main() -> std::process::ExitCode {
 
 fn trial(entry: Entry) -> Trial {
     let name = entry.name();
-    Trial::ignorable_test(name, move || run_entry(entry)).with_kind("e2e")
+    let cannot_run = options(&entry)
+        .ok()
+        .and_then(|opts| matrix::cannot_run_here(&entry, &opts, matrix::required()));
+    if let Some(why) = &cannot_run {
+        eprintln!("ignored: {name}: {why}");
+    }
+    Trial::ignorable_test(name, move || run_entry(entry))
+        .with_kind("e2e")
+        .with_ignored_flag(cannot_run.is_some())
 }
 
-fn run_entry(entry: Entry) -> Result<Completion, Failed> {
-    let opts = RunOptions {
+/// The run options of a matrix entry (its provider and versions, and the environment's).
+fn options(entry: &Entry) -> Result<RunOptions, Failed> {
+    Ok(RunOptions {
         provider: Some(entry.provider.clone()),
         istio_version: entry.istio.clone(),
         istio_dir: std::env::var_os("ISTIO_E2E_ISTIO_DIR").map(Into::into),
@@ -47,7 +59,11 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
         params: matrix::params_from_env().map_err(Failed::from)?,
         timeout_scale: runner::TimeoutScale::from_env().map_err(|e| Failed::from(e.to_string()))?,
         ..Default::default()
-    };
+    })
+}
+
+fn run_entry(entry: Entry) -> Result<Completion, Failed> {
+    let opts = options(&entry)?;
     let provider = match runner::prepare(&entry.file, &opts) {
         Ok(p) => p,
         Err(runner::StartError::CannotRun { provider, why }) => {

@@ -197,6 +197,27 @@ pub enum MatrixError {
     Required(String),
 }
 
+/// Why `entry` cannot run on this machine (its provider's cheap checks: Docker answers, the
+/// binary is on PATH, the lab image exists), when it cannot and nothing is `required`
+/// (`ISTIO_E2E_REQUIRE=1`, [`required`], makes such a trial run, and fail, instead). The e2e target marks
+/// such trials ignored when it lists them, so a runner that starts one process per trial
+/// (nextest) shows them as skipped, not passed.
+pub fn cannot_run_here(
+    entry: &Entry,
+    opts: &crate::runner::RunOptions,
+    required: bool,
+) -> Option<String> {
+    if required {
+        return None;
+    }
+    match crate::runner::prepare(&entry.file, opts) {
+        Err(crate::runner::StartError::CannotRun { provider, why }) => {
+            Some(format!("provider {provider} cannot run here: {why}"))
+        }
+        _ => None,
+    }
+}
+
 /// Scenario parameters from `ISTIO_E2E_SET` (`name=value,name=value`, as `run --set`).
 pub fn params_from_env() -> Result<std::collections::BTreeMap<String, String>, MatrixError> {
     list_env("ISTIO_E2E_SET")
@@ -295,5 +316,34 @@ mod tests {
         let text = "name: m\nmatrix:\n  - { kubernetes: v1.34, istoi: 1.30.3 }\nsteps: []\n";
         let e = crate::scenario::parse_str(Path::new("m.yaml"), text.to_string()).unwrap_err();
         assert!(e.to_string().contains("istoi"), "{e}");
+    }
+
+    #[test]
+    fn a_trial_that_cannot_run_here_is_known_before_it_runs() {
+        let text = "name: e\ncluster: { provider: existing, kubeconfig: /nonexistent/kubeconfig }\n\
+                    steps:\n  - label: { namespace: default, labels: { a: b } }\n";
+        let file = crate::scenario::parse_str(Path::new("e.yaml"), text.to_string()).unwrap();
+        let entry = Entry {
+            file,
+            provider: "existing".into(),
+            kubernetes: None,
+            istio: None,
+        };
+        let opts = crate::runner::RunOptions {
+            provider: Some("existing".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            cannot_run_here(&entry, &opts, true),
+            None,
+            "required: it runs (and fails)"
+        );
+        let why = cannot_run_here(&entry, &opts, false)
+            .expect("existing without a kubeconfig cannot run");
+        assert!(
+            why.starts_with("provider existing cannot run here: "),
+            "{why}"
+        );
+        assert!(why.contains("/nonexistent/kubeconfig"), "{why}");
     }
 }
