@@ -32,7 +32,22 @@ impl Log {
     }
 }
 
-struct FakeProvider(Log);
+/// A cluster that is created at once (after `failures` creations that fail with `error`).
+struct FakeProvider {
+    log: Log,
+    failures: u32,
+    error: fn() -> ClusterError,
+}
+
+impl FakeProvider {
+    fn new(log: Log) -> Self {
+        FakeProvider {
+            log,
+            failures: 0,
+            error: || ClusterError::NoKubeconfig,
+        }
+    }
+}
 
 impl Provider for FakeProvider {
     fn name(&self) -> &'static str {
@@ -48,8 +63,14 @@ impl Provider for FakeProvider {
         &'a mut self,
         req: &'a ClusterRequest,
     ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
-        self.0.push("create");
+        self.log.push("create");
+        let fail = self.failures > 0;
+        self.failures = self.failures.saturating_sub(1);
+        let error = self.error;
         Box::pin(async move {
+            if fail {
+                return Err(error());
+            }
             Ok(ClusterInfo {
                 provider: "fake".into(),
                 kubeconfig: req.artifacts.join("kubeconfig"),
@@ -60,7 +81,7 @@ impl Provider for FakeProvider {
         })
     }
     fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
-        self.0.push(format!("teardown keep={keep}"));
+        self.log.push(format!("teardown keep={keep}"));
         Box::pin(async { Ok("fake cluster removed".into()) })
     }
 }
@@ -131,7 +152,13 @@ async fn run(steps: &[(&str, &str)]) -> (harness::results::RunResult, Vec<String
         log: log.clone(),
         calls: AtomicU32::new(0),
     };
-    let r = run_with(&file, &opts, Box::new(FakeProvider(log.clone())), &exec).await;
+    let r = run_with(
+        &file,
+        &opts,
+        Box::new(FakeProvider::new(log.clone())),
+        &exec,
+    )
+    .await;
     // Reports are written for every run.
     for f in ["results.json", "junit.xml", "summary.md"] {
         assert!(PathBuf::from(&r.artifacts).join(f).is_file(), "{f} missing");
@@ -225,7 +252,13 @@ async fn the_timeout_scale_multiplies_step_timeouts_and_is_reported() {
         log: log.clone(),
         calls: AtomicU32::new(0),
     };
-    let r = run_with(&file, &opts, Box::new(FakeProvider(log.clone())), &exec).await;
+    let r = run_with(
+        &file,
+        &opts,
+        Box::new(FakeProvider::new(log.clone())),
+        &exec,
+    )
+    .await;
     let e = r.steps[1].error.clone().unwrap();
     assert!(
         e.starts_with("timed out after 200ms (timeouts scaled x0.5)"),
@@ -259,7 +292,13 @@ async fn the_scenario_timeout_bounds_every_step() {
         log: log.clone(),
         calls: AtomicU32::new(0),
     };
-    let r = run_with(&file, &opts, Box::new(FakeProvider(log.clone())), &exec).await;
+    let r = run_with(
+        &file,
+        &opts,
+        Box::new(FakeProvider::new(log.clone())),
+        &exec,
+    )
+    .await;
     assert_eq!(r.steps[1].status, Status::Failed);
     assert_eq!(r.steps[2].status, Status::Skipped);
     assert!(
@@ -269,44 +308,6 @@ async fn the_scenario_timeout_bounds_every_step() {
             .unwrap()
             .contains("the scenario's timeout has passed")
     );
-}
-
-/// A provider whose first `failures` creations fail with `error`.
-struct FailingProvider {
-    log: Log,
-    failures: u32,
-    error: fn() -> ClusterError,
-}
-
-impl Provider for FailingProvider {
-    fn name(&self) -> &'static str {
-        "fake"
-    }
-    fn needs(&self) -> &'static str {
-        "nothing"
-    }
-    fn check(&self) -> Result<(), ClusterError> {
-        Ok(())
-    }
-    fn create<'a>(
-        &'a mut self,
-        req: &'a ClusterRequest,
-    ) -> BoxFuture<'a, Result<ClusterInfo, ClusterError>> {
-        self.log.push("create");
-        let fail = self.failures > 0;
-        self.failures = self.failures.saturating_sub(1);
-        let error = self.error;
-        Box::pin(async move {
-            if fail {
-                return Err(error());
-            }
-            FakeProvider(Log::default()).create(req).await
-        })
-    }
-    fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
-        self.log.push(format!("teardown keep={keep}"));
-        Box::pin(async { Ok("fake cluster removed".into()) })
-    }
 }
 
 /// A node slow to become Ready is removed and created once more (the cluster record says 2
@@ -335,7 +336,7 @@ async fn cluster_creation_is_retried_once_when_it_may_pass(
         log: log.clone(),
         calls: AtomicU32::new(0),
     };
-    let provider = FailingProvider {
+    let provider = FakeProvider {
         log: log.clone(),
         failures,
         error,
@@ -382,7 +383,13 @@ async fn keep_on_failure_keeps_the_cluster_only_when_it_failed() {
             log: log.clone(),
             calls: AtomicU32::new(0),
         };
-        run_with(&file, &opts, Box::new(FakeProvider(log.clone())), &exec).await;
+        run_with(
+            &file,
+            &opts,
+            Box::new(FakeProvider::new(log.clone())),
+            &exec,
+        )
+        .await;
         assert_eq!(
             log.lines().last().unwrap(),
             &format!("teardown keep={keep}")
@@ -448,7 +455,7 @@ async fn run_file_logged(
     let r = run_with(
         file,
         &opts,
-        Box::new(FakeProvider(log.clone())),
+        Box::new(FakeProvider::new(log.clone())),
         &RecordAll(log.clone()),
     )
     .await;

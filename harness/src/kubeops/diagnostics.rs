@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, LogParams, ResourceExt};
 
-use super::wait::{is_native_sidecar, pod_not_ready_reason};
+use super::wait::pod_not_ready_reason;
 
 /// What went into a bundle, for the failure message.
 #[derive(Debug, Clone, Default)]
@@ -177,13 +177,7 @@ pub fn pod_text(p: &Pod) -> String {
         st.host_ip.unwrap_or_default(),
         st.pod_ip.unwrap_or_default()
     );
-    let native: Vec<&str> = p
-        .spec
-        .iter()
-        .flat_map(|s| s.init_containers.iter().flatten())
-        .filter(|c| is_native_sidecar(c))
-        .map(|c| c.name.as_str())
-        .collect();
+    let native = super::wait::native_sidecar_names(p);
     let init = st.init_container_statuses.unwrap_or_default();
     let regular = st.container_statuses.unwrap_or_default();
     for (c, is_init) in init

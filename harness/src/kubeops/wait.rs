@@ -72,16 +72,20 @@ pub fn is_native_sidecar(c: &k8s_openapi::api::core::v1::Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
 }
 
-/// The statuses of the containers [`container_readiness`] counts: regular containers and
-/// restartable init containers (native sidecars).
-pub fn counted_statuses(pod: &Pod) -> Vec<&k8s_openapi::api::core::v1::ContainerStatus> {
-    let sidecars: Vec<&str> = pod
-        .spec
+/// The names of the pod's native sidecars (init containers with `restartPolicy: Always`).
+pub fn native_sidecar_names(pod: &Pod) -> Vec<&str> {
+    pod.spec
         .iter()
         .flat_map(|s| s.init_containers.iter().flatten())
         .filter(|c| is_native_sidecar(c))
         .map(|c| c.name.as_str())
-        .collect();
+        .collect()
+}
+
+/// The statuses of the containers [`container_readiness`] counts: regular containers and
+/// restartable init containers (native sidecars).
+pub fn counted_statuses(pod: &Pod) -> Vec<&k8s_openapi::api::core::v1::ContainerStatus> {
+    let sidecars = native_sidecar_names(pod);
     let status = pod.status.as_ref();
     status
         .into_iter()
