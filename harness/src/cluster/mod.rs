@@ -380,12 +380,24 @@ pub mod container {
                 "kept {what} container {id}; remove it with `docker rm -f -v {id}` or `istio-e2e clean`"
             ));
         }
+        // A node that stopped before teardown explains a run that lost its cluster: keep
+        // the end of what it printed (the lab's entrypoint names the server that exited).
+        let stopped = match c.is_running().await {
+            Ok(false) => {
+                let out = c.stdout_to_vec().await.unwrap_or_default();
+                let out = String::from_utf8_lossy(&out);
+                let lines: Vec<&str> = out.lines().collect();
+                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+                format!(" (it had stopped before teardown; its last output:\n{tail})")
+            }
+            _ => String::new(),
+        };
         c.rm().await.map_err(|e| ClusterError::RemoveContainer {
             what,
             id: id.clone(),
             source: e.into(),
         })?;
-        Ok(format!("removed {what} container {id}"))
+        Ok(format!("removed {what} container {id}{stopped}"))
     }
 }
 
