@@ -264,9 +264,13 @@ impl From<AssertError> for StepError {
                 false,
                 "check the selector's syntax (`app=x`, `app in (a,b)`) and the kubeconfig's RBAC",
             ),
-            AssertError::Unmatched { .. } => (
+            AssertError::Unmatched { closest: Some(_), .. } => (
                 true,
                 "the diff shows `match` (-) against the object (+); raise the step's timeout if it is still converging",
+            ),
+            AssertError::Unmatched { closest: None, .. } => (
+                true,
+                "check the selector and `count`; raise the step's timeout if objects are still coming or going",
             ),
             AssertError::Present { .. } => {
                 (true, "raise the step's timeout if it is still being deleted")
