@@ -767,7 +767,11 @@ async fn step_failure(info: &ClusterInfo, yaml: &str, secs: u64) -> Result<Strin
         format!("overran its {secs}s timeout: {yaml}"),
     )?;
     eprintln!("failed as expected: {e}");
-    Ok(e.message.split("\nlast event of").next().unwrap_or_default().to_string())
+    Ok(e.message
+        .split("\nlast event of")
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
 /// `assert` on a Deployment: a partial match passes; a mismatch fails at its timeout with the

@@ -264,7 +264,9 @@ impl From<AssertError> for StepError {
                 false,
                 "check the selector's syntax (`app=x`, `app in (a,b)`) and the kubeconfig's RBAC",
             ),
-            AssertError::Unmatched { closest: Some(_), .. } => (
+            AssertError::Unmatched {
+                closest: Some(_), ..
+            } => (
                 true,
                 "the diff shows `match` (-) against the object (+); raise the step's timeout if it is still converging",
             ),
@@ -272,9 +274,10 @@ impl From<AssertError> for StepError {
                 true,
                 "check the selector and `count`; raise the step's timeout if objects are still coming or going",
             ),
-            AssertError::Present { .. } => {
-                (true, "raise the step's timeout if it is still being deleted")
-            }
+            AssertError::Present { .. } => (
+                true,
+                "raise the step's timeout if it is still being deleted",
+            ),
         };
         StepError::classified(e.to_string(), retryable, Some(hint.into()))
     }
@@ -330,7 +333,12 @@ pub(crate) async fn watch(
             what: what.clone(),
             source: Box::new(source),
         })?;
-    let Seen { tally, objects, held, watch_error } = seen;
+    let Seen {
+        tally,
+        objects,
+        held,
+        watch_error,
+    } = seen;
     if held {
         let mut out = Outputs::new();
         out.insert("matched".into(), tally.matched.len().into());
@@ -445,11 +453,21 @@ async fn observe(
         if listed {
             tally = matching::tally(&store, expected);
             if goal.holds(&tally) {
-                return Ok(Seen { tally, objects: store, held: true, watch_error });
+                return Ok(Seen {
+                    tally,
+                    objects: store,
+                    held: true,
+                    watch_error,
+                });
             }
         }
     }
-    Ok(Seen { tally, objects: store, held: false, watch_error })
+    Ok(Seen {
+        tally,
+        objects: store,
+        held: false,
+        watch_error,
+    })
 }
 
 fn to_value(o: &DynamicObject) -> Value {
@@ -527,8 +545,10 @@ mod tests {
 
     #[test]
     fn name_or_selector_exactly_one() {
-        let s = parse("{api-version: apps/v1, kind: Deployment, name: a, match: {spec: {replicas: 1}}}")
-            .unwrap();
+        let s = parse(
+            "{api-version: apps/v1, kind: Deployment, name: a, match: {spec: {replicas: 1}}}",
+        )
+        .unwrap();
         assert_eq!(s.target.select, Select::Name("a".into()));
         assert_eq!(s.summary(), "Deployment/a");
         let s = parse("{api-version: v1, kind: Pod, selector: app=x, count: 2}").unwrap();
@@ -558,8 +578,16 @@ mod tests {
         let p = s.problems();
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p[0].starts_with("`match` must be a map"), "{p:?}");
-        assert!(p[1].starts_with("`count: 2` with `name` can never hold"), "{p:?}");
-        assert!(parse("{api-version: v1, kind: Pod, name: a, count: 0}").unwrap().problems().is_empty());
+        assert!(
+            p[1].starts_with("`count: 2` with `name` can never hold"),
+            "{p:?}"
+        );
+        assert!(
+            parse("{api-version: v1, kind: Pod, name: a, count: 0}")
+                .unwrap()
+                .problems()
+                .is_empty()
+        );
     }
 
     #[test]

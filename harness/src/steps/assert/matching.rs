@@ -50,7 +50,11 @@ pub fn first_mismatch(expected: &Value, actual: &Value) -> Option<Mismatch> {
 fn mismatch_at(path: &str, expected: &Value, actual: Option<&Value>) -> Option<Mismatch> {
     let miss = |found: String| {
         Some(Mismatch {
-            path: if path.is_empty() { ".".into() } else { path.into() },
+            path: if path.is_empty() {
+                ".".into()
+            } else {
+                path.into()
+            },
             expected: render(expected),
             found,
         })
@@ -113,7 +117,9 @@ fn identity(expected: &Value) -> Option<(&'static str, &Value)> {
 
 /// The index of the element that holds most of `expected` (the first of equals).
 fn closest(expected: &Value, actual: &[Value]) -> Option<usize> {
-    (0..actual.len()).rev().max_by_key(|&j| score(expected, &actual[j]))
+    (0..actual.len())
+        .rev()
+        .max_by_key(|&j| score(expected, &actual[j]))
 }
 
 /// How many of the expected tree's leaves `actual` holds: the measure of "closest".
@@ -148,12 +154,13 @@ pub fn project(expected: &Value, actual: &Value) -> Value {
         (Value::Array(e), Value::Array(a)) => Value::Array(
             e.iter()
                 .filter_map(|ee| {
-                    let j = a.iter().position(|ae| matches(ee, ae)).or_else(|| {
-                        match identity(ee) {
-                            Some((key, id)) => a.iter().position(|ae| ae.get(key) == Some(id)),
-                            None => closest(ee, a),
-                        }
-                    })?;
+                    let j =
+                        a.iter()
+                            .position(|ae| matches(ee, ae))
+                            .or_else(|| match identity(ee) {
+                                Some((key, id)) => a.iter().position(|ae| ae.get(key) == Some(id)),
+                                None => closest(ee, a),
+                            })?;
                     Some(project(ee, &a[j]))
                 })
                 .collect(),
@@ -244,7 +251,10 @@ pub fn tally(objects: &BTreeMap<String, Value>, expected: Option<&Value>) -> Tal
 
 /// A key appended to a path: `a.b`, or `a["x.io/y"]` when the key has dots or brackets.
 fn key_path(path: &str, key: &str) -> String {
-    let simple = !key.is_empty() && key.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    let simple = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_');
     match (path.is_empty(), simple) {
         (true, true) => key.to_string(),
         (false, true) => format!("{path}.{key}"),
@@ -303,7 +313,10 @@ mod tests {
     fn maps_match_only_the_written_fields() {
         let d = deployment();
         assert!(matches(&json!({"spec": {"replicas": 1}}), &d));
-        assert!(matches(&json!({"metadata": {"labels": {"app": "reviews"}}}), &d));
+        assert!(matches(
+            &json!({"metadata": {"labels": {"app": "reviews"}}}),
+            &d
+        ));
         assert!(matches(&json!({}), &d));
         assert!(!matches(&json!({"spec": {"replicas": 2}}), &d));
         assert!(!matches(&json!({"spec": {"paused": true}}), &d));
@@ -356,8 +369,11 @@ mod tests {
             m.to_string(),
             r#"status.conditions[type=Available].status: expected "True", found "False""#
         );
-        let m = first_mismatch(&json!({"status": {"conditions": [{"type": "Programmed"}]}}), &d)
-            .unwrap();
+        let m = first_mismatch(
+            &json!({"status": {"conditions": [{"type": "Programmed"}]}}),
+            &d,
+        )
+        .unwrap();
         assert_eq!(
             m.to_string(),
             r#"status.conditions[type=Programmed]: expected {"type":"Programmed"}, found no element with type=Programmed"#
@@ -379,8 +395,11 @@ mod tests {
             r#"metadata.labels["app.kubernetes.io/name"]: expected "x", found "reviews""#
         );
         // no identifying field: the closest element, by its index
-        let m = first_mismatch(&json!([{"a": 1, "b": 2}]), &json!([{"a": 9}, {"a": 1, "b": 3}]))
-            .unwrap();
+        let m = first_mismatch(
+            &json!([{"a": 1, "b": 2}]),
+            &json!([{"a": 9}, {"a": 1, "b": 3}]),
+        )
+        .unwrap();
         assert_eq!(m.to_string(), "[1].b: expected 2, found 3");
         let m = first_mismatch(&json!({"spec": {"replicas": {"n": 1}}}), &d).unwrap();
         assert_eq!(
@@ -401,7 +420,11 @@ mod tests {
             "--- expected\n+++ Deployment/reviews-v1\n@@ -1,6 +1,6 @@\n spec:\n-  replicas: 3\n+  replicas: 1\n status:\n   conditions:\n-  - status: \"True\"\n+  - status: \"False\"\n     type: Available\n"
         );
         // a field the object lacks is a removed line
-        let d = diff(&json!({"spec": {"paused": true, "replicas": 1}}), &deployment(), "x");
+        let d = diff(
+            &json!({"spec": {"paused": true, "replicas": 1}}),
+            &deployment(),
+            "x",
+        );
         assert!(d.contains("-  paused: true\n"), "{d}");
         assert!(d.contains("   replicas: 1\n"), "{d}");
     }
@@ -418,7 +441,10 @@ mod tests {
         assert_eq!(t.matched, ["a"]);
         assert_eq!(t.total, 3);
         let (name, m) = t.closest.unwrap();
-        assert_eq!(name, "b", "b and c both hold one of two leaves; the first wins");
+        assert_eq!(
+            name, "b",
+            "b and c both hold one of two leaves; the first wins"
+        );
         assert_eq!(m.to_string(), "x: expected 1, found 2");
         assert_eq!(tally(&objs, None).matched, ["a", "b", "c"]);
         assert!(Count::AtLeastOne.holds(3) && !Count::AtLeastOne.holds(0));
