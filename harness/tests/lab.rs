@@ -1185,6 +1185,233 @@ fn existing_cluster_deletion_deadline_names_finalizers() -> Result<(), Failed> {
     })
 }
 
+/// Runs one `assert` or `absent` step, written as in a scenario, against the node with the
+/// scenario namespace `default` and a timeout of `secs`.
+async fn run_step(
+    info: &ClusterInfo,
+    yaml: &str,
+    secs: u64,
+) -> Result<harness::Outputs, harness::error::StepError> {
+    let kind: harness::steps::StepKind =
+        serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+    let mut ctx = harness::context::Context::new("lab-assert", "default", std::env::temp_dir());
+    ctx.cluster = Some(info.clone());
+    kind.run(&mut ctx, deadline(secs)).await
+}
+
+/// The stand-ins applied and every Deployment rolled out, for the assert trials.
+async fn standins_rolled_out(client: &kube::Client) -> Result<(), Failed> {
+    deploy_standins(client).await?;
+    wait::deployments_rolled_out(client, "default", &[], deadline(180))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The message of a step that had to fail, up to its last-event line (events vary).
+async fn step_failure(info: &ClusterInfo, yaml: &str, secs: u64) -> Result<String, Failed> {
+    let t0 = Instant::now();
+    let e = run_step(info, yaml, secs)
+        .await
+        .err()
+        .ok_or_else(|| format!("passed: {yaml}"))?;
+    ensure(
+        t0.elapsed() < Duration::from_secs(secs + 10),
+        format!("overran its {secs}s timeout: {yaml}"),
+    )?;
+    eprintln!("failed as expected: {e}");
+    Ok(e.message
+        .split("\nlast event of")
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// `assert` on a Deployment: a partial match passes; a mismatch fails at its timeout with the
+/// first mismatch's path and the unified diff of `match` against the object.
+fn assert_matches_and_a_mismatch_shows_the_diff() -> Result<(), Failed> {
+    let (client, info) = node("standins")?;
+    RT.block_on(async {
+        standins_rolled_out(&client).await?;
+        let out = run_step(&info, "assert: {api-version: apps/v1, kind: Deployment, name: details-v1, match: {spec: {replicas: 1}, metadata: {labels: {app: details}}}}", 30)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(
+            out["matched"] == 1 && out["objects"] == serde_json::json!(["details-v1"]),
+            format!("{out:?}"),
+        )?;
+        let msg = step_failure(&info, "assert: {api-version: apps/v1, kind: Deployment, name: details-v1, match: {spec: {replicas: 3}, status: {conditions: [{type: Available, status: \"False\"}]}}}", 3).await?;
+        // (lines joined: a `\` continuation would eat the diff's leading spaces)
+        let want = [
+            "expected at least 1 Deployment (name details-v1) in namespace default to match; 0 of 1 do",
+            "details-v1: spec.replicas: expected 3, found 1",
+            "--- expected",
+            "+++ Deployment/details-v1",
+            "@@ -1,6 +1,6 @@",
+            " spec:",
+            "-  replicas: 3",
+            "+  replicas: 1",
+            " status:",
+            "   conditions:",
+            "-  - status: \"False\"",
+            "+  - status: \"True\"",
+            "     type: Available",
+        ]
+        .join("\n");
+        ensure(msg.trim_end() == want, format!("message:\n{msg}\nwanted:\n{want}"))
+    })
+}
+
+/// An expected list matches when each element matches some actual element, in any order,
+/// whatever else the list holds: a Deployment's `status.conditions`.
+fn assert_list_semantics_on_deployment_conditions() -> Result<(), Failed> {
+    let (client, info) = node("standins")?;
+    RT.block_on(async {
+        standins_rolled_out(&client).await?;
+        for conditions in [
+            "[{type: Progressing, status: \"True\"}, {type: Available, status: True}]",
+            "[{type: Available, reason: MinimumReplicasAvailable}]",
+            "[{reason: NewReplicaSetAvailable}]",
+        ] {
+            let yaml = format!("assert: {{api-version: apps/v1, kind: Deployment, name: ratings-v1, match: {{status: {{conditions: {conditions}}}}}}}");
+            run_step(&info, &yaml, 30)
+                .await
+                .map_err(|e| format!("{conditions}: {e}"))?;
+        }
+        let msg = step_failure(&info, "assert: {api-version: apps/v1, kind: Deployment, name: ratings-v1, match: {status: {conditions: [{type: Available}, {type: Programmed, status: \"True\"}]}}}", 2).await?;
+        ensure(
+            msg.contains("\nratings-v1: status.conditions[type=Programmed]: expected {\"status\":\"True\",\"type\":\"Programmed\"}, found no element with type=Programmed\n"),
+            msg.clone(),
+        )?;
+        let msg = step_failure(&info, "assert: {api-version: apps/v1, kind: Deployment, name: ratings-v1, match: {status: {conditions: [{type: Available, status: \"False\"}]}}}", 2).await?;
+        ensure(
+            msg.contains("\nratings-v1: status.conditions[type=Available].status: expected \"False\", found \"True\"\n"),
+            msg.clone(),
+        )
+    })
+}
+
+/// `count` over a label selector: exactly the six Bookinfo Deployments, not five; a
+/// cluster-scoped kind takes no namespace; a bad selector fails at once.
+fn assert_count_over_a_selector() -> Result<(), Failed> {
+    let (client, info) = node("standins")?;
+    RT.block_on(async {
+        standins_rolled_out(&client).await?;
+        let six = "assert: {api-version: apps/v1, kind: Deployment, selector: \"app in (details,productpage,ratings,reviews)\", count: COUNT, match: {status: {conditions: [{type: Available, status: \"True\"}]}}}";
+        let out = run_step(&info, &six.replace("COUNT", "6"), 30)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(
+            out["objects"] == serde_json::json!(["details-v1", "productpage-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3"]),
+            format!("{out:?}"),
+        )?;
+        let msg = step_failure(&info, &six.replace("COUNT", "5"), 2).await?;
+        ensure(
+            msg == "expected exactly 5 Deployment (selector app in (details,productpage,ratings,reviews)) in namespace default to match; 6 of 6 do: details-v1, productpage-v1, ratings-v1, reviews-v1, reviews-v2, reviews-v3",
+            msg.clone(),
+        )?;
+        let out = run_step(&info, "assert: {api-version: apps/v1, kind: Deployment, selector: app=reviews, count: 3}", 30)
+            .await
+            .map_err(|e| e.to_string())?;
+        ensure(out["matched"] == 3, format!("{out:?}"))?;
+        run_step(&info, "assert: {api-version: v1, kind: Namespace, name: default, match: {status: {phase: Active}}}", 30)
+            .await
+            .map_err(|e| e.to_string())?;
+        let e = run_step(&info, "assert: {api-version: v1, kind: Namespace, name: default, namespace: default}", 30)
+            .await
+            .err()
+            .ok_or("a namespace for a cluster-scoped kind was accepted")?;
+        ensure(
+            e.fatal && e.message == "Namespace is cluster-scoped, but the step names namespace default",
+            e.to_string(),
+        )?;
+        let t0 = Instant::now();
+        let e = run_step(&info, "assert: {api-version: v1, kind: Pod, selector: \"app in (\"}", 30)
+            .await
+            .err()
+            .ok_or("a bad selector was accepted")?;
+        ensure(
+            e.fatal && t0.elapsed() < Duration::from_secs(10) && e.message.starts_with("listing Pod (selector app in () in namespace default was refused"),
+            format!("{e} after {:?}", t0.elapsed()),
+        )
+    })
+}
+
+/// `absent`: passes for what is not there (or does not match), fails for what is, and waits
+/// for a delete made after it started.
+fn absent_passes_fails_and_sees_a_delete() -> Result<(), Failed> {
+    let (client, info) = node("standins")?;
+    RT.block_on(async {
+        standins_rolled_out(&client).await?;
+        run_step(&info, "absent: {api-version: apps/v1, kind: Deployment, name: nope}", 10)
+            .await
+            .map_err(|e| e.to_string())?;
+        run_step(&info, "absent: {api-version: apps/v1, kind: Deployment, selector: app=reviews, match: {spec: {replicas: 5}}}", 10)
+            .await
+            .map_err(|e| e.to_string())?;
+        let msg = step_failure(&info, "absent: {api-version: apps/v1, kind: Deployment, name: productpage-v1}", 2).await?;
+        ensure(
+            msg == "expected no Deployment (name productpage-v1) in namespace default; still there: productpage-v1",
+            msg.clone(),
+        )?;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "assert-probe"}});
+        cms.patch("assert-probe", &kube::api::PatchParams::apply("istio-e2e-test"), &kube::api::Patch::Apply(&body))
+            .await
+            .map_err(|e| e.to_string())?;
+        let deleter = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cms.delete("assert-probe", &DeleteParams::default()).await.map(|_| ())
+        });
+        let t0 = Instant::now();
+        run_step(&info, "absent: {api-version: v1, kind: ConfigMap, name: assert-probe}", 30)
+            .await
+            .map_err(|e| e.to_string())?;
+        deleter.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        ensure(
+            t0.elapsed() >= Duration::from_secs(1),
+            format!("passed after {:?}, before the delete", t0.elapsed()),
+        )
+    })
+}
+
+/// The watch sees a change made after the step started: a label put on a Deployment 1 s in.
+fn assert_sees_a_change_made_after_it_started() -> Result<(), Failed> {
+    let (client, info) = node("standins")?;
+    RT.block_on(async {
+        standins_rolled_out(&client).await?;
+        let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let label = |v: serde_json::Value| {
+            let deps = deps.clone();
+            async move {
+                let p = serde_json::json!({"metadata": {"labels": {"assert-probe": v}}});
+                deps.patch("ratings-v1", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&p))
+                    .await
+                    .map(|_| ())
+            }
+        };
+        label(serde_json::Value::Null).await.map_err(|e| e.to_string())?;
+        let later = label("later".into());
+        let labeller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            later.await
+        });
+        let t0 = Instant::now();
+        let out = run_step(&info, "assert: {api-version: apps/v1, kind: Deployment, selector: assert-probe=later, count: 1, match: {metadata: {name: ratings-v1}}}", 30)
+            .await
+            .map_err(|e| e.to_string())?;
+        let took = t0.elapsed();
+        labeller.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        label(serde_json::Value::Null).await.map_err(|e| e.to_string())?;
+        eprintln!("assert held {:.2}s after it started", took.as_secs_f64());
+        ensure(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+            format!("held after {took:?}"),
+        )?;
+        ensure(out["objects"] == serde_json::json!(["ratings-v1"]), format!("{out:?}"))
+    })
+}
+
 fn main() -> std::process::ExitCode {
     harness::install_crypto_provider();
     let mut args = Arguments::from_args();
@@ -1226,6 +1453,26 @@ fn main() -> std::process::ExitCode {
         lab_trial(
             "lab::compatibility_precheck_on_the_labs_version",
             compatibility_precheck_on_the_labs_version,
+        ),
+        lab_trial(
+            "lab::assert::matches_and_a_mismatch_shows_the_diff",
+            assert_matches_and_a_mismatch_shows_the_diff,
+        ),
+        lab_trial(
+            "lab::assert::list_semantics_on_deployment_conditions",
+            assert_list_semantics_on_deployment_conditions,
+        ),
+        lab_trial(
+            "lab::assert::count_over_a_selector",
+            assert_count_over_a_selector,
+        ),
+        lab_trial(
+            "lab::assert::absent_passes_fails_and_sees_a_delete",
+            absent_passes_fails_and_sees_a_delete,
+        ),
+        lab_trial(
+            "lab::assert::sees_a_change_made_after_it_started",
+            assert_sees_a_change_made_after_it_started,
         ),
         lab_trial_on(
             "lab::v1_34::native_sidecar_ready_and_unready",

@@ -7,7 +7,9 @@
 //! `step_kinds!` list below; the enum, the list of names, parsing, validation and dispatch
 //! all come from that list.
 
+pub mod absent;
 pub mod apply;
+pub mod assert;
 pub mod exec;
 pub mod forward;
 pub mod grafana;
@@ -183,6 +185,10 @@ step_kinds! {
     "jaeger" => Jaeger(jaeger::JaegerSpec),
     /// Record a named, normalized view of the cluster and earlier steps for snapshots.
     "snapshot" => Snapshot(snapshot::SnapshotSpec),
+    /// Objects of any kind hold an expected tree (a partial match), watched until they do.
+    "assert" => Assert(assert::AssertSpec),
+    /// No object of a kind (or none matching) exists, watched until so.
+    "absent" => Absent(absent::AbsentSpec),
 }
 
 impl StepKind {
@@ -292,7 +298,7 @@ mod tests {
             let back: StepKind = serde_json::from_value(v).unwrap();
             assert_eq!(&back, kind);
         }
-        assert_eq!(STEP_KINDS.len(), 19);
+        assert_eq!(STEP_KINDS.len(), 21);
     }
 
     /// Resolving a step field by field gives what expanding every string of its serialized
