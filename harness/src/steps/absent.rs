@@ -29,11 +29,14 @@ pub struct AbsentSpec {
 }
 
 impl TryFrom<TargetSpec> for AbsentSpec {
-    type Error = String;
-    fn try_from(raw: TargetSpec) -> Result<Self, String> {
-        match raw.target()? {
+    type Error = super::SpecError;
+    fn try_from(raw: TargetSpec) -> Result<Self, super::SpecError> {
+        match raw.target("absent")? {
             (target, None) => Ok(AbsentSpec { target }),
-            (_, Some(_)) => Err("`absent` takes no `count` (it passes when none is there); use `assert` with `count`".into()),
+            (_, Some(_)) => Err(super::SpecError::new(
+                "absent",
+                "`absent` takes no `count` (it passes when none is there); use `assert` with `count`",
+            )),
         }
     }
 }

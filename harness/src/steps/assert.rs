@@ -101,13 +101,19 @@ pub(crate) struct TargetSpec {
 
 impl TargetSpec {
     /// The target, or why `name` and `selector` do not say which objects.
-    pub(crate) fn target(self) -> Result<(Target, Option<usize>), String> {
+    pub(crate) fn target(
+        self,
+        kind: &'static str,
+    ) -> Result<(Target, Option<usize>), super::SpecError> {
         let select = match (self.name, self.selector) {
             (Some(n), None) => Select::Name(n),
             (None, Some(s)) => Select::Selector(s),
-            (Some(_), Some(_)) => return Err("give `name` or `selector`, not both".into()),
+            (Some(_), Some(_)) => {
+                return Err(super::SpecError::new(kind, "give `name` or `selector`, not both"));
+            }
             (None, None) => {
-                return Err("say which objects: `name` (one object) or `selector` (labels)".into());
+                let msg = "say which objects: `name` (one object) or `selector` (labels)";
+                return Err(super::SpecError::new(kind, msg));
             }
         };
         let target = Target {
@@ -139,9 +145,9 @@ impl TargetSpec {
 }
 
 impl TryFrom<TargetSpec> for AssertSpec {
-    type Error = String;
-    fn try_from(raw: TargetSpec) -> Result<Self, String> {
-        let (target, count) = raw.target()?;
+    type Error = super::SpecError;
+    fn try_from(raw: TargetSpec) -> Result<Self, super::SpecError> {
+        let (target, count) = raw.target("assert")?;
         Ok(AssertSpec { target, count })
     }
 }

@@ -5,29 +5,7 @@
 //!
 //! Adding a kind is one new file (the spec and `impl Kind`) and one line in the
 //! `step_kinds!` list below; the enum, the list of names, parsing, validation and dispatch
-//! all come from that list.
-
-pub mod absent;
-pub mod apply;
-pub mod assert;
-pub mod exec;
-pub mod forward;
-pub mod grafana;
-pub mod http;
-pub mod ingress;
-pub mod istio_install;
-pub mod istio_upgrade;
-pub mod istioctl;
-pub mod jaeger;
-pub mod kiali;
-pub mod label;
-pub mod patch;
-pub mod port_forward;
-pub mod prometheus;
-pub mod snapshot;
-pub mod traffic;
-pub mod traffic_stop;
-pub mod wait;
+//! all come from that list, the module declaration (`pub mod <kind>;`) included.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -94,12 +72,15 @@ pub trait Kind: std::fmt::Debug + Send + Sync {
 /// variant's doc comment. Generates [`StepKind`], [`STEP_KINDS`], and the dispatch to each
 /// kind's [`Kind`] implementation.
 macro_rules! step_kinds {
-    ($( $(#[doc = $doc:literal])* $name:literal => $variant:ident($spec:ty), )+) => {
+    ($( $(#[doc = $doc:literal])* $name:literal => $variant:ident($module:ident :: $spec:ident), )+) => {
+        // Each kind's file, declared by its line in the list.
+        $( pub mod $module; )+
+
         /// Every step kind, one variant each, with the spec that lives beside the code that
         /// runs it (`steps::<kind>`).
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub enum StepKind {
-            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant($spec), )+
+            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant($module::$spec), )+
         }
 
         /// The names of every step kind, as written in scenario files.
