@@ -139,6 +139,10 @@ pub enum Command {
         /// Provider for `--from`/`--to` runs.
         #[arg(long, env = "ISTIO_E2E_PROVIDER")]
         provider: Option<String>,
+        /// For `--from`/`--to` runs: an unpacked Istio release, or a directory of releases
+        /// by version (`DIR/<version>/`), instead of downloads.
+        #[arg(long, env = "ISTIO_E2E_ISTIO_DIR")]
+        istio_dir: Option<PathBuf>,
         /// Parent directory of the runs' artifacts (default target/istio-e2e).
         #[arg(long)]
         artifacts: Option<PathBuf>,
@@ -255,10 +259,12 @@ async fn dispatch(cmd: Command) -> u8 {
             html,
             provider,
             artifacts,
+            istio_dir,
             ..
         } => {
             let opts = RunOptions {
                 provider,
+                istio_dir,
                 artifacts_root: artifacts,
                 ..Default::default()
             };
@@ -551,6 +557,7 @@ async fn compare_versions(
         }
     };
     let mut dirs = Vec::new();
+    let mut failed = Vec::new();
     for version in [from, to] {
         let o = RunOptions {
             istio_version: Some(version.to_string()),
@@ -573,11 +580,19 @@ async fn compare_versions(
                     return EXIT_INTERRUPTED;
                 }
                 eprintln!("{}: {:?} ({})", r.scenario, r.status, r.artifacts);
+                if let Some(m) = r.failure_message() {
+                    failed.push(format!("the run on Istio {version} failed: {m}"));
+                }
                 dirs.push(PathBuf::from(r.artifacts));
             }
         }
     }
-    compare(&dirs[0], &dirs[1], markdown, html)
+    let code = compare(&dirs[0], &dirs[1], markdown, html);
+    // Two runs that failed the same way have "no differences", and that is no answer.
+    for f in &failed {
+        eprintln!("error: {f}");
+    }
+    if failed.is_empty() { code } else { EXIT_FAILED }
 }
 
 const LAB_CLI_RUN: &str = "cli";
