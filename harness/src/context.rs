@@ -23,7 +23,7 @@ pub struct IstioInfo {
     /// The profile for `istio-install` steps.
     pub profile: String,
     /// The istioctl binary, when one is available.
-    pub istioctl: Option<PathBuf>,
+    pub istioctl: Option<crate::istio::Istioctl>,
     /// The control plane revision in use, when it has one (after a canary upgrade).
     pub revision: Option<String>,
 }

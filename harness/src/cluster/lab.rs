@@ -214,7 +214,8 @@ impl Provider for Lab {
                 .map_err(|e| ClusterError::LabUnavailable(Box::new(e)))?;
             let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
             let started = Instant::now();
-            let container = GenericImage::new(name, tag)
+            let standins = req.istio.as_ref().and(super::standins::find());
+            let mut request = GenericImage::new(name, tag)
                 .with_exposed_port(ContainerPort::Tcp(6443))
                 .with_wait_for(WaitFor::message_on_stdout(READY_LINE))
                 .with_label(LAB_LABEL, "1")
@@ -249,7 +250,13 @@ impl Provider for Lab {
                         cgroup_permissions: Some("rwm".into()),
                     }]);
                 })
-                .with_startup_timeout(Duration::from_secs(120))
+                .with_startup_timeout(Duration::from_secs(120));
+            if let Some(s) = &standins {
+                // The entrypoint imports every archive there before the kubelet starts.
+                let to = format!("{}/istio-standins.tar", super::standins::NODE_IMAGES_DIR);
+                request = request.with_copy_to(to, s.archive.clone());
+            }
+            let container = request
                 .start()
                 .await
                 .map_err(|e| ClusterError::LabStart(e.into()))?;
@@ -284,6 +291,9 @@ impl Provider for Lab {
             };
             let client = crate::kubeops::client_for(&kubeconfig, None).await?;
             node_ready_or_evidence(&client, c).await?;
+            if let (Some(_), Some(release)) = (&standins, &req.istio) {
+                tag_standins(c, release).await?;
+            }
             let version = client
                 .apiserver_version()
                 .await
@@ -314,6 +324,45 @@ const FATAL_LINE: &str = "istio-e2e-lab: FATAL";
 
 /// Waits until the node is Ready, or fails early when the node's container reports a fatal
 /// error or stops; a failure carries the evidence (entrypoint output, kubelet log tail).
+/// Tags the stand-in images inside the node with the names `release` uses (`ctr images tag`).
+async fn tag_standins(
+    c: &ContainerAsync<GenericImage>,
+    release: &super::standins::Release,
+) -> Result<(), ClusterError> {
+    let tags = super::standins::image_tags(release);
+    for (from, to) in &tags {
+        let argv = [
+            "ctr",
+            "-a",
+            "/run/containerd/containerd.sock",
+            "-n",
+            "k8s.io",
+        ];
+        let argv = argv
+            .iter()
+            .copied()
+            .chain(["images", "tag", "--force", from, to]);
+        let what = format!("tagging the stand-in image {from} as {to} in the lab node");
+        let mut run = c
+            .exec(ExecCommand::new(argv))
+            .await
+            .map_err(|e| ClusterError::container(&what, e))?;
+        // `ctr images tag` prints the new name when it made it.
+        let out = run.stdout_to_vec().await.unwrap_or_default();
+        let err = run.stderr_to_vec().await.unwrap_or_default();
+        if !String::from_utf8_lossy(&out).contains(to.as_str()) {
+            let said = String::from_utf8_lossy(&err).trim().to_string();
+            return Err(ClusterError::container(&what, format!("ctr said: {said}")));
+        }
+    }
+    tracing::info!(
+        "lab node: {} stand-in images tagged for Istio {} (fixtures/standins)",
+        tags.len(),
+        release.version
+    );
+    Ok(())
+}
+
 async fn node_ready_or_evidence(
     client: &kube::Client,
     c: &ContainerAsync<GenericImage>,

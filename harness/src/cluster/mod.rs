@@ -10,6 +10,7 @@ pub mod k3s;
 pub mod kind;
 pub mod lab;
 pub mod minikube;
+pub mod standins;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -149,6 +150,9 @@ pub struct ClusterRequest {
     pub kubeconfig: Option<PathBuf>,
     /// For `existing`: context.
     pub context: Option<String>,
+    /// The Istio release the run installs, when it installs one: the lab loads its stand-in
+    /// images under the names this release uses.
+    pub istio: Option<standins::Release>,
 }
 
 /// One way of getting a cluster.

@@ -126,7 +126,7 @@ pub async fn prepare_release(
 /// and, when the release has one, its istioctl (else the istioctl found before stays).
 pub fn use_release(ctx: &mut Context, release: &IstioRelease) {
     if let Some(istioctl) = &release.istioctl {
-        ctx.istio.istioctl = Some(istioctl.clone());
+        ctx.istio.istioctl = Some(Istioctl::at(istioctl.clone()));
     }
     ctx.istio.dir = Some(release.dir.clone());
     ctx.vars.set("istio.dir", release.dir.display().to_string());
@@ -147,6 +147,35 @@ pub fn profile_components(profile: &str) -> Vec<String> {
     .into_iter()
     .map(String::from)
     .collect()
+}
+
+/// An istioctl to run: the program and what its environment needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Istioctl {
+    /// The program.
+    pub path: PathBuf,
+    /// Added to its environment (the lab's stand-in learns its release this way).
+    pub env: Vec<(String, String)>,
+}
+
+impl Istioctl {
+    /// A real istioctl at `path`.
+    pub fn at(path: PathBuf) -> Self {
+        Istioctl { path, env: vec![] }
+    }
+
+    /// The lab's stand-in istioctl (`fixtures/standins/build-images`), told which release it
+    /// stands for: its CRDs and version.
+    pub fn standin(path: PathBuf, release: &Path, version: &str) -> Self {
+        let env = vec![
+            (
+                "ISTIO_E2E_STANDIN_RELEASE".into(),
+                release.display().to_string(),
+            ),
+            ("ISTIO_E2E_STANDIN_VERSION".into(), version.to_string()),
+        ];
+        Istioctl { path, env }
+    }
 }
 
 /// Finds istioctl: `<istio dir>/bin/istioctl`, else `istioctl` on PATH.
@@ -205,12 +234,13 @@ pub fn install_args(profile: &str, set: &[String], revision: Option<&str>) -> Ve
 
 /// Runs istioctl with an argument vector (no shell), until `deadline`.
 pub async fn run_istioctl(
-    istioctl: &Path,
+    istioctl: &Istioctl,
     argv: &[String],
     deadline: Instant,
 ) -> Result<IstioctlOutput, IstioError> {
-    let mut cmd = Command::new(istioctl);
+    let mut cmd = Command::new(&istioctl.path);
     cmd.args(argv)
+        .envs(istioctl.env.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
     // Keep istioctl away from the user's kubeconfig even if a flag were missed.
@@ -229,7 +259,7 @@ pub async fn run_istioctl(
             argv: argv.join(" "),
         })?
         .map_err(|source| IstioError::Spawn {
-            program: istioctl.to_path_buf(),
+            program: istioctl.path.clone(),
             source,
         })?;
     Ok(IstioctlOutput {
@@ -268,7 +298,7 @@ pub fn revision_for(version: &str) -> String {
 /// to `log`, and fails, with an excerpt of the output, when it exits non-zero; `name` is how
 /// the error names the command (`install`).
 pub async fn run_checked(
-    istioctl: &Path,
+    istioctl: &Istioctl,
     name: &str,
     args: &[String],
     cluster: &crate::cluster::ClusterInfo,
@@ -311,7 +341,7 @@ pub fn uninstall_args() -> Vec<String> {
 /// Adds `istioctl analyze -A` and `istioctl proxy-status` output to a diagnostics bundle
 /// (best effort, a minute at most each); returns the files written.
 pub async fn diagnostics(
-    istioctl: &Path,
+    istioctl: &Istioctl,
     kubeconfig: &Path,
     context: Option<&str>,
     dir: &Path,

@@ -187,6 +187,27 @@ pub fn prepare(file: &ScenarioFile, opts: &RunOptions) -> Result<Box<dyn Provide
     Ok(provider)
 }
 
+/// On the lab, istioctl is the stand-in (`fixtures/standins/build-images`), told the run's
+/// release, whatever the release directory holds: a real istioctl could not install anything
+/// on an offline node. Said in the run's log.
+fn use_lab_standin(ctx: &mut Context) {
+    let (Some(dir), Some(version)) = (ctx.istio.dir.clone(), ctx.istio.version.clone()) else {
+        return;
+    };
+    let release = crate::cluster::standins::Release { dir, version };
+    let built = crate::cluster::standins::find();
+    match crate::cluster::standins::istioctl_for(&release, built.as_ref()) {
+        Some(i) => {
+            tracing::info!("lab: istioctl is the stand-in {}", i.path.display());
+            ctx.istio.istioctl = Some(i);
+        }
+        None => tracing::warn!(
+            "lab: the stand-in control plane is not built (`{}`); istioctl steps will not find one",
+            crate::cluster::standins::BUILD_COMMAND
+        ),
+    }
+}
+
 /// [`prepare`]s, then runs a scenario with its provider and the real steps.
 pub async fn run_file(file: &ScenarioFile, opts: &RunOptions) -> Result<RunResult, StartError> {
     let provider = prepare(file, opts)?;
@@ -339,7 +360,8 @@ impl<'f> Run<'f> {
             .or(istio_spec.dir.as_ref().map(PathBuf::from))
             .map(|d| crate::download::release_dir(&d, ctx.istio.version.as_deref()));
         ctx.istio.profile = istio_spec.profile.clone().unwrap_or_else(|| "demo".into());
-        ctx.istio.istioctl = crate::istio::find_istioctl(ctx.istio.dir.as_deref());
+        ctx.istio.istioctl =
+            crate::istio::find_istioctl(ctx.istio.dir.as_deref()).map(crate::istio::Istioctl::at);
         let dir = ctx.istio.dir.as_ref().map(|d| d.display().to_string());
         ctx.vars.set("istio.dir", dir.unwrap_or_default());
         let crds = ctx
@@ -420,8 +442,12 @@ impl<'f> Run<'f> {
                 ctx.istio.istioctl = rel
                     .istioctl
                     .clone()
-                    .or_else(|| crate::istio::find_istioctl(None));
+                    .or_else(|| crate::istio::find_istioctl(None))
+                    .map(crate::istio::Istioctl::at);
                 crate::istio::use_release(ctx, &rel);
+                if self.provider.name() == crate::cluster::ProviderKind::Lab.name() {
+                    use_lab_standin(ctx);
+                }
                 (Status::Passed, None)
             }
             Ok(None) => (Status::Passed, None),
@@ -506,6 +532,15 @@ impl<'f> Run<'f> {
             image: s.cluster.image.clone(),
             kubeconfig: s.cluster.kubeconfig.as_ref().map(PathBuf::from),
             context: s.cluster.context.clone(),
+            istio: self
+                .ctx
+                .istio
+                .dir
+                .clone()
+                .map(|dir| crate::cluster::standins::Release {
+                    dir,
+                    version: self.ctx.istio.version.clone().unwrap_or_default(),
+                }),
         };
         let deadline = self.deadline.unwrap_or_else(|| {
             Instant::now() + self.opts.timeout_scale.apply(Duration::from_secs(900))

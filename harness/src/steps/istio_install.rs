@@ -47,7 +47,7 @@ async fn run(
     }
     let Some(istioctl) = ctx.istio.istioctl.clone() else {
         return Err(StepError::fatal("istioctl not found: neither <istio dir>/bin/istioctl nor istioctl on PATH")
-            .with_hint("set ISTIO_E2E_ISTIO_VERSION so the harness downloads the release, or pass --istio-dir with a release that has bin/istioctl"));
+            .with_hint("set ISTIO_E2E_ISTIO_VERSION so the harness downloads the release, or pass --istio-dir with a release that has bin/istioctl; on the lab provider, build the stand-ins once with fixtures/standins/build-images"));
     };
     let cluster = ctx
         .cluster

@@ -160,7 +160,7 @@ struct NewRelease {
     /// Its files, when prepared from a directory or a download.
     release: Option<crate::download::IstioRelease>,
     /// Its istioctl.
-    istioctl: PathBuf,
+    istioctl: crate::istio::Istioctl,
     /// The compatibility warning for this Kubernetes version, if any.
     warning: Option<String>,
 }
@@ -191,7 +191,7 @@ async fn prepare(s: &IstioUpgradeSpec, client: &kube::Client) -> Result<NewRelea
         })?;
     Ok(NewRelease {
         release,
-        istioctl,
+        istioctl: crate::istio::Istioctl::at(istioctl),
         warning,
     })
 }
@@ -281,7 +281,21 @@ async fn run(
         .cluster
         .clone()
         .ok_or_else(|| StepError::fatal("istio-upgrade needs a cluster"))?;
-    let new = prepare(s, &client).await?;
+    let mut new = prepare(s, &client).await?;
+    if cluster.provider == crate::cluster::ProviderKind::Lab.name()
+        && let Some(rel) = &new.release
+    {
+        // The lab runs the stand-in istioctl for the new release too (see the runner's
+        // `use_lab_standin`). Its images are tagged for the run's first release only.
+        let release = crate::cluster::standins::Release {
+            dir: rel.dir.clone(),
+            version: s.to.clone(),
+        };
+        let built = crate::cluster::standins::find();
+        if let Some(i) = crate::cluster::standins::istioctl_for(&release, built.as_ref()) {
+            new.istioctl = i;
+        }
+    }
     let profile = s
         .profile
         .clone()
