@@ -12,7 +12,7 @@ pub mod timeline;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,11 +37,7 @@ pub fn write_all(r: &RunResult, dir: &Path) -> std::io::Result<()> {
     if let Ok(p) = std::env::var("GITHUB_STEP_SUMMARY")
         && !p.is_empty()
     {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        f.write_all(md.as_bytes())?;
+        crate::filelock::append_locked(Path::new(&p), md.as_bytes())?;
     }
     Ok(())
 }
