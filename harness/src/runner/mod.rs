@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// No progress lines.
     pub quiet: bool,
+    /// Put `[label] ` before every progress line, with no spinner: the e2e target sets the
+    /// trial's name when trials run at once in one process (`--test-threads 2`), so
+    /// interleaved lines say which trial they belong to.
+    pub label: Option<String>,
     /// Don't stop on SIGINT (tests drive interruption through `interrupt`).
     pub no_signal_handler: bool,
     /// On a cluster that outlives the run, install Istio even over one already there
@@ -334,7 +338,7 @@ impl<'f> Run<'f> {
             opts,
             ctx: Context::new(&s.name, &s.namespace, artifacts.clone()),
             provider,
-            progress: Progress::new(opts.quiet),
+            progress: Progress::new(opts.quiet).labelled(opts.label.as_deref()),
             run_id,
             artifacts,
             started,
