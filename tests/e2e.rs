@@ -27,7 +27,9 @@ fn main() -> std::process::ExitCode {
     for n in &notes {
         eprintln!("note: {n}");
     }
-    let mut trials: Vec<Trial> = entries.into_iter().map(trial).collect();
+    // Trials at once in this process: each progress line names its trial.
+    let parallel = args.test_threads.is_some_and(|n| n > 1);
+    let mut trials: Vec<Trial> = entries.into_iter().map(|e| trial(e, parallel)).collect();
     for d in errors {
         let name = format!("scenario-file::{}", d.path.display());
         trials.push(Trial::test(name, move || Err(Failed::from(d.to_string()))));
@@ -35,22 +37,24 @@ fn main() -> std::process::ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-fn trial(entry: Entry) -> Trial {
+fn trial(entry: Entry, parallel: bool) -> Trial {
     let name = entry.name();
-    let cannot_run = options(&entry)
+    let cannot_run = options(&entry, parallel)
         .ok()
         .and_then(|opts| matrix::cannot_run_here(&entry, &opts, matrix::required()));
     if let Some(why) = &cannot_run {
         eprintln!("ignored: {name}: {why}");
     }
-    Trial::ignorable_test(name, move || run_entry(entry))
+    Trial::ignorable_test(name, move || run_entry(entry, parallel))
         .with_kind("e2e")
         .with_ignored_flag(cannot_run.is_some())
 }
 
-/// The run options of a matrix entry (its provider and versions, and the environment's).
-fn options(entry: &Entry) -> Result<RunOptions, Failed> {
+/// The run options of a matrix entry (its provider and versions, and the environment's);
+/// `parallel`: its progress lines carry its name.
+fn options(entry: &Entry, parallel: bool) -> Result<RunOptions, Failed> {
     Ok(RunOptions {
+        label: parallel.then(|| entry.name()),
         provider: Some(entry.provider.clone()),
         istio_version: entry.istio.clone(),
         istio_dir: std::env::var_os("ISTIO_E2E_ISTIO_DIR").map(Into::into),
@@ -62,8 +66,8 @@ fn options(entry: &Entry) -> Result<RunOptions, Failed> {
     })
 }
 
-fn run_entry(entry: Entry) -> Result<Completion, Failed> {
-    let opts = options(&entry)?;
+fn run_entry(entry: Entry, parallel: bool) -> Result<Completion, Failed> {
+    let opts = options(&entry, parallel)?;
     let provider = match runner::prepare(&entry.file, &opts) {
         Ok(p) => p,
         Err(runner::StartError::CannotRun { provider, why }) => {
@@ -83,7 +87,12 @@ fn run_entry(entry: Entry) -> Result<Completion, Failed> {
         &runner::StepRunner,
     ));
     drop(rt);
-    eprintln!("reports: {}", result.artifacts);
+    let whose = opts
+        .label
+        .as_deref()
+        .map(|l| format!("[{l}] "))
+        .unwrap_or_default();
+    eprintln!("{whose}reports: {}", result.artifacts);
     if let Some(m) = result.failure_message() {
         return Err(Failed::from(m));
     }

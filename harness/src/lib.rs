@@ -9,7 +9,9 @@
 //! The steps call into one module per concept: [`cluster`] providers, the [`istio`]
 //! lifecycle, [`kubeops`] (Kubernetes operations), the TCP [`forwarder`], and [`probes`] (HTTP, traffic,
 //! Bookinfo, dashboards). [`expect`] holds the expectations every check shares, and
-//! [`download`] fetches kind, minikube and Istio releases, verified against the lock file.
+//! [`download`] fetches kind, minikube and Istio releases, verified against the lock file;
+//! [`filelock`] keeps the files trials share (that lock file, the download cache) consistent
+//! when trials run at once.
 //! What a run creates is pushed onto its [`cleanup`] stack and undone newest first; step
 //! retries and probe polling share [`retry`]'s backoff.
 
@@ -23,6 +25,7 @@ pub mod context;
 pub mod download;
 pub mod error;
 pub mod expect;
+pub mod filelock;
 pub mod forwarder;
 pub mod istio;
 pub mod kubeops;

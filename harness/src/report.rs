@@ -12,7 +12,7 @@ pub mod timeline;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,11 +37,7 @@ pub fn write_all(r: &RunResult, dir: &Path) -> std::io::Result<()> {
     if let Ok(p) = std::env::var("GITHUB_STEP_SUMMARY")
         && !p.is_empty()
     {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)?;
-        f.write_all(md.as_bytes())?;
+        crate::filelock::append_locked(Path::new(&p), md.as_bytes())?;
     }
     Ok(())
 }
@@ -143,6 +139,8 @@ pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
     status: StatusLine,
+    /// `[<label>] ` before every line, or nothing.
+    prefix: String,
 }
 
 /// Where a running step says what it still waits on: the spinner's message on a terminal,
@@ -153,7 +151,8 @@ pub struct StatusLine(Arc<Mutex<Option<StatusTarget>>>);
 
 enum StatusTarget {
     Spinner(indicatif::ProgressBar, String),
-    Plain(String),
+    /// The line's `[label] ` prefix (or nothing), and the step's label.
+    Plain(String, String),
 }
 
 impl StatusLine {
@@ -162,7 +161,9 @@ impl StatusLine {
         let Ok(target) = self.0.lock() else { return };
         match &*target {
             Some(StatusTarget::Spinner(bar, label)) => bar.set_message(format!("{label}: {text}")),
-            Some(StatusTarget::Plain(label)) => eprintln!("{} WAIT  {label}: {text}", now()),
+            Some(StatusTarget::Plain(prefix, label)) => {
+                eprintln!("{} {prefix}WAIT  {label}: {text}", now())
+            }
             None => {}
         }
     }
@@ -181,7 +182,15 @@ impl Progress {
             bar: None,
             quiet,
             status: StatusLine::default(),
+            prefix: String::new(),
         }
+    }
+
+    /// Puts `[label] ` before every line and shows no spinner: for runs whose lines interleave
+    /// with other runs' (trials at once in one process), so each line says whose it is.
+    pub fn labelled(mut self, label: Option<&str>) -> Self {
+        self.prefix = label.map(|l| format!("[{l}] ")).unwrap_or_default();
+        self
     }
 
     /// The line the running step's waits report on (see [`StatusLine`]).
@@ -198,7 +207,7 @@ impl Progress {
         if self.quiet {
             return;
         }
-        if Self::fancy() {
+        if Self::fancy() && self.prefix.is_empty() {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_message(label.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -206,9 +215,11 @@ impl Progress {
                 .connect(Some(StatusTarget::Spinner(bar.clone(), label.to_string())));
             self.bar = Some(bar);
         } else {
-            eprintln!("{} START {label}", now());
-            self.status
-                .connect(Some(StatusTarget::Plain(label.to_string())));
+            eprintln!("{} {}START {label}", now(), self.prefix);
+            self.status.connect(Some(StatusTarget::Plain(
+                self.prefix.clone(),
+                label.to_string(),
+            )));
         }
     }
 
@@ -219,7 +230,8 @@ impl Progress {
             return;
         }
         let line = format!(
-            "{} {:>6.1}s {:02} {}{}",
+            "{}{} {:>6.1}s {:02} {}{}",
+            self.prefix,
             match s.status {
                 Status::Passed => "PASS",
                 Status::Failed => "FAIL",
@@ -245,7 +257,7 @@ impl Progress {
     /// A free-form line (teardown, notes).
     pub fn note(&mut self, text: &str) {
         if !self.quiet {
-            eprintln!("{} {text}", now());
+            eprintln!("{} {}{text}", now(), self.prefix);
         }
     }
 }

@@ -263,12 +263,8 @@ pub fn record_new(r: &RunResult, name: &str, value: &Value) -> Option<PathBuf> {
     );
     eprintln!("{line}");
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        use std::io::Write;
-        let appended = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(summary)
-            .and_then(|mut f| writeln!(f, "\n- {line}"));
+        let appended =
+            crate::filelock::append_locked(Path::new(&summary), format!("\n- {line}\n").as_bytes());
         if let Err(e) = appended {
             eprintln!("cannot append to $GITHUB_STEP_SUMMARY: {e}");
         }

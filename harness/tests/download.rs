@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use harness::download::{
@@ -19,6 +19,7 @@ use rstest::rstest;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const ISTIO: &str = "1.99.0";
@@ -30,7 +31,37 @@ struct Server {
     addr: SocketAddr,
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     requests: Arc<AtomicUsize>,
+    gate: Gate,
     task: JoinHandle<()>,
+}
+
+/// Holds back the answers for one path until it is opened, counting the requests for it: so a
+/// test can keep one downloader in the middle of its download while another one starts.
+#[derive(Clone)]
+struct Gate {
+    path: Arc<Mutex<Option<String>>>,
+    open: Arc<watch::Sender<bool>>,
+    hits: Arc<watch::Sender<usize>>,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            path: Arc::default(),
+            open: Arc::new(watch::channel(false).0),
+            hits: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Counts a request for `path` and, when the gate holds that path, waits until it opens.
+    async fn pass(&self, path: &str) {
+        if self.path.lock().unwrap().as_deref() != Some(path) {
+            return;
+        }
+        self.hits.send_modify(|n| *n += 1);
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+    }
 }
 
 impl Drop for Server {
@@ -45,13 +76,14 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let requests = Arc::new(AtomicUsize::new(0));
-        let (f, r) = (files.clone(), requests.clone());
+        let gate = Gate::new();
+        let (f, r, g) = (files.clone(), requests.clone(), gate.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (f, r) = (f.clone(), r.clone());
+                let (f, r, g) = (f.clone(), r.clone(), g.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 1024];
@@ -64,6 +96,7 @@ impl Server {
                     r.fetch_add(1, Ordering::SeqCst);
                     let head = String::from_utf8_lossy(&buf).into_owned();
                     let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    g.pass(&path).await;
                     let body = f.lock().unwrap().get(&path).cloned();
                     let (status, body) = match body {
                         Some(b) => ("200 OK", b),
@@ -83,6 +116,7 @@ impl Server {
             addr,
             files,
             requests,
+            gate,
             task,
         }
     }
@@ -92,6 +126,22 @@ impl Server {
             .lock()
             .unwrap()
             .insert(path.to_string(), body.into());
+    }
+
+    /// Holds back the answers for `path` until [`Server::open_gate`].
+    fn hold(&self, path: &str) {
+        *self.gate.path.lock().unwrap() = Some(path.to_string());
+    }
+
+    /// Answers the held requests, and all later ones at once.
+    fn open_gate(&self) {
+        self.gate.open.send_replace(true);
+    }
+
+    /// Resolves once `n` requests for the held path have come.
+    async fn held_requests(&self, n: usize) {
+        let mut hits = self.gate.hits.subscribe();
+        let _ = hits.wait_for(|h| *h >= n).await;
     }
 
     fn requests(&self) -> usize {
@@ -123,6 +173,11 @@ fn sha(bytes: &[u8]) -> String {
 
 /// A downloader for linux/amd64 against the server, caching and locking under `tmp`.
 fn downloader(server: &Server, tmp: &Path) -> Downloader {
+    downloader_at(&server.base(), tmp)
+}
+
+/// A downloader for linux/amd64 against the server at `base`, caching and locking under `tmp`.
+fn downloader_at(base: &str, tmp: &Path) -> Downloader {
     harness::install_crypto_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -131,7 +186,7 @@ fn downloader(server: &Server, tmp: &Path) -> Downloader {
         .unwrap();
     Downloader::new(tmp.join("cache"), tmp.join(LOCK_FILE))
         .unwrap()
-        .with_sources(Sources::mirror(&server.base()))
+        .with_sources(Sources::mirror(base))
         .with_platform(Platform::new("linux", "amd64").unwrap())
         .with_client(client)
 }
@@ -636,4 +691,259 @@ fn local_releases_need_samples_and_may_lack_istioctl() {
         "{msg}"
     );
     assert!(use_local_release(&tmp.path().join("nope")).is_err());
+}
+
+/// Serves the kind binary of `version` and its checksum file; returns the binary.
+fn serve_kind(server: &Server, version: &str) -> Vec<u8> {
+    let bin = format!("#!/bin/sh\necho kind {version}\n").into_bytes();
+    server.serve(&format!("/kind/{version}/kind-linux-amd64"), bin.clone());
+    server.serve(
+        &format!("/kind/{version}/kind-linux-amd64.sha256sum"),
+        format!("{}  kind-linux-amd64\n", sha(&bin)),
+    );
+    bin
+}
+
+/// The environment of a child process of
+/// `processes_racing_for_one_cache_entry_download_it_once`: the server, the shared directory
+/// (cache and lock file) and the kind version only that child fetches.
+const CHILD_SERVER: &str = "DOWNLOAD_TEST_CHILD_SERVER";
+const CHILD_DIR: &str = "DOWNLOAD_TEST_CHILD_DIR";
+const CHILD_KIND: &str = "DOWNLOAD_TEST_CHILD_KIND";
+/// The line a child prints with what it got.
+const CHILD_GOT: &str = "child got:";
+
+/// The body of the child processes of `processes_racing_for_one_cache_entry_download_it_once`
+/// (this test binary run again with `--ignored --exact` and the CHILD_* variables): the same
+/// Istio release as its sibling, then a kind version of its own, into the shared cache.
+#[tokio::test]
+#[ignore = "run as a child process by processes_racing_for_one_cache_entry_download_it_once"]
+async fn child_fetches_into_the_shared_cache() {
+    let (Ok(base), Ok(dir), Ok(kind)) = (
+        std::env::var(CHILD_SERVER),
+        std::env::var(CHILD_DIR),
+        std::env::var(CHILD_KIND),
+    ) else {
+        eprintln!("not started as a child process ({CHILD_SERVER} is unset): nothing to do");
+        return;
+    };
+    // The parent reads the guard's "waiting for" line from stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+    let dl = downloader_at(&base, Path::new(&dir));
+    let rel = dl.istio(ISTIO).await.unwrap();
+    let bin = dl.kind(&kind).await.unwrap();
+    println!(
+        "{CHILD_GOT} {} {}",
+        rel.dir.join("bin/istioctl").display(),
+        bin.sha256
+    );
+}
+
+/// Two processes (as `cargo nextest` runs two trials) fill the same cache entry at once: one
+/// downloads it, the other waits on the entry's guard and finds it cached; both lock-file
+/// writes (each process records a kind version of its own) land; nothing half-written stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_racing_for_one_cache_entry_download_it_once() {
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = release();
+    server.serve_istio(&archive, &sha(&archive));
+    let kinds = ["v0.97.0", "v0.98.0"];
+    let bins: Vec<Vec<u8>> = kinds.iter().map(|k| serve_kind(&server, k)).collect();
+
+    // The first process to ask for the archive is held there, in the middle of its download
+    // and holding the entry's guard, until the other one is seen waiting for that guard (or,
+    // were the cache not locked, until the other one asks for the archive too).
+    server.hold(&format!("/istio/{ISTIO}/{ISTIO_FILE}"));
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = kinds
+        .iter()
+        .map(|kind| {
+            tokio::process::Command::new(&exe)
+                .args(["--exact", "child_fetches_into_the_shared_cache"])
+                .args(["--ignored", "--nocapture", "--test-threads", "1"])
+                .env(CHILD_SERVER, server.base())
+                .env(CHILD_DIR, tmp.path())
+                .env(CHILD_KIND, kind)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel(2);
+    let stderr: Vec<_> = children
+        .iter_mut()
+        .map(|c| {
+            let lines = tokio::io::BufReader::new(c.stderr.take().unwrap());
+            tokio::spawn(collect_lines(lines, seen_tx.clone()))
+        })
+        .collect();
+    tokio::select! {
+        _ = seen.recv() => {}
+        () = server.held_requests(2) => {}
+    }
+    server.open_gate();
+    let mut got = Vec::new();
+    for (child, stderr) in children.into_iter().zip(stderr) {
+        let out = child.wait_with_output().await.unwrap();
+        let stderr = stderr.await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+        // libtest prints `test <name> ... ` first, on the same line
+        let line = stdout.lines().find_map(|l| l.split_once(CHILD_GOT));
+        let (_, line) = line.unwrap_or_else(|| panic!("no result line from the child: {stdout}"));
+        got.push(line.trim().to_string());
+    }
+
+    let istioctl = tmp.path().join("cache/istio-1.99.0/bin/istioctl");
+    let want: Vec<String> = bins
+        .iter()
+        .map(|b| format!("{} {}", istioctl.display(), sha(b)))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        server.requests(),
+        6,
+        "Istio's checksum file and archive once, each kind version's two files once"
+    );
+    let lock = Lock::load(&tmp.path().join(LOCK_FILE)).unwrap();
+    let mut recorded: Vec<(String, String)> = lock
+        .downloads
+        .iter()
+        .map(|e| (e.tool.clone(), e.version.clone()))
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            ("istio".to_string(), ISTIO.to_string()),
+            ("kind".to_string(), kinds[0].to_string()),
+            ("kind".to_string(), kinds[1].to_string()),
+        ]
+    );
+    let names = all_names(&tmp.path().join("cache"));
+    assert!(names.iter().all(|n| !n.contains(".part-")), "{names:?}");
+}
+
+/// The log lines (tracing, INFO and up) of this test process, for tests that wait for one.
+static LOG: LazyLock<watch::Sender<String>> = LazyLock::new(|| {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(|| LogWriter)
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .try_init();
+    watch::channel(String::new()).0
+});
+
+/// Appends what tracing writes to [`LOG`].
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.send_modify(|l| l.push_str(&String::from_utf8_lossy(buf)));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A child's stderr, collected; says on `seen` when a line shows it waiting for a guard.
+async fn collect_lines(
+    stderr: tokio::io::BufReader<tokio::process::ChildStderr>,
+    seen: tokio::sync::mpsc::Sender<()>,
+) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = stderr.lines();
+    let mut all = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains("waiting for another istio-e2e") {
+            let _ = seen.try_send(());
+        }
+        all.push_str(&line);
+        all.push('\n');
+    }
+    all
+}
+
+/// Two trials of one process (`--test-threads 2`) fill the same cache entry at once: one
+/// download, the same unpacked release for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_racing_for_one_cache_entry_download_it_once() {
+    let server = Server::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = release();
+    server.serve_istio(&archive, &sha(&archive));
+    let mut log = LOG.subscribe();
+    // The first task is held in the middle of its download (holding the entry's guard) until
+    // the second is seen waiting for that guard (or, were the cache not locked, until the
+    // second asks for the archive too).
+    server.hold(&format!("/istio/{ISTIO}/{ISTIO_FILE}"));
+    let start = || {
+        let dl = downloader(&server, tmp.path());
+        tokio::spawn(async move { dl.istio(ISTIO).await })
+    };
+    let first = start();
+    server.held_requests(1).await;
+    let second = start();
+    let guard = tmp.path().display().to_string();
+    tokio::select! {
+        _ = log.wait_for(|l| l.lines().any(|l| l.contains("waiting for another") && l.contains(&guard))) => {}
+        () = server.held_requests(2) => {}
+    }
+    server.open_gate();
+    let tasks = [first, second];
+    let mut rels = Vec::new();
+    for t in tasks {
+        rels.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(rels[0], rels[1]);
+    assert_eq!(
+        server.requests(),
+        2,
+        "the checksum file and the archive, once"
+    );
+    assert_eq!(
+        Lock::load(&tmp.path().join(LOCK_FILE))
+            .unwrap()
+            .downloads
+            .len(),
+        1
+    );
+}
+
+/// Writers of the lock file in many threads at once (each recording its own release) lose no
+/// entry: every read-modify-write holds the file's guard.
+#[test]
+fn concurrent_lock_file_updates_lose_no_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(LOCK_FILE);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let path = &path;
+            s.spawn(move || {
+                Lock::update(path, |lock| {
+                    lock.insert(LockEntry {
+                        tool: "kind".into(),
+                        version: format!("v0.{t}.0"),
+                        os: "linux".into(),
+                        arch: "amd64".into(),
+                        url: format!("https://example.invalid/{t}"),
+                        sha256: sha(&[t as u8]),
+                    })
+                })
+                .unwrap()
+            });
+        }
+    });
+    let lock = Lock::load(&path).unwrap();
+    let mut versions: Vec<&str> = lock.downloads.iter().map(|e| e.version.as_str()).collect();
+    versions.sort();
+    let want: Vec<String> = (0..8).map(|t| format!("v0.{t}.0")).collect();
+    assert_eq!(versions, want);
 }

@@ -197,8 +197,8 @@ impl Provider for Lab {
         "a Docker daemon and the lab image (build it with fixtures/lab/build-image; no internet needed)"
     }
     fn check(&self) -> Result<(), ClusterError> {
-        super::docker_available()?;
         let node = self.node(None)?;
+        super::docker_available()?;
         check_image(&image_name(None, node), node)
     }
     fn create<'a>(

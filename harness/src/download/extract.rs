@@ -6,6 +6,8 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
+use crate::filelock::FileLock;
+
 use super::{DownloadError, Verified, set_mode, temp_sibling, use_local_release};
 
 /// The name of the marker file in an unpacked release that records the SHA-256 of the
@@ -16,8 +18,15 @@ const EXTRACTED_MARKER: &str = ".istio-e2e-sha256";
 const MAX_SYMLINK_HOPS: usize = 40;
 
 /// Makes `dir` the unpacked copy of the verified `archive`, unless it already is one (its
-/// marker holds the archive's digest). The unpacking runs on a blocking thread.
+/// marker holds the archive's digest). The unpacking runs on a blocking thread, holding the
+/// directory's guard file ([`crate::filelock`]): a trial running at the same time waits and
+/// then finds it unpacked, instead of replacing the directory under a trial that uses it.
 pub(super) async fn unpack_cached(archive: &Verified, dir: &Path) -> Result<(), DownloadError> {
+    let guard = crate::filelock::guard_path(dir);
+    let what = format!("to unpack {}", archive.path.display());
+    let _held = FileLock::acquire_async(guard.clone(), what)
+        .await
+        .map_err(DownloadError::io("cannot lock", &guard))?;
     let marker = dir.join(EXTRACTED_MARKER);
     let up_to_date = fs::read_to_string(&marker).is_ok_and(|m| m.trim() == archive.sha256)
         && dir.join("samples").is_dir();

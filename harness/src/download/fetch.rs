@@ -10,11 +10,12 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::extract::unpack_cached;
-use super::lock::{LOCK_WRITE, Lock, LockEntry};
+use super::lock::{Lock, LockEntry};
 use super::{
     DownloadError, IstioRelease, LockConflict, Platform, Sources, Tool, remove, set_mode,
     temp_sibling, use_local_release,
 };
+use crate::filelock::FileLock;
 
 /// What is wrong with a publisher's checksum file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,13 +214,32 @@ impl Downloader {
     /// otherwise downloaded, checked against the publisher's checksum file and the lock,
     /// recorded in the lock on first use, and moved into the cache. Mismatches delete the
     /// file.
+    ///
+    /// One cache entry is filled by one thread or process at a time: the others wait on its
+    /// guard file ([`crate::filelock`]) and then find it cached, so trials running at once
+    /// download a release once and never see a half-written file.
     pub async fn fetch(&self, tool: Tool, version: &str) -> Result<Verified, DownloadError> {
         let version = tool.normalize_version(version)?;
+        let dest = self.cache_path(tool, &version);
+        let guard = crate::filelock::guard_path(&dest);
+        let what = format!("to fetch {tool} {version} into the cache");
+        let _held = FileLock::acquire_async(guard.clone(), what)
+            .await
+            .map_err(DownloadError::io("cannot lock", &guard))?;
+        self.fetch_locked(tool, version, dest).await
+    }
+
+    /// [`Downloader::fetch`] once the cache entry's guard is held.
+    async fn fetch_locked(
+        &self,
+        tool: Tool,
+        version: String,
+        dest: PathBuf,
+    ) -> Result<Verified, DownloadError> {
         let p = &self.platform;
         let url = self.sources.url(tool, &version, p);
         let sum_url = self.sources.checksum_url(tool, &version, p);
         let file = tool.file_name(&version, p);
-        let dest = self.cache_path(tool, &version);
         let locked = Lock::load(&self.lock)?
             .find(tool, &version, p)
             .map(|e| e.sha256.to_ascii_lowercase());
@@ -318,20 +338,19 @@ impl Downloader {
 
     /// Records a verified digest in the lock file unless an entry exists.
     fn record(&self, tool: Tool, version: &str, url: &str, sha: &str) -> Result<(), DownloadError> {
-        let _guard = LOCK_WRITE.lock().unwrap_or_else(|e| e.into_inner());
-        let mut lock = Lock::load(&self.lock)?;
-        if lock.find(tool, version, &self.platform).is_some() {
-            return Ok(());
-        }
-        lock.insert(LockEntry {
+        let entry = LockEntry {
             tool: tool.name().into(),
             version: version.into(),
             os: self.platform.os.clone(),
             arch: self.platform.arch.clone(),
             url: url.into(),
             sha256: sha.into(),
-        });
-        lock.save(&self.lock)
+        };
+        Lock::update(&self.lock, |lock| {
+            if lock.find(tool, version, &self.platform).is_none() {
+                lock.insert(entry);
+            }
+        })
     }
 
     async fn get(&self, url: &str) -> Result<reqwest::Response, DownloadError> {

@@ -3,10 +3,11 @@
 
 use std::fs;
 use std::io;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::filelock::FileLock;
 
 use super::{DownloadError, Platform, Tool, temp_sibling};
 
@@ -28,6 +29,14 @@ pub enum LockProblem {
     /// It cannot be written.
     #[error("cannot write it: {0}")]
     Write(io::Error),
+    /// Its guard file (which serialises writers across processes) cannot be locked.
+    #[error("cannot lock its guard file {}: {source}", guard.display())]
+    Guard {
+        /// The guard file.
+        guard: PathBuf,
+        /// Why it cannot be locked.
+        source: io::Error,
+    },
 }
 
 /// One recorded download in the lock file.
@@ -69,9 +78,6 @@ pub struct Lock {
 
 const LOCK_ABOUT: &str = "SHA-256 of every release file istio-e2e downloaded, recorded on first use and checked on every later download. Commit this file. Delete an entry only if its publisher re-released that version on purpose.";
 
-/// Serialises read-modify-write cycles on lock files within this process.
-pub(super) static LOCK_WRITE: Mutex<()> = Mutex::new(());
-
 impl Lock {
     /// Reads a lock file; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, DownloadError> {
@@ -89,6 +95,30 @@ impl Lock {
             path: path.into(),
             reason: LockProblem::Invalid(e),
         })
+    }
+
+    /// Reads the lock file at `path`, lets `change` edit it and writes it back if it changed, holding the
+    /// file's guard ([`crate::filelock`]) throughout: writers in other threads and processes
+    /// (trials running at once) wait, so none loses another's entries. It blocks while another
+    /// writer holds the guard, which is only for the read and write of this small file.
+    pub fn update<T>(path: &Path, change: impl FnOnce(&mut Lock) -> T) -> Result<T, DownloadError> {
+        let guard = crate::filelock::guard_path(path);
+        let _held = FileLock::acquire(&guard, "writing this lock file").map_err(|e| {
+            DownloadError::Lock {
+                path: path.into(),
+                reason: LockProblem::Guard {
+                    guard: guard.clone(),
+                    source: e,
+                },
+            }
+        })?;
+        let mut lock = Lock::load(path)?;
+        let before = lock.clone();
+        let out = change(&mut lock);
+        if lock != before {
+            lock.save(path)?;
+        }
+        Ok(out)
     }
 
     /// Writes the lock file, sorted, atomically (a temporary file renamed over it).

@@ -16,6 +16,12 @@
 //! (absolute paths, `..`, symlinks pointing outside) are refused. Air-gapped users point the
 //! harness at an unpacked release instead ([`use_local_release`]).
 //!
+//! Trials running at once (threads of one process, or processes as `cargo nextest` starts
+//! them) share the cache and the lock file: each cache entry is filled, and each release
+//! unpacked, by one of them at a time while the others wait on its guard file, and every
+//! write of the lock file is a locked read-modify-write ([`Lock::update`]); see
+//! [`crate::filelock`].
+//!
 //! | module | what |
 //! |---|---|
 //! | `platform` | [`Tool`], [`Platform`] and the [`Sources`] URL templates |

@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub run_id: Option<String>,
     /// No progress lines.
     pub quiet: bool,
+    /// Put `[label] ` before every progress line, with no spinner: the e2e target sets the
+    /// trial's name when trials run at once in one process (`--test-threads 2`), so
+    /// interleaved lines say which trial they belong to.
+    pub label: Option<String>,
     /// Don't stop on SIGINT (tests drive interruption through `interrupt`).
     pub no_signal_handler: bool,
     /// On a cluster that outlives the run, install Istio even over one already there
@@ -118,6 +122,31 @@ mod tests {
             (0..1000).map(|_| super::new_run_id()).collect();
         assert_eq!(ids.len(), 1000);
     }
+
+    /// The lab checks the node of the trial's own Kubernetes version (the run's, else the
+    /// scenario's), whatever ISTIO_E2E_K8S_VERSION holds: in a matrix it is a comma list
+    /// (`v1.20,v1.34`), which used to fail every lab trial's check.
+    #[test]
+    fn the_lab_checks_the_node_of_the_runs_own_version() {
+        let text = "name: t\ncluster: { provider: lab, kubernetes: v1.77 }\nsteps:\n  - label: { labels: { a: b } }\n";
+        let file = crate::scenario::parse_str(std::path::Path::new("t.yaml"), text.into()).unwrap();
+        let why = |kubernetes: Option<&str>| {
+            let opts = super::RunOptions {
+                kubernetes: kubernetes.map(String::from),
+                ..Default::default()
+            };
+            match super::prepare(&file, &opts) {
+                Err(super::StartError::CannotRun { provider, why }) => {
+                    assert_eq!(provider, "lab");
+                    why
+                }
+                Err(e) => panic!("expected CannotRun, got {e}"),
+                Ok(_) => panic!("the lab has no such node, yet it could run"),
+            }
+        };
+        assert!(why(Some("v1.99")).contains("no Kubernetes v1.99 node"));
+        assert!(why(None).contains("no Kubernetes v1.77 node"));
+    }
 }
 
 /// The version the cluster's apiserver reports (`${cluster.kubernetes}`, e.g. `v1.34.4`), or
@@ -177,6 +206,14 @@ pub fn prepare(file: &ScenarioFile, opts: &RunOptions) -> Result<Box<dyn Provide
         Some(k) if name == "existing" => Box::new(
             crate::cluster::existing::Existing::with_kubeconfig(Some(PathBuf::from(k))),
         ),
+        // The lab checks the image of the node this run will start (the run's Kubernetes
+        // version, else the scenario's), not whatever ISTIO_E2E_K8S_VERSION says: in a matrix
+        // that is a comma list, and each trial has its own version.
+        _ if name == "lab" => Box::new(crate::cluster::lab::Lab::for_version(
+            opts.kubernetes
+                .clone()
+                .or(file.scenario.cluster.kubernetes.clone()),
+        )),
         _ => crate::cluster::provider(&name)
             .map_err(|e| StartError::UnknownProvider(e.to_string()))?,
     };
@@ -322,7 +359,7 @@ impl<'f> Run<'f> {
             opts,
             ctx: Context::new(&s.name, &s.namespace, artifacts.clone()),
             provider,
-            progress: Progress::new(opts.quiet),
+            progress: Progress::new(opts.quiet).labelled(opts.label.as_deref()),
             run_id,
             artifacts,
             started,
