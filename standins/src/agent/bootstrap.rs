@@ -7,7 +7,9 @@
 //!   agent's status server on `127.0.0.1:15020` (cluster `agent`), as Istio's bootstrap does;
 //! - sidecar: `virtualInbound` on `0.0.0.0:15006` and `virtualOutbound` on `0.0.0.0:15001`,
 //!   each with the `original_dst` and `http_inspector` listener filters, an HTTP connection
-//!   manager for HTTP (stat prefixes `inbound_0.0.0.0_15006` / `outbound_0.0.0.0_15001`) and a
+//!   manager for HTTP (stat prefixes `inbound_15006` / `outbound_15001`: no dots, so Envoy's
+//!   Prometheus output reads `envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=
+//!   "inbound_15006"}`; Istio's own names come from its xDS and stats filters) and a
 //!   `tcp_proxy` for the rest, to ORIGINAL_DST clusters. The inbound cluster binds its
 //!   upstream connections to `127.0.0.6` like Istio's `InboundPassthroughClusterIpv4`: that
 //!   source is what the `-o lo -s 127.0.0.6/32 -j RETURN` rule lets through; without it Envoy's
@@ -327,7 +329,7 @@ fn capture_listener(
     direction: &str,
     cluster: &str,
 ) -> Value {
-    let prefix = format!("{direction}_0.0.0.0_{port}");
+    let prefix = format!("{direction}_{port}");
     let manager = hcm(
         &prefix,
         json!([route_to(json!({ "prefix": "/" }), cluster)]),
@@ -371,7 +373,7 @@ fn gateway_listener(spec: &BootstrapSpec) -> Value {
     http_listener(
         &format!("0.0.0.0_{port}"),
         port,
-        hcm(&format!("outbound_0.0.0.0_{port}"), routes, Some(spec)),
+        hcm(&format!("outbound_{port}"), routes, Some(spec)),
     )
 }
 

