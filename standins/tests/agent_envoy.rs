@@ -289,6 +289,101 @@ fn connect_pod_and_client() -> (Netns, Netns) {
     (pod, client)
 }
 
+/// The stand-in's binaries where uid 1337 can run them, and its config directory.
+struct Proxy {
+    dir: tempfile::TempDir,
+    agent: PathBuf,
+    envoy: PathBuf,
+}
+
+impl Proxy {
+    fn install(envoy: &Path) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let agent = install(
+            Path::new(env!("CARGO_BIN_EXE_pilot-agent")),
+            dir.path(),
+            "pilot-agent",
+        );
+        let envoy = install(envoy, dir.path(), "envoy");
+        let config_dir = dir.path().join("proxy");
+        std::fs::create_dir(&config_dir).unwrap();
+        std::os::unix::fs::chown(&config_dir, Some(1337), Some(1337)).unwrap();
+        Self { dir, agent, envoy }
+    }
+
+    fn agent(&self) -> &str {
+        self.agent.to_str().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// `pilot-agent proxy sidecar` as uid 1337 in the pod, with the args and environment of
+    /// Istio's template; returns once the readiness probe on 15021 passes, as the kubelet sees it.
+    fn start(&self, pod: &Netns, client: &Netns) -> Child {
+        let config = serde_json::json!({ "binaryPath": self.envoy, "configPath": self.dir.path().join("proxy") });
+        let log = std::fs::File::create(self.dir.path().join("agent.log")).unwrap();
+        let mut proxy = pod.command("setpriv");
+        proxy
+            .args([
+                "--reuid=1337",
+                "--regid=1337",
+                "--clear-groups",
+                "--",
+                self.agent(),
+                "proxy",
+                "sidecar",
+            ])
+            .args([
+                "--domain",
+                "default.svc.cluster.local",
+                "--proxyLogLevel=warning",
+                "--concurrency",
+                "1",
+            ])
+            .env("POD_NAME", "app-v1-0")
+            .env("POD_NAMESPACE", "default")
+            .env("INSTANCE_IP", "10.99.0.2")
+            .env("ISTIO_META_WORKLOAD_NAME", "app-v1")
+            .env("STANDIN_TRACING_ZIPKIN_ADDRESS", "10.99.0.1:9411")
+            .env("PROXY_CONFIG", config.to_string())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = proxy.spawn().unwrap();
+        let started = Instant::now();
+        until(
+            "the readiness probe on 15021",
+            Duration::from_secs(30),
+            || curl(client, "http://10.99.0.2:15021/healthz/ready").0 == 200,
+        );
+        eprintln!("sidecar ready through 15021 after {:?}", started.elapsed());
+        child
+    }
+
+    /// Stops the agent with `stop` and returns its exit status; Envoy must be gone after it.
+    fn stop(
+        &self,
+        pod: &Netns,
+        mut agent: Child,
+        stop: impl FnOnce(&Child),
+    ) -> std::process::ExitStatus {
+        stop(&agent);
+        let status = agent.wait().unwrap();
+        until("Envoy's admin to go away", Duration::from_secs(10), || {
+            curl(pod, "http://127.0.0.1:15000/ready").0 == 0
+        });
+        status
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on the pid of a child this test started.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
 #[test]
 fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
     let envoy = match interception_prerequisites() {
@@ -296,25 +391,9 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         Err(why) => return eprintln!("NOT RUN: {why}"),
     };
     let (pod, client) = connect_pod_and_client();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let agent = install(
-        Path::new(env!("CARGO_BIN_EXE_pilot-agent")),
-        dir.path(),
-        "pilot-agent",
-    );
-    let envoy = install(&envoy, dir.path(), "envoy");
-    let config_dir = dir.path().join("proxy");
-    std::fs::create_dir(&config_dir).unwrap();
-    std::os::unix::fs::chown(&config_dir, Some(1337), Some(1337)).unwrap();
-
-    let agent_s = agent.to_str().unwrap();
+    let proxy = Proxy::install(&envoy);
     let init = pod.run(&[
-        agent_s,
+        proxy.agent(),
         "istio-iptables",
         "-p",
         "15001",
@@ -344,45 +423,13 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         "{saved}"
     );
 
-    let mut started = Started(vec![
+    let spans = proxy.dir.path().join("spans.jsonl");
+    let _apps = Started(vec![
         pod.spawn(&["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"]),
         client.spawn(&["python3", "-m", "http.server", "9090", "--bind", "0.0.0.0"]),
+        client.spawn(&["python3", "-c", ZIPKIN_COLLECTOR, spans.to_str().unwrap()]),
     ]);
-    let proxy_config =
-        serde_json::json!({ "binaryPath": envoy, "configPath": config_dir }).to_string();
-    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-    let mut proxy = pod.command("setpriv");
-    proxy
-        .args([
-            "--reuid=1337",
-            "--regid=1337",
-            "--clear-groups",
-            "--",
-            agent_s,
-            "proxy",
-            "sidecar",
-        ])
-        .args([
-            "--domain",
-            "default.svc.cluster.local",
-            "--proxyLogLevel=warning",
-            "--concurrency",
-            "1",
-        ])
-        .env("POD_NAME", "app-v1-0")
-        .env("POD_NAMESPACE", "default")
-        .env("INSTANCE_IP", "10.99.0.2")
-        .env("PROXY_CONFIG", proxy_config)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    started.0.push(proxy.spawn().unwrap());
-    let agent_log = || std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
-
-    until(
-        "the readiness probe on 15021",
-        Duration::from_secs(30),
-        || curl(&client, "http://10.99.0.2:15021/healthz/ready").0 == 200,
-    );
+    let mut sidecar = Started(vec![proxy.start(&pod, &client)]);
     until("both apps", Duration::from_secs(10), || {
         curl(&pod, "http://10.99.0.2:8080/").0 == 200
             && curl(&client, "http://10.99.0.1:9090/").0 == 200
@@ -393,7 +440,7 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         status,
         200,
         "inbound request: {text}\nagent log:\n{}",
-        agent_log()
+        proxy.log()
     );
     assert!(
         text.to_lowercase().contains("server: envoy"),
@@ -438,19 +485,97 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         status == 200 && merged.contains("envoy_server_live"),
         "15020 stats: {status}"
     );
+    let waited = pod
+        .command(proxy.agent())
+        .args(["wait", "--timeoutSeconds", "5"])
+        .status()
+        .unwrap();
+    assert!(waited.success(), "pilot-agent wait with a ready Envoy");
 
-    let mut proxy = started.0.pop().unwrap();
-    // SAFETY: kill(2) on the pid of a child this test started.
-    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
-    let code = proxy.wait().unwrap();
+    // Envoy's Zipkin tracer flushes every 5 s: the spans name the workload as Istio's do.
+    let zipkin_stats = || {
+        let (_, stats) = curl(&pod, "http://127.0.0.1:15000/stats");
+        let wanted = |l: &&str| {
+            l.starts_with("tracing.zipkin")
+                || l.contains("zipkin.upstream_rq_")
+                || l.contains("zipkin.upstream_cx_")
+        };
+        stats.lines().filter(wanted).collect::<Vec<_>>().join("\n")
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&spans)
+        .unwrap_or_default()
+        .contains("\"serviceName\":\"app-v1.default\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no span of app-v1.default reached the collector in 15 s:\n{}\nspans: {}",
+            zipkin_stats(),
+            std::fs::read_to_string(&spans).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The three ways the agent ends: SIGTERM (the kubelet), /quitquitquit, SIGKILL.
+    let status = proxy.stop(&pod, sidecar.0.pop().unwrap(), |c| signal(c, libc::SIGTERM));
     assert!(
-        code.success(),
-        "pilot-agent after SIGTERM: {code}\n{}",
-        agent_log()
+        status.success(),
+        "pilot-agent after SIGTERM: {status}\n{}",
+        proxy.log()
     );
+    let agent = proxy.start(&pod, &client);
+    let status = proxy.stop(&pod, agent, |_| {
+        let out = pod
+            .command("curl")
+            .args(["-s", "-X", "POST", "http://127.0.0.1:15020/quitquitquit"])
+            .output();
+        assert!(out.unwrap().status.success(), "POST /quitquitquit");
+    });
+    assert!(
+        status.success(),
+        "pilot-agent after /quitquitquit: {status}\n{}",
+        proxy.log()
+    );
+    let agent = proxy.start(&pod, &client);
+    let status = proxy.stop(&pod, agent, |c| signal(c, libc::SIGKILL));
     assert_eq!(
-        curl(&pod, "http://127.0.0.1:15000/ready").0,
-        0,
-        "Envoy still answers after the agent exited"
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
     );
+    let waited = pod
+        .command(proxy.agent())
+        .args(["wait", "--timeoutSeconds", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        !waited.status.success(),
+        "pilot-agent wait must fail without Envoy"
+    );
+    assert!(String::from_utf8_lossy(&waited.stderr).contains("not ready after 1s"));
 }
+
+/// A Zipkin collector: appends each POSTed body (Envoy sends them chunked) to the file named by
+/// its argument.
+const ZIPKIN_COLLECTOR: &str = r#"
+import http.server, sys
+class Collector(http.server.BaseHTTPRequestHandler):
+    def body(self):
+        if 'Content-Length' in self.headers:
+            return self.rfile.read(int(self.headers['Content-Length']))
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b';')[0], 16)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+            if size == 0:
+                return b''.join(chunks)
+    def do_POST(self):
+        body = self.body()
+        with open(sys.argv[1], 'ab') as f:
+            f.write(body + b'\n')
+        self.send_response(202)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(('0.0.0.0', 9411), Collector).serve_forever()
+"#;

@@ -431,7 +431,7 @@ mod tests {
             "127.0.0.6"
         );
         assert!(
-            b.to_string().contains("\"tracing\"") == false,
+            !b.to_string().contains("\"tracing\""),
             "no tracing unless asked"
         );
     }

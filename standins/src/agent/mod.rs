@@ -28,7 +28,7 @@ pub enum AgentError {
 }
 
 /// Runs the agent for a full argv (`argv[0]` included) and returns the process exit code.
-/// Called as `istio-iptables` (a symlink to this binary), argv[0] selects the subcommand.
+/// Called as `istio-iptables` (a symlink to this binary), `argv[0]` selects the subcommand.
 pub fn main(argv: Vec<String>) -> i32 {
     match dispatch(&argv) {
         Ok(code) => code,
@@ -56,10 +56,10 @@ fn dispatch(argv: &[String]) -> Result<i32, AgentError> {
             Ok(0)
         }
         "proxy" => Ok(proxy::run(rest)?),
-        // `pilot-agent wait` (holdApplicationUntilProxyStarts) and `pilot-agent request POST
-        // drain` (native sidecar preStop): the stand-in has nothing to drain and the readiness
-        // probe already gates traffic, so both succeed at once.
-        "wait" | "request" => Ok(0),
+        "wait" => Ok(proxy::wait(rest)?),
+        // `pilot-agent request POST drain` (the native sidecar's preStop hook): the stand-in
+        // has no graceful drain (Envoy stops on SIGTERM, which comes next), so it succeeds at once.
+        "request" => Ok(0),
         other => Err(AgentError::UnknownCommand(other.to_string())),
     }
 }

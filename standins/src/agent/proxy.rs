@@ -86,6 +86,11 @@ pub enum ProxyError {
         /// Its value.
         value: String,
     },
+    /// `pilot-agent wait` gave up.
+    #[error(
+        "pilot-agent wait: Envoy was not ready after {0:?} (127.0.0.1:15020/healthz/ready never answered 200)"
+    )]
+    NotReady(std::time::Duration),
     /// File system or process failure.
     #[error("pilot-agent proxy: {what} {path}: {source}")]
     Io {
@@ -96,6 +101,51 @@ pub enum ProxyError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Flags of `pilot-agent wait` (`pilot/cmd/pilot-agent/app/wait.go`).
+pub const WAIT_FLAGS: &[FlagSpec] = &[
+    FlagSpec::value("timeoutSeconds", None),
+    FlagSpec::value("requestTimeoutMillis", None),
+    FlagSpec::value("periodMillis", None),
+    FlagSpec::value("url", None),
+];
+
+/// `pilot-agent wait` (the `holdApplicationUntilProxyStarts` postStart hook): polls the
+/// status server's `/healthz/ready` on `127.0.0.1:15020` every `--periodMillis` (500) until it
+/// answers 200, for at most `--timeoutSeconds` (60), like Istio's. `--url` is accepted; only
+/// its path is used (the stand-in always asks 127.0.0.1:15020).
+pub fn wait(args: &[String]) -> Result<i32, ProxyError> {
+    let p = flags::parse(WAIT_FLAGS, args)?;
+    let number =
+        |name: &str, default: u64| p.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let timeout = std::time::Duration::from_secs(number("timeoutSeconds", 60));
+    let period = std::time::Duration::from_millis(number("periodMillis", 500));
+    let path = p
+        .get("url")
+        .and_then(|u| u.split_once("//"))
+        .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()));
+    let path = path.unwrap_or_else(|| "/healthz/ready".to_string());
+    let addr = SocketAddr::from(([127, 0, 0, 1], Ports::default().status));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_err("starting the async runtime", "-"))?;
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok((hyper::StatusCode::OK, _)) =
+                super::status::request(hyper::Method::GET, addr, &path).await
+            {
+                eprintln!("pilot-agent STAND-IN: Envoy is ready");
+                return Ok(0);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProxyError::NotReady(timeout));
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
 }
 
 fn io_err(
@@ -306,9 +356,20 @@ async fn supervise(settings: ProxySettings) -> Result<i32, ProxyError> {
         quit: Arc::clone(&quit),
     });
     tokio::spawn(server.serve(listener));
-    let mut child = Command::new(&settings.binary)
-        .args(settings.envoy_args(&config))
-        .kill_on_drop(true)
+    let mut envoy = Command::new(&settings.binary);
+    envoy.args(settings.envoy_args(&config)).kill_on_drop(true);
+    // SAFETY: prctl(2) only, between fork and exec. This thread (the runtime's `block_on`
+    // thread) lives as long as the agent, so Envoy gets SIGKILL exactly when the agent dies
+    // without stopping it (e.g. SIGKILL), as it would with its container.
+    unsafe {
+        envoy.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = envoy
         .spawn()
         .map_err(io_err("starting Envoy", &settings.binary))?;
     let status = wait_forwarding_signals(&mut child, &quit)
