@@ -15,6 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use standins::agent::bootstrap::{self, BootstrapSpec, Mode, Ports, Tracer, Tracing};
+use standins::agent::telemetry::Workload;
 
 /// The real Envoy binary, if this machine has one (not the Python shim that wraps it).
 fn envoy_bin() -> Option<PathBuf> {
@@ -51,6 +52,15 @@ fn spec(mode: Mode, tracing: Option<Tracing>) -> BootstrapSpec {
         domain: "default.svc.cluster.local".into(),
         ports: Ports::default(),
         tracing,
+        workload: Workload {
+            name: "productpage-v1".into(),
+            namespace: "default".into(),
+            app: "productpage".into(),
+            version: "v1".into(),
+            canonical_service: "productpage".into(),
+            canonical_revision: "v1".into(),
+        },
+        telemetry_log: Some("/tmp/telemetry.log".into()),
     }
 }
 
@@ -219,9 +229,16 @@ impl Drop for Netns {
 
 /// `curl -i` from inside a namespace: (status, headers and body).
 fn curl(ns: &Netns, url: &str) -> (u16, String) {
+    curl_with(ns, url, &[])
+}
+
+/// `curl -i` with extra arguments (headers).
+fn curl_with(ns: &Netns, url: &str, extra: &[&str]) -> (u16, String) {
     let out = ns
         .command("curl")
-        .args(["-s", "-i", "--max-time", "5", url])
+        .args(["-s", "-i", "--max-time", "5"])
+        .args(extra)
+        .arg(url)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -435,7 +452,12 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
             && curl(&client, "http://10.99.0.1:9090/").0 == 200
     });
     let inbound_before = envoy_counter(&pod, "http.inbound_15006.downstream_rq_completed");
-    let (status, text) = curl(&client, "http://10.99.0.2:8080/");
+    // As if productpage's sidecar called this pod as `reviews:9080` (the stand-in's peer header).
+    let (status, text) = curl_with(
+        &client,
+        "http://10.99.0.2:8080/",
+        &["-H", "Host: reviews:9080", "-H", SOURCE_AS_PRODUCTPAGE],
+    );
     assert_eq!(
         status,
         200,
@@ -445,6 +467,10 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
     assert!(
         text.to_lowercase().contains("server: envoy"),
         "inbound answer did not go through Envoy: {text}"
+    );
+    assert!(
+        text.contains("x-istio-standin-peer: app-v1|default|"),
+        "inbound answer names its workload: {text}"
     );
     let inbound = envoy_counter(&pod, "http.inbound_15006.downstream_rq_completed");
     assert_eq!(
@@ -466,6 +492,8 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         outbound_before + 1,
         "Envoy's outbound listener did not count the request"
     );
+
+    istio_requests_total_counts_both_directions(&client);
 
     let (status, prom) = curl(&client, "http://10.99.0.2:15090/stats/prometheus");
     assert_eq!(status, 200);
@@ -552,6 +580,47 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         "pilot-agent wait must fail without Envoy"
     );
     assert!(String::from_utf8_lossy(&waited.stderr).contains("not ready after 1s"));
+}
+
+const SOURCE_AS_PRODUCTPAGE: &str =
+    "x-istio-standin-source: productpage-v1|default|productpage|v1|productpage|v1";
+
+/// The agent's 15020 `/stats/prometheus` serves Istio's `istio_requests_total` for the two
+/// requests above (Envoy flushes its telemetry log every second).
+fn istio_requests_total_counts_both_directions(client: &Netns) {
+    let inbound =
+        "istio_requests_total{reporter=\"destination\",source_workload=\"productpage-v1\"";
+    let outbound = "istio_requests_total{reporter=\"source\",source_workload=\"app-v1\"";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let found = |text: &str, start: &str, parts: &[&str]| {
+        text.lines().any(|l| {
+            l.starts_with(start) && parts.iter().all(|p| l.contains(p)) && l.ends_with(" 1")
+        })
+    };
+    loop {
+        let last = curl(client, "http://10.99.0.2:15020/stats/prometheus").1;
+        let dest = [
+            "destination_service=\"reviews.default.svc.cluster.local\"",
+            "destination_workload=\"app-v1\"",
+            "response_code=\"200\"",
+        ];
+        let src = [
+            "destination_service=\"10.99.0.1\"",
+            "destination_workload=\"unknown\"",
+        ];
+        if found(&last, inbound, &dest) && found(&last, outbound, &src) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "istio_requests_total missing on 15020:\n{}",
+            last.lines()
+                .filter(|l| l.starts_with("istio_requests_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A Zipkin collector: appends each POSTed body (Envoy sends them chunked) to the file named by

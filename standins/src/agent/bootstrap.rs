@@ -24,6 +24,8 @@
 
 use serde_json::{Value, json};
 
+use super::telemetry::{self, Workload};
+
 /// Istio's ports (`pkg/config/constants`), all overridable for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
@@ -123,6 +125,10 @@ pub struct BootstrapSpec {
     pub ports: Ports,
     /// Tracing, if any.
     pub tracing: Option<Tracing>,
+    /// This proxy's workload, sent to peers in the stand-in's metadata headers.
+    pub workload: Workload,
+    /// The JSON access log the agent turns into Istio's metrics ([`telemetry`]), if any.
+    pub telemetry_log: Option<String>,
 }
 
 /// Istio's default access log format (`meshconfig` `EnvoyTextLogFormat`).
@@ -239,18 +245,53 @@ fn tracing_config(spec: &BootstrapSpec) -> Option<Value> {
     Some(json!({ "random_sampling": { "value": tracing.sampling }, "provider": provider }))
 }
 
-fn access_log() -> Value {
-    json!([{
+fn stdout_log() -> Value {
+    json!({
         "name": "envoy.access_loggers.stdout",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
             "log_format": { "text_format_source": { "inline_string": ACCESS_LOG_FORMAT } }
         }
-    }])
+    })
 }
 
-/// An HTTP connection manager; `traced` adds tracing and access logs (the data path).
-fn hcm(stat_prefix: &str, routes: Value, traced: Option<&BootstrapSpec>) -> Value {
+/// Stdout in Istio's format, plus the telemetry log when the spec has one.
+fn access_logs(data: DataPath) -> Value {
+    let mut logs = vec![stdout_log()];
+    if let Some(path) = &data.spec.telemetry_log {
+        logs.push(json!({
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": path,
+                "log_format": { "json_format": telemetry::log_format(data.direction) }
+            }
+        }));
+    }
+    Value::Array(logs)
+}
+
+/// The data path side of a connection manager: the spec, and `inbound` or `outbound`.
+#[derive(Clone, Copy)]
+struct DataPath<'a> {
+    spec: &'a BootstrapSpec,
+    direction: &'a str,
+}
+
+/// The stand-in's metadata exchange: outbound requests name their source, inbound answers
+/// their workload (see [`telemetry`]).
+fn peer_headers(vhost: &mut Value, data: DataPath) {
+    let value = data.spec.workload.header_value();
+    let header = |key: &str| json!([{ "header": { "key": key, "value": value }, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD" }]);
+    if data.direction == "inbound" {
+        vhost["response_headers_to_add"] = header(telemetry::PEER_HEADER);
+    } else {
+        vhost["request_headers_to_add"] = header(telemetry::SOURCE_HEADER);
+    }
+}
+
+/// An HTTP connection manager; on the data path it also traces, logs and exchanges peer headers.
+fn hcm(stat_prefix: &str, routes: Value, data: Option<DataPath>) -> Value {
     let mut config = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": stat_prefix,
@@ -261,9 +302,10 @@ fn hcm(stat_prefix: &str, routes: Value, traced: Option<&BootstrapSpec>) -> Valu
             "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
         }]
     });
-    if let Some(spec) = traced {
-        config["access_log"] = access_log();
-        if let Some(tracing) = tracing_config(spec) {
+    if let Some(data) = data {
+        config["access_log"] = access_logs(data);
+        peer_headers(&mut config["route_config"]["virtual_hosts"][0], data);
+        if let Some(tracing) = tracing_config(data.spec) {
             config["tracing"] = tracing;
         }
     }
@@ -333,7 +375,7 @@ fn capture_listener(
     let manager = hcm(
         &prefix,
         json!([route_to(json!({ "prefix": "/" }), cluster)]),
-        Some(spec),
+        Some(DataPath { spec, direction }),
     );
     let tcp = json!({
         "name": "envoy.filters.network.tcp_proxy",
@@ -341,7 +383,7 @@ fn capture_listener(
             "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
             "stat_prefix": format!("{prefix}_tcp"),
             "cluster": cluster,
-            "access_log": access_log()
+            "access_log": [stdout_log()]
         }
     });
     json!({
@@ -373,7 +415,14 @@ fn gateway_listener(spec: &BootstrapSpec) -> Value {
     http_listener(
         &format!("0.0.0.0_{port}"),
         port,
-        hcm(&format!("outbound_{port}"), routes, Some(spec)),
+        hcm(
+            &format!("outbound_{port}"),
+            routes,
+            Some(DataPath {
+                spec,
+                direction: "outbound",
+            }),
+        ),
     )
 }
 
@@ -391,6 +440,15 @@ mod tests {
             domain: "default.svc.cluster.local".into(),
             ports: Ports::default(),
             tracing,
+            workload: Workload {
+                name: "productpage-v1".into(),
+                namespace: "default".into(),
+                app: "productpage".into(),
+                version: "v1".into(),
+                canonical_service: "productpage".into(),
+                canonical_revision: "v1".into(),
+            },
+            telemetry_log: Some("/etc/istio/proxy/telemetry.log".into()),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod flags;
 pub mod iptables;
 pub mod proxy;
 pub mod status;
+pub mod telemetry;
 
 /// What `pilot-agent` can fail with, by subcommand.
 #[derive(Debug, thiserror::Error)]

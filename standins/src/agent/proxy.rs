@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use super::bootstrap::{self, BootstrapSpec, Mode, Ports, Tracer, Tracing};
 use super::flags::{self, FlagSpec};
 use super::status::{AppMetrics, StatusServer};
+use super::telemetry::{Telemetry, Workload};
 
 /// Flags of `pilot-agent proxy` that the 1.12.1 and 1.30.3 templates and gateway charts pass,
 /// plus older ones still seen in charts; only `--domain`, `--proxyLogLevel`,
@@ -183,6 +184,37 @@ pub fn parse_labels(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The workload's identity from the pod's labels, as Istio's injector and agent derive it
+/// (`service.istio.io/canonical-*` labels, else `app`/`version`, else the workload name).
+fn workload(
+    labels: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+    pod_name: &str,
+    namespace: &str,
+) -> Workload {
+    let label = |k: &str| {
+        labels
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let name = env("ISTIO_META_WORKLOAD_NAME").unwrap_or_else(|| pod_name.to_string());
+    Workload {
+        canonical_service: label("service.istio.io/canonical-name")
+            .or_else(|| label("app.kubernetes.io/name"))
+            .or_else(|| label("app"))
+            .unwrap_or_else(|| name.clone()),
+        canonical_revision: label("service.istio.io/canonical-revision")
+            .or_else(|| label("app.kubernetes.io/version"))
+            .or_else(|| label("version"))
+            .unwrap_or_else(|| "latest".into()),
+        app: label("app").unwrap_or_else(|| "unknown".into()),
+        version: label("version").unwrap_or_else(|| "unknown".into()),
+        namespace: namespace.to_string(),
+        name,
+    }
+}
+
 fn host_port(name: &'static str, value: &str) -> Result<(String, u16), ProxyError> {
     let bad = || ProxyError::Address {
         name,
@@ -239,20 +271,16 @@ impl ProxySettings {
             Some(text) => serde_json::from_str(&text).map_err(ProxyError::ProxyConfig)?,
             None => Value::Null,
         };
-        let labels = parse_labels(labels);
-        let label = |k: &str| {
-            labels
-                .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
-        };
-        let name = label("service.istio.io/canonical-name")
-            .or_else(|| label("app"))
-            .or_else(|| env("ISTIO_META_WORKLOAD_NAME"))
-            .unwrap_or_else(|| pod_name.clone());
+        let workload = workload(&parse_labels(labels), env, &pod_name, &namespace);
+        let config_dir: PathBuf = proxy_config["configPath"]
+            .as_str()
+            .unwrap_or("/etc/istio/proxy")
+            .into();
         let spec = BootstrapSpec {
             mode,
-            service: format!("{name}.{namespace}"),
+            service: format!("{}.{namespace}", workload.canonical_service),
+            telemetry_log: Some(config_dir.join("telemetry.log").display().to_string()),
+            workload,
             domain: p
                 .get("domain")
                 .map(String::from)
@@ -270,10 +298,7 @@ impl ProxySettings {
                 .as_str()
                 .unwrap_or("/usr/local/bin/envoy")
                 .into(),
-            config_dir: proxy_config["configPath"]
-                .as_str()
-                .unwrap_or("/etc/istio/proxy")
-                .into(),
+            config_dir,
             log_level: p.get("proxyLogLevel").unwrap_or("warning").to_string(),
             component_log_level: p
                 .get("proxyComponentLogLevel")
@@ -354,6 +379,11 @@ async fn supervise(settings: ProxySettings) -> Result<i32, ProxyError> {
         admin: SocketAddr::from(([127, 0, 0, 1], ports.admin)),
         app_metrics: settings.app_metrics.clone(),
         quit: Arc::clone(&quit),
+        telemetry: settings
+            .spec
+            .telemetry_log
+            .as_ref()
+            .map(|log| Arc::new(Telemetry::new(settings.spec.workload.clone(), log.into()))),
     });
     tokio::spawn(server.serve(listener));
     let mut envoy = Command::new(&settings.binary);

@@ -7,6 +7,7 @@
 //!   metrics when `ISTIO_PROMETHEUS_ANNOTATIONS` (set by Istio's injector from the pod's
 //!   `prometheus.io/*` annotations, e.g. `{"scrape":"true","port":"9080","path":"/metrics"}`)
 //!   asks for them (Istio's metrics merging);
+//!   Istio's standard metrics from [`super::telemetry`] come in between;
 //! - `POST /quitquitquit`: ends the agent and Envoy, like Istio's.
 
 use std::convert::Infallible;
@@ -21,6 +22,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+use super::telemetry::Telemetry;
 
 /// What went wrong talking HTTP to Envoy's admin or the application.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,8 @@ pub struct StatusServer {
     pub app_metrics: Option<AppMetrics>,
     /// Notified by `/quitquitquit`.
     pub quit: Arc<Notify>,
+    /// Istio's standard metrics computed from Envoy's telemetry log, if any.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -189,6 +194,12 @@ impl StatusServer {
             }
         };
         let mut out = envoy.to_vec();
+        if !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        if let Some(telemetry) = &self.telemetry {
+            out.extend_from_slice(telemetry.scrape().as_bytes());
+        }
         if let Some(app) = &self.app_metrics {
             let addr = SocketAddr::from(([127, 0, 0, 1], app.port));
             match request(Method::GET, addr, &app.path).await {
@@ -253,6 +264,7 @@ mod tests {
                 path: "/metrics".into(),
             }),
             quit: Arc::new(Notify::new()),
+            telemetry: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -282,6 +294,7 @@ mod tests {
             admin,
             app_metrics: None,
             quit: Arc::new(Notify::new()),
+            telemetry: None,
         };
         assert_eq!(
             server.ready().await.status(),
