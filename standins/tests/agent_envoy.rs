@@ -15,6 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use standins::agent::bootstrap::{self, BootstrapSpec, Mode, Ports, Tracer, Tracing};
+use standins::agent::gateway::{self, GatewayRoute, PathMatch};
 use standins::agent::telemetry::Workload;
 
 /// The real Envoy binary, if this machine has one (not the Python shim that wraps it).
@@ -61,6 +62,7 @@ fn spec(mode: Mode, tracing: Option<Tracing>) -> BootstrapSpec {
             canonical_revision: "v1".into(),
         },
         telemetry_log: Some("/tmp/telemetry.log".into()),
+        dynamic_dir: None,
     }
 }
 
@@ -91,9 +93,24 @@ fn every_generated_bootstrap_passes_envoy_validate() {
         ("sidecar-zipkin", spec(Mode::Sidecar, Some(zipkin.clone()))),
         ("sidecar-otlp", spec(Mode::Sidecar, Some(otlp))),
         ("router-zipkin", spec(Mode::Router, Some(zipkin))),
+        (
+            "router-dynamic-routes",
+            BootstrapSpec {
+                dynamic_dir: Some(String::new()),
+                ..spec(Mode::Router, None)
+            },
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
-    for (name, spec) in cases {
+    let route = GatewayRoute {
+        hosts: vec!["*".into()],
+        path: PathMatch::Exact("/productpage".into()),
+        host: "productpage.default.svc.cluster.local".into(),
+        port: 9080,
+    };
+    gateway::write(dir.path(), &[route], ("x-istio-standin-source", "gw")).unwrap();
+    for (name, mut spec) in cases {
+        spec.dynamic_dir = spec.dynamic_dir.map(|_| dir.path().display().to_string());
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(
             &path,
@@ -341,6 +358,11 @@ impl Proxy {
     /// `pilot-agent proxy sidecar` as uid 1337 in the pod, with the args and environment of
     /// Istio's template; returns once the readiness probe on 15021 passes, as the kubelet sees it.
     fn start(&self, pod: &Netns, client: &Netns) -> Child {
+        self.start_as(pod, client, "sidecar")
+    }
+
+    /// [`Proxy::start`] for `sidecar` or `router`.
+    fn start_as(&self, pod: &Netns, client: &Netns, mode: &str) -> Child {
         let config = serde_json::json!({ "binaryPath": self.envoy, "configPath": self.dir.path().join("proxy") });
         let log = std::fs::File::create(self.dir.path().join("agent.log")).unwrap();
         let mut proxy = pod.command("setpriv");
@@ -352,7 +374,7 @@ impl Proxy {
                 "--",
                 self.agent(),
                 "proxy",
-                "sidecar",
+                mode,
             ])
             .args([
                 "--domain",
@@ -648,3 +670,51 @@ class Collector(http.server.BaseHTTPRequestHandler):
         pass
 http.server.HTTPServer(('0.0.0.0', 9411), Collector).serve_forever()
 "#;
+
+/// The gateway answers 404 until route files appear in its config directory, then routes by
+/// them without a restart: the seam where Gateway/VirtualService routes will come in.
+#[test]
+fn gateway_routes_change_without_restarting_envoy() {
+    let envoy = match interception_prerequisites() {
+        Ok(envoy) => envoy,
+        Err(why) => return eprintln!("NOT RUN: {why}"),
+    };
+    let (pod, client) = connect_pod_and_client();
+    let proxy = Proxy::install(&envoy);
+    let _app = Started(vec![pod.spawn(&[
+        "python3",
+        "-m",
+        "http.server",
+        "9080",
+        "--bind",
+        "127.0.0.1",
+    ])]);
+    let _gateway = Started(vec![proxy.start_as(&pod, &client, "router")]);
+    let (status, text) = curl(&client, "http://10.99.0.2:8080/productpage");
+    assert_eq!(status, 404, "no routes yet: {text}\n{}", proxy.log());
+    let route = GatewayRoute {
+        hosts: vec!["*".into()],
+        path: PathMatch::Prefix("/".into()),
+        host: "127.0.0.1".into(),
+        port: 9080,
+    };
+    gateway::write(
+        &proxy.dir.path().join("proxy"),
+        &[route],
+        ("x-istio-standin-source", "gw"),
+    )
+    .unwrap();
+    until(
+        "the gateway to route to the app",
+        Duration::from_secs(10),
+        || curl(&client, "http://10.99.0.2:8080/").0 == 200,
+    );
+    let (_, text) = curl(&client, "http://10.99.0.2:8080/productpage");
+    // The app's own 404 page now, through Envoy: the route forwards every path.
+    assert!(
+        text.starts_with("HTTP/1.1 404")
+            && text.contains("server: envoy")
+            && text.contains("File not found"),
+        "{text}"
+    );
+}

@@ -15,8 +15,10 @@
 //!   source is what the `-o lo -s 127.0.0.6/32 -j RETURN` rule lets through; without it Envoy's
 //!   own connection to the pod IP would be redirected back to 15006;
 //! - router (gateway): a listener on `0.0.0.0:8080` (the `http2` port's targetPort of Istio's
-//!   ingress gateway) answering 404 to everything. Routes from Gateway/VirtualService are a
-//!   later step: they would come from istiod over xDS, which this stand-in does not have.
+//!   ingress gateway) whose routes and clusters Envoy reads from files it watches in the config
+//!   directory ([`super::gateway`]); the agent writes them routing everything to a 404.
+//!   Translating Gateway/VirtualService into those files is a later step: istiod would push
+//!   them over xDS, which this stand-in does not have.
 //!
 //! Tracing (Zipkin or OTLP, see [`Tracing`]) uses the workload's canonical service
 //! `<app>.<namespace>` as the node's cluster, which Envoy's Zipkin tracer reports as the
@@ -24,6 +26,7 @@
 
 use serde_json::{Value, json};
 
+use super::gateway;
 use super::telemetry::{self, Workload};
 
 /// Istio's ports (`pkg/config/constants`), all overridable for tests.
@@ -129,6 +132,9 @@ pub struct BootstrapSpec {
     pub workload: Workload,
     /// The JSON access log the agent turns into Istio's metrics ([`telemetry`]), if any.
     pub telemetry_log: Option<String>,
+    /// Router mode: the directory of the gateway's route and cluster files
+    /// ([`super::gateway`]); without it the gateway answers 404 from a static route.
+    pub dynamic_dir: Option<String>,
 }
 
 /// Istio's default access log format (`meshconfig` `EnvoyTextLogFormat`).
@@ -146,7 +152,7 @@ pub const OUTBOUND_CLUSTER: &str = "PassthroughCluster";
 
 /// The whole bootstrap.
 pub fn bootstrap(spec: &BootstrapSpec) -> Value {
-    json!({
+    let mut b = json!({
         "node": {
             "id": format!("{}~{}~{}.{}~{}", spec.mode.as_str(), spec.instance_ip, spec.pod_name, spec.namespace, spec.domain),
             "cluster": spec.service,
@@ -156,7 +162,12 @@ pub fn bootstrap(spec: &BootstrapSpec) -> Value {
             "address": socket("127.0.0.1", spec.ports.admin)
         },
         "static_resources": { "listeners": listeners(spec), "clusters": clusters(spec) }
-    })
+    });
+    if let (Mode::Router, Some(dir)) = (spec.mode, &spec.dynamic_dir) {
+        b["dynamic_resources"] =
+            json!({ "cds_config": gateway::config_source(dir, gateway::CDS_FILE) });
+    }
+    b
 }
 
 fn socket(address: &str, port: u16) -> Value {
@@ -407,23 +418,29 @@ fn capture_listener(
     })
 }
 
-/// The gateway's HTTP port: 404 for every request until routes come from Gateway and
-/// VirtualService (a later step; see the module documentation).
+/// The gateway's HTTP port. With a dynamic directory its routes come from the file Envoy
+/// watches there ([`super::gateway`]); without, every request gets 404. Either way, routes from
+/// Gateway and VirtualService are a later step (see the module documentation).
 fn gateway_listener(spec: &BootstrapSpec) -> Value {
     let port = spec.ports.gateway_http;
     let routes = json!([{ "match": { "prefix": "/" }, "direct_response": { "status": 404 } }]);
-    http_listener(
-        &format!("0.0.0.0_{port}"),
-        port,
-        hcm(
-            &format!("outbound_{port}"),
-            routes,
-            Some(DataPath {
-                spec,
-                direction: "outbound",
-            }),
-        ),
-    )
+    let data = DataPath {
+        spec,
+        direction: "outbound",
+    };
+    let mut manager = hcm(&format!("outbound_{port}"), routes, Some(data));
+    if let Some(dir) = &spec.dynamic_dir {
+        let config = &mut manager["typed_config"];
+        config
+            .as_object_mut()
+            .expect("an object")
+            .remove("route_config");
+        config["rds"] = json!({
+            "route_config_name": gateway::ROUTE_NAME,
+            "config_source": gateway::config_source(dir, gateway::RDS_FILE)
+        });
+    }
+    http_listener(&format!("0.0.0.0_{port}"), port, manager)
 }
 
 #[cfg(test)]
@@ -449,6 +466,7 @@ mod tests {
                 canonical_revision: "v1".into(),
             },
             telemetry_log: Some("/etc/istio/proxy/telemetry.log".into()),
+            dynamic_dir: None,
         }
     }
 

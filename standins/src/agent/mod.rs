@@ -6,6 +6,7 @@
 
 pub mod bootstrap;
 pub mod flags;
+pub mod gateway;
 pub mod iptables;
 pub mod proxy;
 pub mod status;

@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 
 use super::bootstrap::{self, BootstrapSpec, Mode, Ports, Tracer, Tracing};
 use super::flags::{self, FlagSpec};
+use super::gateway;
 use super::status::{AppMetrics, StatusServer};
 use super::telemetry::{Telemetry, Workload};
 
@@ -280,6 +281,7 @@ impl ProxySettings {
             mode,
             service: format!("{}.{namespace}", workload.canonical_service),
             telemetry_log: Some(config_dir.join("telemetry.log").display().to_string()),
+            dynamic_dir: (mode == Mode::Router).then(|| config_dir.display().to_string()),
             workload,
             domain: p
                 .get("domain")
@@ -344,6 +346,14 @@ impl ProxySettings {
         let text = serde_json::to_string_pretty(&bootstrap::bootstrap(&self.spec))
             .expect("JSON values serialize");
         std::fs::write(&path, text).map_err(io_err("writing", &path))?;
+        if self.spec.dynamic_dir.is_some() {
+            let header = (
+                super::telemetry::SOURCE_HEADER,
+                self.spec.workload.header_value(),
+            );
+            gateway::write(&self.config_dir, &[], (header.0, &header.1))
+                .map_err(io_err("writing the gateway's routes in", &self.config_dir))?;
+        }
         Ok(path)
     }
 }
