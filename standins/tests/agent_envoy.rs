@@ -388,6 +388,10 @@ impl Proxy {
             .env("INSTANCE_IP", "10.99.0.2")
             .env("ISTIO_META_WORKLOAD_NAME", "app-v1")
             .env("STANDIN_TRACING_ZIPKIN_ADDRESS", "10.99.0.1:9411")
+            .env(
+                "STANDIN_GATEWAY_ROUTES_URL",
+                "http://127.0.0.1:9999/routes.json",
+            )
             .env("PROXY_CONFIG", config.to_string())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -398,7 +402,7 @@ impl Proxy {
             Duration::from_secs(30),
             || curl(client, "http://10.99.0.2:15021/healthz/ready").0 == 200,
         );
-        eprintln!("sidecar ready through 15021 after {:?}", started.elapsed());
+        eprintln!("{mode} ready through 15021 after {:?}", started.elapsed());
         child
     }
 
@@ -671,37 +675,47 @@ class Collector(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(('0.0.0.0', 9411), Collector).serve_forever()
 "#;
 
-/// The gateway answers 404 until route files appear in its config directory, then routes by
-/// them without a restart: the seam where Gateway/VirtualService routes will come in.
+/// The gateway answers 404 until its routes URL serves routes, then routes by them without a
+/// restart: the seam where Gateway/VirtualService routes will come in.
 #[test]
-fn gateway_routes_change_without_restarting_envoy() {
+fn gateway_follows_its_routes_url_without_restarting_envoy() {
     let envoy = match interception_prerequisites() {
         Ok(envoy) => envoy,
         Err(why) => return eprintln!("NOT RUN: {why}"),
     };
     let (pod, client) = connect_pod_and_client();
     let proxy = Proxy::install(&envoy);
-    let _app = Started(vec![pod.spawn(&[
-        "python3",
-        "-m",
-        "http.server",
-        "9080",
-        "--bind",
-        "127.0.0.1",
-    ])]);
+    let routes_dir = proxy.dir.path().join("routes");
+    std::fs::create_dir(&routes_dir).unwrap();
+    let served = routes_dir.to_str().unwrap();
+    let _servers = Started(vec![
+        pod.spawn(&[
+            "python3",
+            "-m",
+            "http.server",
+            "9080",
+            "--bind",
+            "127.0.0.1",
+        ]),
+        pod.spawn(&[
+            "python3",
+            "-m",
+            "http.server",
+            "9999",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            served,
+        ]),
+    ]);
     let _gateway = Started(vec![proxy.start_as(&pod, &client, "router")]);
     let (status, text) = curl(&client, "http://10.99.0.2:8080/productpage");
     assert_eq!(status, 404, "no routes yet: {text}\n{}", proxy.log());
-    let route = GatewayRoute {
-        hosts: vec!["*".into()],
-        path: PathMatch::Prefix("/".into()),
-        host: "127.0.0.1".into(),
-        port: 9080,
-    };
-    gateway::write(
-        &proxy.dir.path().join("proxy"),
-        &[route],
-        ("x-istio-standin-source", "gw"),
+    let routes = r#"[{"hosts":["*"],"match":{"prefix":"/"},"host":"127.0.0.1","port":9080}]"#;
+    std::fs::write(routes_dir.join(".routes.tmp"), routes).unwrap();
+    std::fs::rename(
+        routes_dir.join(".routes.tmp"),
+        routes_dir.join("routes.json"),
     )
     .unwrap();
     until(
@@ -716,5 +730,10 @@ fn gateway_routes_change_without_restarting_envoy() {
             && text.contains("server: envoy")
             && text.contains("File not found"),
         "{text}"
+    );
+    assert!(
+        proxy.log().contains("gateway routes updated (1 routes)"),
+        "{}",
+        proxy.log()
     );
 }

@@ -16,7 +16,8 @@
 //! - stand-in only, for the lead's istiod to set: `STANDIN_TRACING_ZIPKIN_ADDRESS` or
 //!   `STANDIN_TRACING_OTLP_ADDRESS` (`host:port`) override the tracer (Istio 1.30 configures
 //!   OTLP through meshConfig extension providers, which only istiod's xDS would carry), and
-//!   `STANDIN_TRACING_SAMPLING` the percentage.
+//!   `STANDIN_TRACING_SAMPLING` the percentage; `STANDIN_GATEWAY_ROUTES_URL` (router mode) is
+//!   where the gateway's routes are polled ([`super::gateway`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -175,6 +176,8 @@ pub struct ProxySettings {
     pub concurrency: u32,
     /// Application metrics to merge.
     pub app_metrics: Option<AppMetrics>,
+    /// Router mode: where to poll the gateway's routes (`STANDIN_GATEWAY_ROUTES_URL`).
+    pub routes_url: Option<String>,
 }
 
 /// Parses `key="value"` lines of a downward-API labels file.
@@ -309,6 +312,7 @@ impl ProxySettings {
             concurrency: concurrency
                 .or(proxy_config["concurrency"].as_u64().map(|c| c as u32))
                 .unwrap_or(2),
+            routes_url: env("STANDIN_GATEWAY_ROUTES_URL").filter(|_| mode == Mode::Router),
             app_metrics: env("ISTIO_PROMETHEUS_ANNOTATIONS")
                 .and_then(|a| AppMetrics::from_annotations(&a)),
         })
@@ -396,6 +400,13 @@ async fn supervise(settings: ProxySettings) -> Result<i32, ProxyError> {
             .map(|log| Arc::new(Telemetry::new(settings.spec.workload.clone(), log.into()))),
     });
     tokio::spawn(server.serve(listener));
+    if let Some(url) = settings.routes_url.clone() {
+        let header = (
+            super::telemetry::SOURCE_HEADER,
+            settings.spec.workload.header_value(),
+        );
+        tokio::spawn(gateway::follow(url, settings.config_dir.clone(), header));
+    }
     let mut envoy = Command::new(&settings.binary);
     envoy.args(settings.envoy_args(&config)).kill_on_drop(true);
     // SAFETY: prctl(2) only, between fork and exec. This thread (the runtime's `block_on`
