@@ -427,14 +427,8 @@ fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
-#[test]
-fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
-    let envoy = match interception_prerequisites() {
-        Ok(envoy) => envoy,
-        Err(why) => return eprintln!("NOT RUN: {why}"),
-    };
-    let (pod, client) = connect_pod_and_client();
-    let proxy = Proxy::install(&envoy);
+/// `istio-init`: the stand-in's `istio-iptables` with the templates' default arguments.
+fn apply_istio_init(pod: &Netns, proxy: &Proxy) {
     let init = pod.run(&[
         proxy.agent(),
         "istio-iptables",
@@ -465,63 +459,36 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         saved.contains("ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006"),
         "{saved}"
     );
+}
 
-    let spans = proxy.dir.path().join("spans.jsonl");
-    let _apps = Started(vec![
-        pod.spawn(&["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"]),
-        client.spawn(&["python3", "-m", "http.server", "9090", "--bind", "0.0.0.0"]),
-        client.spawn(&["python3", "-c", ZIPKIN_COLLECTOR, spans.to_str().unwrap()]),
-    ]);
-    let mut sidecar = Started(vec![proxy.start(&pod, &client)]);
-    until("both apps", Duration::from_secs(10), || {
-        curl(&pod, "http://10.99.0.2:8080/").0 == 200
-            && curl(&client, "http://10.99.0.1:9090/").0 == 200
-    });
-    let inbound_before = envoy_counter(&pod, "http.inbound_15006.downstream_rq_completed");
-    // As if productpage's sidecar called this pod as `reviews:9080` (the stand-in's peer header).
-    let (status, text) = curl_with(
-        &client,
-        "http://10.99.0.2:8080/",
-        &["-H", "Host: reviews:9080", "-H", SOURCE_AS_PRODUCTPAGE],
-    );
-    assert_eq!(
-        status,
-        200,
-        "inbound request: {text}\nagent log:\n{}",
-        proxy.log()
-    );
+/// Sends one request with `curl_with` and asserts it went through Envoy and was counted by the
+/// connection manager `counter`; returns the response and the counter's new value.
+fn counted_request(
+    pod: &Netns,
+    from: &Netns,
+    url: &str,
+    headers: &[&str],
+    counter: &str,
+) -> (String, u64) {
+    let before = envoy_counter(pod, counter);
+    let (status, text) = curl_with(from, url, headers);
+    assert_eq!(status, 200, "{url}: {text}");
     assert!(
         text.to_lowercase().contains("server: envoy"),
-        "inbound answer did not go through Envoy: {text}"
+        "{url} did not go through Envoy: {text}"
     );
-    assert!(
-        text.contains("x-istio-standin-peer: app-v1|default|"),
-        "inbound answer names its workload: {text}"
-    );
-    let inbound = envoy_counter(&pod, "http.inbound_15006.downstream_rq_completed");
+    let after = envoy_counter(pod, counter);
     assert_eq!(
-        inbound,
-        inbound_before + 1,
-        "Envoy's inbound listener did not count the request"
+        after,
+        before + 1,
+        "{counter} did not count the request to {url}"
     );
+    (text, after)
+}
 
-    let outbound_before = envoy_counter(&pod, "http.outbound_15001.downstream_rq_completed");
-    let (status, text) = curl(&pod, "http://10.99.0.1:9090/");
-    assert_eq!(status, 200, "outbound request: {text}");
-    assert!(
-        text.to_lowercase().contains("server: envoy"),
-        "outbound request did not go through Envoy: {text}"
-    );
-    let outbound = envoy_counter(&pod, "http.outbound_15001.downstream_rq_completed");
-    assert_eq!(
-        outbound,
-        outbound_before + 1,
-        "Envoy's outbound listener did not count the request"
-    );
-
-    istio_requests_total_counts_both_directions(&client);
-
-    let (status, prom) = curl(&client, "http://10.99.0.2:15090/stats/prometheus");
+/// Envoy's 15090 and the agent's 15020 serve the same inbound counter / Envoy's metrics.
+fn stats_ports_serve_envoy_metrics(client: &Netns, inbound: u64) {
+    let (status, prom) = curl(client, "http://10.99.0.2:15090/stats/prometheus");
     assert_eq!(status, 200);
     let counter =
         "envoy_http_downstream_rq_completed{envoy_http_conn_manager_prefix=\"inbound_15006\"} ";
@@ -534,51 +501,42 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         Some(inbound),
         "the inbound counter on 15090/stats/prometheus"
     );
-    let (status, merged) = curl(&client, "http://10.99.0.2:15020/stats/prometheus");
+    let (status, merged) = curl(client, "http://10.99.0.2:15020/stats/prometheus");
     assert!(
         status == 200 && merged.contains("envoy_server_live"),
         "15020 stats: {status}"
     );
-    let waited = pod
-        .command(proxy.agent())
-        .args(["wait", "--timeoutSeconds", "5"])
-        .status()
-        .unwrap();
-    assert!(waited.success(), "pilot-agent wait with a ready Envoy");
+}
 
-    // Envoy's Zipkin tracer flushes every 5 s: the spans name the workload as Istio's do.
-    let zipkin_stats = || {
-        let (_, stats) = curl(&pod, "http://127.0.0.1:15000/stats");
-        let wanted = |l: &&str| {
-            l.starts_with("tracing.zipkin")
-                || l.contains("zipkin.upstream_rq_")
-                || l.contains("zipkin.upstream_cx_")
-        };
-        stats.lines().filter(wanted).collect::<Vec<_>>().join("\n")
-    };
+/// Envoy's Zipkin tracer flushes every 5 s: the spans name the workload as Istio's do.
+fn spans_name_the_workload(pod: &Netns, spans: &Path) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !std::fs::read_to_string(&spans)
-        .unwrap_or_default()
-        .contains("\"serviceName\":\"app-v1.default\"")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no span of app-v1.default reached the collector in 15 s:\n{}\nspans: {}",
-            zipkin_stats(),
-            std::fs::read_to_string(&spans).unwrap_or_default()
-        );
+    let read = || std::fs::read_to_string(spans).unwrap_or_default();
+    while !read().contains("\"serviceName\":\"app-v1.default\"") {
+        if Instant::now() > deadline {
+            let (_, stats) = curl(pod, "http://127.0.0.1:15000/stats");
+            let zipkin: Vec<&str> = stats.lines().filter(|l| l.contains("zipkin")).collect();
+            panic!(
+                "no span of app-v1.default in 15 s:\n{}\nspans: {}",
+                zipkin.join("\n"),
+                read()
+            );
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
 
-    // The three ways the agent ends: SIGTERM (the kubelet), /quitquitquit, SIGKILL.
-    let status = proxy.stop(&pod, sidecar.0.pop().unwrap(), |c| signal(c, libc::SIGTERM));
+/// The three ways the agent ends, each taking Envoy with it: SIGTERM (the kubelet),
+/// `/quitquitquit`, SIGKILL; then `pilot-agent wait` fails.
+fn agent_stops_with_envoy(pod: &Netns, client: &Netns, proxy: &Proxy, running: Child) {
+    let status = proxy.stop(pod, running, |c| signal(c, libc::SIGTERM));
     assert!(
         status.success(),
         "pilot-agent after SIGTERM: {status}\n{}",
         proxy.log()
     );
-    let agent = proxy.start(&pod, &client);
-    let status = proxy.stop(&pod, agent, |_| {
+    let agent = proxy.start(pod, client);
+    let status = proxy.stop(pod, agent, |_| {
         let out = pod
             .command("curl")
             .args(["-s", "-X", "POST", "http://127.0.0.1:15020/quitquitquit"])
@@ -590,8 +548,8 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         "pilot-agent after /quitquitquit: {status}\n{}",
         proxy.log()
     );
-    let agent = proxy.start(&pod, &client);
-    let status = proxy.stop(&pod, agent, |c| signal(c, libc::SIGKILL));
+    let agent = proxy.start(pod, client);
+    let status = proxy.stop(pod, agent, |c| signal(c, libc::SIGKILL));
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
@@ -606,6 +564,59 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         "pilot-agent wait must fail without Envoy"
     );
     assert!(String::from_utf8_lossy(&waited.stderr).contains("not ready after 1s"));
+}
+
+#[test]
+fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
+    let envoy = match interception_prerequisites() {
+        Ok(envoy) => envoy,
+        Err(why) => return eprintln!("NOT RUN: {why}"),
+    };
+    let (pod, client) = connect_pod_and_client();
+    let proxy = Proxy::install(&envoy);
+    apply_istio_init(&pod, &proxy);
+    let spans = proxy.dir.path().join("spans.jsonl");
+    let _apps = Started(vec![
+        pod.spawn(&["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"]),
+        client.spawn(&["python3", "-m", "http.server", "9090", "--bind", "0.0.0.0"]),
+        client.spawn(&["python3", "-c", ZIPKIN_COLLECTOR, spans.to_str().unwrap()]),
+    ]);
+    let mut sidecar = Started(vec![proxy.start(&pod, &client)]);
+    until("both apps", Duration::from_secs(10), || {
+        curl(&pod, "http://10.99.0.2:8080/").0 == 200
+            && curl(&client, "http://10.99.0.1:9090/").0 == 200
+    });
+    // As if productpage's sidecar called this pod as `reviews:9080` (the stand-in's peer header).
+    let as_reviews = ["-H", "Host: reviews:9080", "-H", SOURCE_AS_PRODUCTPAGE];
+    let inbound_counter = "http.inbound_15006.downstream_rq_completed";
+    let (text, inbound) = counted_request(
+        &pod,
+        &client,
+        "http://10.99.0.2:8080/",
+        &as_reviews,
+        inbound_counter,
+    );
+    assert!(
+        text.contains("x-istio-standin-peer: app-v1|default|"),
+        "inbound answer names its workload: {text}"
+    );
+    counted_request(
+        &pod,
+        &pod,
+        "http://10.99.0.1:9090/",
+        &[],
+        "http.outbound_15001.downstream_rq_completed",
+    );
+    istio_requests_total_counts_both_directions(&client);
+    stats_ports_serve_envoy_metrics(&client, inbound);
+    let waited = pod
+        .command(proxy.agent())
+        .args(["wait", "--timeoutSeconds", "5"])
+        .status()
+        .unwrap();
+    assert!(waited.success(), "pilot-agent wait with a ready Envoy");
+    spans_name_the_workload(&pod, &spans);
+    agent_stops_with_envoy(&pod, &client, &proxy, sidecar.0.pop().unwrap());
 }
 
 const SOURCE_AS_PRODUCTPAGE: &str =

@@ -15,8 +15,10 @@
 //!   `tools/istio-iptables/pkg/capture/testdata/*.golden`.
 //!
 //! Not supported (rejected with an error, they change the rules): TPROXY, DNS capture, drop
-//! invalid, trace logging, dual stack, native nftables, CNI mode. IPv6 CIDRs are ignored and
-//! no `ip6tables-restore` is run (the lab is IPv4 only).
+//! invalid, trace logging, dual stack, native nftables, CNI mode; the environment variables
+//! that would turn DNS capture or invalid-drop on (`ISTIO_META_DNS_CAPTURE`, `INVALID_DROP`) are
+//! ignored with a warning. IPv6 CIDRs are ignored and no `ip6tables-restore` is run (the lab is
+//! IPv4 only).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -452,6 +454,13 @@ fn outbound_rules(cfg: &CaptureConfig, r: &mut NatRules) {
 pub fn run(args: &[String]) -> Result<(), IptablesError> {
     let version = std::env::var("ISTIO_META_ISTIO_VERSION").ok();
     let cfg = CaptureConfig::from_args(args, Flavor::for_version(version.as_deref()))?;
+    for env in ["ISTIO_META_DNS_CAPTURE", "INVALID_DROP"] {
+        if std::env::var(env).is_ok_and(|v| v == "true") {
+            eprintln!(
+                "istio-iptables STAND-IN: {env}=true is ignored (its rules are not implemented)"
+            );
+        }
+    }
     let input = build_rules(&cfg).restore_input();
     eprintln!(
         "istio-iptables STAND-IN: {:?} rules (ISTIO_META_ISTIO_VERSION={})",
