@@ -87,3 +87,32 @@ fn unknown_flags_and_commands_fail_with_a_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("POD_NAMESPACE is not set"));
 }
+
+/// Both rule flavors are accepted by the real `iptables-restore` (each in a fresh network
+/// namespace that disappears with the process). Needs root and `unshare`; else NOT RUN.
+#[test]
+fn both_flavors_apply_in_a_fresh_network_namespace() {
+    // SAFETY: geteuid has no preconditions.
+    let unshare_ok = Command::new("unshare")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if unsafe { libc::geteuid() } != 0 || !unshare_ok {
+        return eprintln!("NOT RUN: needs root and unshare -n");
+    }
+    let args: Vec<&str> = INIT_ARGS.iter().copied().filter(|a| *a != "-n").collect();
+    for version in ["1.12.1", "1.30.3"] {
+        let out = Command::new("unshare")
+            .args(["-n", "--", AGENT, "istio-iptables"])
+            .args(&args)
+            .env("ISTIO_META_ISTIO_VERSION", version)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{version}: {stderr}");
+        assert!(
+            stderr.contains("applied with iptables-restore --noflush"),
+            "{version}: {stderr}"
+        );
+    }
+}

@@ -420,10 +420,11 @@ async fn supervise(settings: ProxySettings) -> Result<i32, ProxyError> {
             Ok(())
         });
     }
+    let signals = Signals::catch().map_err(io_err("catching SIGTERM and SIGINT", "-"))?;
     let mut child = envoy
         .spawn()
         .map_err(io_err("starting Envoy", &settings.binary))?;
-    let status = wait_forwarding_signals(&mut child, &quit)
+    let status = wait_forwarding_signals(&mut child, &quit, signals)
         .await
         .map_err(io_err("waiting for Envoy", &settings.binary))?;
     eprintln!("pilot-agent STAND-IN: Envoy exited: {status}");
@@ -431,9 +432,28 @@ async fn supervise(settings: ProxySettings) -> Result<i32, ProxyError> {
 }
 
 /// Waits for Envoy, sending it SIGTERM when the agent gets SIGTERM or SIGINT or `/quitquitquit`.
-async fn wait_forwarding_signals(child: &mut Child, quit: &Notify) -> std::io::Result<ExitStatus> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+/// SIGTERM and SIGINT, caught from now on (before Envoy starts: as PID 1 in a container, an
+/// uncaught SIGTERM would be ignored).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn catch() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn wait_forwarding_signals(
+    child: &mut Child,
+    quit: &Notify,
+    signals: Signals,
+) -> std::io::Result<ExitStatus> {
+    let Signals { mut term, mut int } = signals;
     loop {
         tokio::select! {
             status = child.wait() => return status,
