@@ -586,7 +586,8 @@ fn sidecar_intercepts_inbound_and_outbound_in_a_pod_like_namespace() {
         curl(&pod, "http://10.99.0.2:8080/").0 == 200
             && curl(&client, "http://10.99.0.1:9090/").0 == 200
     });
-    // As if productpage's sidecar called this pod as `reviews:9080` (the stand-in's peer header).
+    // As if productpage's sidecar called this pod as `reviews:9080` (the stand-in's peer header);
+    // the destination service is the pod's own (canonical `app-v1`: no labels file here).
     let as_reviews = ["-H", "Host: reviews:9080", "-H", SOURCE_AS_PRODUCTPAGE];
     let inbound_counter = "http.inbound_15006.downstream_rq_completed";
     let (text, inbound) = counted_request(
@@ -637,7 +638,7 @@ fn istio_requests_total_counts_both_directions(client: &Netns) {
     loop {
         let last = curl(client, "http://10.99.0.2:15020/stats/prometheus").1;
         let dest = [
-            "destination_service=\"reviews.default.svc.cluster.local\"",
+            "destination_service=\"app-v1.default.svc.cluster.local\"",
             "destination_workload=\"app-v1\"",
             "response_code=\"200\"",
         ];

@@ -10,8 +10,10 @@
 //!   authority, the peer header, duration), next to its bootstrap;
 //! - at each scrape of 15020's `/stats/prometheus`, the agent reads the new lines and serves the
 //!   counters with Istio's metric names and labels (`reporter="destination"` for inbound,
-//!   `"source"` for outbound). `destination_service` is the request's authority made a
-//!   cluster-local FQDN (`details:9080` → `details.<ns>.svc.cluster.local`), as Istio reports it.
+//!   `"source"` for outbound). `destination_service` is, inbound, this workload's canonical
+//!   service as a cluster-local FQDN (Istio takes the Service the inbound cluster serves; the
+//!   Host header through a gateway is whatever the client sent), and outbound, the request's
+//!   authority made a cluster-local FQDN (`details:9080` → `details.<ns>.svc.cluster.local`).
 //!
 //! Labels this stand-in cannot know are `unknown` (principals: there is no mTLS) or `-`.
 
@@ -211,14 +213,25 @@ impl Telemetry {
             other => other.to_string(),
         };
         let peer = |k: &str| Workload::from_header(&text(k)).unwrap_or_else(Workload::unknown);
-        let (reporter, source, destination) = match text("direction").as_str() {
-            "inbound" => ("destination", peer("source"), self.me.clone()),
-            "outbound" => ("source", self.me.clone(), peer("peer")),
+        let own_service = || service_fqdn(&self.me.canonical_service, &self.me.namespace);
+        let (reporter, source, destination, service) = match text("direction").as_str() {
+            "inbound" => (
+                "destination",
+                peer("source"),
+                self.me.clone(),
+                own_service(),
+            ),
+            "outbound" => (
+                "source",
+                self.me.clone(),
+                peer("peer"),
+                service_fqdn(&text("authority"), &self.me.namespace),
+            ),
             _ => return None,
         };
         let key = Key {
             reporter,
-            destination_service: service_fqdn(&text("authority"), &self.me.namespace),
+            destination_service: service,
             source,
             destination,
             response_code: text("code"),
@@ -393,7 +406,7 @@ mod tests {
         assert_eq!(t.scrape(), "", "no log yet, no series");
         let reviews = workload("reviews-v2", "reviews", "v2").header_value();
         let lines = format!(
-            "{{\"direction\":\"inbound\",\"code\":200,\"authority\":\"productpage:9080\",\"source\":null,\"peer\":null,\"duration\":7,\"flags\":\"-\"}}\n\
+            "{{\"direction\":\"inbound\",\"code\":200,\"authority\":\"127.0.0.1:41234\",\"source\":null,\"peer\":null,\"duration\":7,\"flags\":\"-\"}}\n\
              {{\"direction\":\"outbound\",\"code\":200,\"authority\":\"reviews:9080\",\"source\":null,\"peer\":\"{reviews}\",\"duration\":30,\"flags\":\"-\"}}\n\
              {{\"direction\":\"inbound\",\"code\":200,\"authority\":\"productpage:9080\""
         );
