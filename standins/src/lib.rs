@@ -8,5 +8,6 @@
 //! file it follows. They are packed into images under Istio's real image names by
 //! `fixtures/standins/build-images` and loaded into the lab node.
 #![warn(missing_docs)]
+pub mod agent;
 pub mod istioctl;
 pub mod istiod;

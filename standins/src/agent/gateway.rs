@@ -1,0 +1,303 @@
+//! STAND-IN for the routes istiod would push to a gateway over xDS (RDS and CDS, built by
+//! `pilot/pkg/networking/core/gateway.go` from Gateway and VirtualService resources). Without
+//! xDS, the gateway's Envoy reads its routes and clusters from two files in its config
+//! directory, watched by Envoy (`path_config_source` with `watched_directory`): replacing them
+//! (write, then rename into the directory) changes the routes without restarting Envoy.
+//!
+//! Until something writes routes, the files route every request to a 404. Translating
+//! Gateway/VirtualService is a later step (the agent has no xDS and no API access); the hook for
+//! it is [`follow`]: with `STANDIN_GATEWAY_ROUTES_URL=http://host:port/path` set, the agent polls
+//! that URL every 2 s for a JSON list of routes and rewrites the files when it changes:
+//!
+//! ```json
+//! [{"hosts": ["*"], "match": {"exact": "/productpage"},
+//!   "host": "productpage.default.svc.cluster.local", "port": 9080}]
+//! ```
+//!
+//! (`match` is `{"exact": P}` or `{"prefix": P}`; istiod's stand-in could serve this from the
+//! Gateway and VirtualService resources it can read.)
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The gateway's HTTP route configuration name (Istio's for port 8080).
+pub const ROUTE_NAME: &str = "http.8080";
+/// File holding the RouteConfiguration.
+pub const RDS_FILE: &str = "gateway-rds.json";
+/// File holding the clusters the routes use.
+pub const CDS_FILE: &str = "gateway-cds.json";
+
+/// How a route matches the path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum PathMatch {
+    /// The path is exactly this.
+    Exact(String),
+    /// The path starts with this.
+    Prefix(String),
+}
+
+/// One VirtualService HTTP route, reduced to what Bookinfo's gateway uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRoute {
+    /// The VirtualService's hosts (`*` for any).
+    pub hosts: Vec<String>,
+    /// The path match.
+    #[serde(rename = "match")]
+    pub path: PathMatch,
+    /// Destination host (e.g. `productpage.default.svc.cluster.local`), resolved by Envoy's DNS.
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+}
+
+impl GatewayRoute {
+    /// Istio's cluster name for the destination: `outbound|<port>||<host>`.
+    pub fn cluster(&self) -> String {
+        format!("outbound|{}||{}", self.port, self.host)
+    }
+}
+
+/// An Envoy config source reading `file` (in `dir`, which Envoy watches for renames).
+pub fn config_source(dir: &str, file: &str) -> Value {
+    json!({
+        "path_config_source": { "path": format!("{dir}/{file}"), "watched_directory": { "path": dir } },
+        "resource_api_version": "V3"
+    })
+}
+
+fn route_json(route: &GatewayRoute) -> Value {
+    let matcher = match &route.path {
+        PathMatch::Exact(p) => json!({ "path": p }),
+        PathMatch::Prefix(p) => json!({ "prefix": p }),
+    };
+    json!({ "match": matcher, "route": { "cluster": route.cluster(), "timeout": "0s" } })
+}
+
+/// The RouteConfiguration: one virtual host per distinct host list, then a catch-all 404 unless
+/// a route already covers `*`. `source_header` is the stand-in's peer header (name, value).
+pub fn route_configuration(routes: &[GatewayRoute], source_header: (&str, &str)) -> Value {
+    let mut groups: Vec<(Vec<String>, Vec<Value>)> = Vec::new();
+    for route in routes {
+        match groups.iter_mut().find(|(hosts, _)| *hosts == route.hosts) {
+            Some((_, list)) => list.push(route_json(route)),
+            None => groups.push((route.hosts.clone(), vec![route_json(route)])),
+        }
+    }
+    let mut vhosts: Vec<Value> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, (hosts, routes))| json!({ "name": format!("vhost-{i}"), "domains": hosts, "routes": routes }))
+        .collect();
+    if !groups
+        .iter()
+        .any(|(hosts, _)| hosts.iter().any(|h| h == "*"))
+    {
+        let not_found =
+            json!([{ "match": { "prefix": "/" }, "direct_response": { "status": 404 } }]);
+        vhosts.push(json!({ "name": "blackhole", "domains": ["*"], "routes": not_found }));
+    }
+    json!({ "resources": [{
+        "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        "name": ROUTE_NAME,
+        "virtual_hosts": vhosts,
+        "request_headers_to_add": [{ "header": { "key": source_header.0, "value": source_header.1 }, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD" }]
+    }]})
+}
+
+/// The clusters of the routes' destinations (STRICT_DNS, so service names resolve to their
+/// ClusterIPs and kube-proxy does the rest).
+pub fn clusters(routes: &[GatewayRoute]) -> Value {
+    let mut names: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for route in routes {
+        if names.contains(&route.cluster()) {
+            continue;
+        }
+        names.push(route.cluster());
+        let address =
+            json!({ "socket_address": { "address": route.host, "port_value": route.port } });
+        out.push(json!({
+            "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            "name": route.cluster(),
+            "type": "STRICT_DNS",
+            "dns_lookup_family": "V4_ONLY",
+            "connect_timeout": "10s",
+            "load_assignment": { "cluster_name": route.cluster(), "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address } }] }] }
+        }));
+    }
+    json!({ "resources": out })
+}
+
+/// Writes both files into `dir`, clusters first, each through a rename so Envoy sees whole files.
+pub fn write(
+    dir: &Path,
+    routes: &[GatewayRoute],
+    source_header: (&str, &str),
+) -> std::io::Result<()> {
+    replace(dir, CDS_FILE, &clusters(routes))?;
+    replace(dir, RDS_FILE, &route_configuration(routes, source_header))
+}
+
+fn replace(dir: &Path, file: &str, value: &Value) -> std::io::Result<()> {
+    let tmp: PathBuf = dir.join(format!(".{file}.tmp"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(value).expect("JSON values serialize"),
+    )?;
+    std::fs::rename(&tmp, dir.join(file))
+}
+
+/// What went wrong following the routes URL.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesError {
+    /// The URL is not `http://host:port/path`.
+    #[error("STANDIN_GATEWAY_ROUTES_URL={0:?} is not http://host:port/path")]
+    Url(String),
+    /// The host did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The request failed or did not answer 200.
+    #[error("GET {url}: {why}")]
+    Get {
+        /// The URL.
+        url: String,
+        /// What happened.
+        why: String,
+    },
+    /// The body is not a JSON list of routes.
+    #[error("GET {url}: not a JSON list of routes: {source}")]
+    Body {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// `http://host:port/path` split up.
+fn split_url(url: &str) -> Result<(String, u16, String), RoutesError> {
+    let bad = || RoutesError::Url(url.to_string());
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((
+        host.to_string(),
+        port.parse().map_err(|_| bad())?,
+        path.to_string(),
+    ))
+}
+
+/// One GET of the routes URL.
+pub async fn fetch(url: &str) -> Result<Vec<GatewayRoute>, RoutesError> {
+    let (host, port, path) = split_url(url)?;
+    let resolve = |source| RoutesError::Resolve {
+        host: host.clone(),
+        source,
+    };
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(resolve)?
+        .next()
+        .ok_or_else(|| resolve(std::io::Error::other("no address")))?;
+    let get = |why: String| RoutesError::Get {
+        url: url.to_string(),
+        why,
+    };
+    let (status, body) = super::status::request(hyper::Method::GET, addr, &path)
+        .await
+        .map_err(|e| get(e.to_string()))?;
+    if status != hyper::StatusCode::OK {
+        return Err(get(format!("answered {status}")));
+    }
+    serde_json::from_slice(&body).map_err(|source| RoutesError::Body {
+        url: url.to_string(),
+        source,
+    })
+}
+
+/// Polls `url` every 2 s forever, rewriting the files in `dir` when the routes change; errors
+/// are logged and the last good routes stay.
+pub async fn follow(url: String, dir: PathBuf, source_header: (&'static str, String)) {
+    let mut current: Option<Vec<GatewayRoute>> = None;
+    loop {
+        match fetch(&url).await {
+            Ok(routes) if current.as_ref() != Some(&routes) => {
+                match write(&dir, &routes, (source_header.0, &source_header.1)) {
+                    Ok(()) => eprintln!(
+                        "pilot-agent STAND-IN: gateway routes updated ({} routes) from {url}",
+                        routes.len()
+                    ),
+                    Err(e) => eprintln!(
+                        "pilot-agent STAND-IN: writing gateway routes in {}: {e}",
+                        dir.display()
+                    ),
+                }
+                current = Some(routes);
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("pilot-agent STAND-IN: gateway routes: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookinfo_gateway_routes_become_one_virtual_host_and_istio_cluster_names() {
+        let route = |path| GatewayRoute {
+            hosts: vec!["*".into()],
+            path,
+            host: "productpage.default.svc.cluster.local".into(),
+            port: 9080,
+        };
+        let routes = [
+            route(PathMatch::Exact("/productpage".into())),
+            route(PathMatch::Prefix("/static".into())),
+        ];
+        let rds = route_configuration(&routes, ("x-h", "v"));
+        let vhosts = rds["resources"][0]["virtual_hosts"].as_array().unwrap();
+        assert_eq!(vhosts.len(), 1, "a `*` route needs no catch-all");
+        assert_eq!(vhosts[0]["routes"][0]["match"]["path"], "/productpage");
+        assert_eq!(
+            vhosts[0]["routes"][1]["route"]["cluster"],
+            "outbound|9080||productpage.default.svc.cluster.local"
+        );
+        let cds = clusters(&routes);
+        assert_eq!(
+            cds["resources"].as_array().unwrap().len(),
+            1,
+            "one cluster per destination"
+        );
+        let parsed: Vec<GatewayRoute> = serde_json::from_str(
+            r#"[{"hosts":["*"],"match":{"exact":"/productpage"},"host":"productpage.default.svc.cluster.local","port":9080},
+                {"hosts":["*"],"match":{"prefix":"/static"},"host":"productpage.default.svc.cluster.local","port":9080}]"#,
+        )
+        .unwrap();
+        assert_eq!(parsed, routes, "the routes URL's JSON");
+        assert_eq!(
+            split_url("http://istiod.istio-system:15014/r?gw=1")
+                .unwrap()
+                .2,
+            "/r?gw=1"
+        );
+        assert!(split_url("https://x:1/").is_err() && split_url("http://x/").is_err());
+        let empty = route_configuration(&[], ("x-h", "v"));
+        assert_eq!(
+            empty["resources"][0]["virtual_hosts"][0]["routes"][0]["direct_response"]["status"],
+            404
+        );
+    }
+}
