@@ -8,3 +8,4 @@
 //! file it follows. They are packed into images under Istio's real image names by
 //! `fixtures/standins/build-images` and loaded into the lab node.
 #![warn(missing_docs)]
+pub mod bookinfo;
