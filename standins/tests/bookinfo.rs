@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use harness::probes::bookinfo::{ReviewsVersion, reviews_version};
 use scraper::{Html, Selector};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -206,7 +207,12 @@ async fn front(version: &str, ratings: &App, details: &App) -> (App, App, [Seen;
 #[tokio::test]
 async fn the_page_per_reviews_version_with_headers_on_every_hop() {
     let (ratings, details) = backends().await;
-    for (version, colour) in [("v1", None), ("v2", Some("black")), ("v3", Some("red"))] {
+    let versions = [
+        ("v1", None, ReviewsVersion::V1),
+        ("v2", Some("black"), ReviewsVersion::V2),
+        ("v3", Some("red"), ReviewsVersion::V3),
+    ];
+    for (version, colour, read_as) in versions {
         let (productpage, _reviews, [to_details, to_reviews, to_ratings]) =
             front(version, &ratings, &details).await;
         let mut headers = TRACE.to_vec();
@@ -230,6 +236,11 @@ async fn the_page_per_reviews_version_with_headers_on_every_hop() {
             Some(c) => vec![(5, Some(c.to_string())), (4, Some(c.to_string()))],
         };
         assert_eq!(stars(&doc), want, "{version}");
+        assert_eq!(
+            reviews_version(&html),
+            Some(read_as),
+            "the harness reads {version}"
+        );
 
         assert_propagated("productpage -> details", &to_details);
         assert_propagated("productpage -> reviews", &to_reviews);
@@ -270,6 +281,7 @@ async fn the_page_degrades_like_the_real_one() {
     assert!(html.contains("Error fetching product reviews!"));
     assert!(html.contains("Sorry, product reviews are currently unavailable for this book."));
     assert!(!html.contains("<dl>"));
+    assert_eq!(reviews_version(&html), Some(ReviewsVersion::Unavailable));
 
     // reviews v3 whose ratings is down: reviews shown, each with the ratings error.
     let reviews = start(&["reviews", "v3"], &[("BOOKINFO_RATINGS_URL", down)]).await;
