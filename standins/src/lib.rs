@@ -9,5 +9,6 @@
 //! `fixtures/standins/build-images` and loaded into the lab node.
 #![warn(missing_docs)]
 pub mod agent;
+pub mod bookinfo;
 pub mod istioctl;
 pub mod istiod;
