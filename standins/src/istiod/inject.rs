@@ -273,6 +273,7 @@ fn init_container(inj: &Injection) -> Value {
         "name": "istio-init",
         "image": inj.proxy_image,
         "args": args,
+        "env": [release_env(inj)],
         "resources": {"limits": {"cpu": "2", "memory": "1Gi"}, "requests": {"cpu": "10m", "memory": "40Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": false, "privileged": false,
@@ -379,8 +380,17 @@ fn proxy_env(
             "kubernetes://apis/apps/v1/namespaces/{namespace}/deployments/{workload}")}),
         json!({"name": "ISTIO_META_MESH_ID", "value": "cluster.local"}),
         json!({"name": "TRUST_DOMAIN", "value": "cluster.local"}),
+        release_env(inj),
     ]);
     env
+}
+
+/// STAND-IN DIFFERENCE: Istio's proxyv2 image sets `ISTIO_META_ISTIO_VERSION` as an image ENV
+/// (pilot/docker/Dockerfile.proxyv2, `ENV ISTIO_META_ISTIO_VERSION=$proxy_version`); the
+/// stand-in proxy image is one image tagged for every release, so the injector passes the
+/// release on the containers it adds (pilot-agent picks its iptables rule flavor from it).
+fn release_env(inj: &Injection) -> Value {
+    json!({"name": "ISTIO_META_ISTIO_VERSION", "value": inj.version.to_string()})
 }
 
 /// (name, the volume) of the template's volumes for the default values.
