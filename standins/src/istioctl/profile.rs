@@ -94,6 +94,10 @@ impl Install {
         let sel = json!({"app": "istiod", "istio.io/rev": self.revision});
         let mut pod_labels = sel.clone();
         pod_labels["istio"] = json!("pilot");
+        // As in istio-discovery's deployment.yaml: the label (not only the annotation) keeps
+        // the injector's object selector (`sidecar.istio.io/inject NotIn [false]`) off its own
+        // pod, which could not otherwise be created while the webhook has no endpoint.
+        pod_labels["sidecar.istio.io/inject"] = json!("false");
         vec![
             json!({"apiVersion": "v1", "kind": "ServiceAccount",
                 "metadata": {"name": name, "namespace": NS, "labels": labels}}),
@@ -205,6 +209,7 @@ impl Install {
         let mut pod_labels = sel.clone();
         pod_labels["service.istio.io/canonical-name"] = json!(name);
         pod_labels["istio.io/rev"] = json!(self.revision);
+        pod_labels["sidecar.istio.io/inject"] = json!("false"); // as the gateway charts do
         let sa = format!("{name}-service-account");
         let ports: Vec<Value> = if ingress {
             vec![
@@ -410,5 +415,49 @@ mod tests {
             m["defaultConfig"]["discoveryAddress"],
             "istiod.istio-system.svc:15012"
         );
+    }
+
+    /// A pod label set matched by a selector's `matchExpressions` (In, NotIn, Exists, DoesNotExist).
+    fn selects(sel: &Value, labels: &Value) -> bool {
+        sel["matchExpressions"].as_array().into_iter().flatten().all(|e| {
+            let v = labels.get(e["key"].as_str().unwrap());
+            let listed = |v: &Value| e["values"].as_array().is_some_and(|l| l.contains(v));
+            match e["operator"].as_str().unwrap() {
+                "In" => v.is_some_and(listed),
+                "NotIn" => !v.is_some_and(listed),
+                "Exists" => v.is_some(),
+                _ => v.is_none(),
+            }
+        })
+    }
+
+    #[test]
+    fn no_webhook_selects_the_control_planes_own_pods() {
+        // Otherwise istiod's pod waits for the webhook it serves (failurePolicy Fail).
+        for rev in ["default", "canary"] {
+            let objs = demo("1.30.3", rev).objects();
+            let hooks: Vec<&Value> = objs
+                .iter()
+                .filter(|o| o["kind"] == "MutatingWebhookConfiguration")
+                .flat_map(|o| o["webhooks"].as_array().unwrap())
+                .collect();
+            assert!(hooks.iter().any(|h| h.get("objectSelector").is_some()));
+            for d in objs.iter().filter(|o| o["kind"] == "Deployment") {
+                let labels = &d["spec"]["template"]["metadata"]["labels"];
+                for h in &hooks {
+                    assert!(
+                        !selects(&h["objectSelector"], labels),
+                        "{} selects {}",
+                        h["name"],
+                        d["metadata"]["name"]
+                    );
+                }
+            }
+        }
+        let labels = json!({"app": "productpage", "istio.io/rev": "canary"});
+        let objs = demo("1.30.3", "canary").objects();
+        let hook = &find(&objs, "MutatingWebhookConfiguration", "istio-sidecar-injector-canary")
+            ["webhooks"][1];
+        assert!(selects(&hook["objectSelector"], &labels), "a revision-labelled pod is selected");
     }
 }
