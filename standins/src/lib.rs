@@ -12,3 +12,4 @@ pub mod agent;
 pub mod bookinfo;
 pub mod istioctl;
 pub mod istiod;
+pub mod reloader;

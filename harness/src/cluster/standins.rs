@@ -86,7 +86,67 @@ pub fn image_tags(release: &Release) -> Vec<(String, String)> {
         .join("samples/bookinfo/platform/kube/bookinfo.yaml");
     let text = std::fs::read_to_string(bookinfo).unwrap_or_default();
     tags.extend(bookinfo_images(&text));
+    for (manifest, repository, standin) in ADDON_IMAGES {
+        let text = std::fs::read_to_string(release.dir.join(manifest)).unwrap_or_default();
+        for image in manifest_images(&text) {
+            let full = normalized(&image);
+            let repo = full.rsplit_once(':').map_or(full.as_str(), |(r, _)| r);
+            if repo.ends_with(&format!("/{repository}")) && !tags.iter().any(|(_, t)| *t == full) {
+                tags.push((format!("istio-e2e.local/{standin}:1"), full));
+            }
+        }
+    }
     tags
+}
+
+/// (addon manifest in the release, image repository it names, the stand-in image): the
+/// programs of `samples/addons/*.yaml` the lab runs under the addon's own image names.
+pub const ADDON_IMAGES: &[(&str, &str, &str)] = &[
+    // Prometheus itself, built from its Go module (fixtures/standins/build-images).
+    (
+        "samples/addons/prometheus.yaml",
+        "prom/prometheus",
+        "standin-prometheus",
+    ),
+    // The config reloader next to it (1.12: configmap-reload; today: prometheus-config-reloader).
+    (
+        "samples/addons/prometheus.yaml",
+        "jimmidyson/configmap-reload",
+        "standin-config-reloader",
+    ),
+    (
+        "samples/addons/prometheus.yaml",
+        "prometheus-operator/prometheus-config-reloader",
+        "standin-config-reloader",
+    ),
+];
+
+/// Every `image:` value of a manifest, unquoted.
+pub fn manifest_images(manifest: &str) -> Vec<String> {
+    let re =
+        regex::Regex::new(r#"(?m)^\s*(?:-\s*)?image:\s*"?([^\s"]+)"?\s*$"#).expect("a valid regex");
+    re.captures_iter(manifest)
+        .map(|c| c[1].to_string())
+        .collect()
+}
+
+/// An image reference as containerd's CRI stores it: `prom/prometheus:v2.26.0` is
+/// `docker.io/prom/prometheus:v2.26.0`, `busybox` is `docker.io/library/busybox:latest`.
+pub fn normalized(image: &str) -> String {
+    let (first, rest) = image.split_once('/').unwrap_or(("", image));
+    let named = if first.is_empty() {
+        format!("docker.io/library/{rest}")
+    } else if first.contains(['.', ':']) || first == "localhost" {
+        image.to_string()
+    } else {
+        format!("docker.io/{image}")
+    };
+    let last = named.rsplit('/').next().unwrap_or_default();
+    if last.contains([':', '@']) {
+        named
+    } else {
+        format!("{named}:latest")
+    }
 }
 
 /// The stand-in of each Bookinfo image a manifest names (`image: .../examples-bookinfo-
@@ -131,6 +191,41 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn addon_images_are_named_as_containerd_stores_them() {
+        assert_eq!(
+            normalized("prom/prometheus:v2.26.0"),
+            "docker.io/prom/prometheus:v2.26.0"
+        );
+        assert_eq!(normalized("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            normalized("ghcr.io/prometheus-operator/prometheus-config-reloader:v0.89.0"),
+            "ghcr.io/prometheus-operator/prometheus-config-reloader:v0.89.0"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let addons = d.path().join("samples/addons");
+        std::fs::create_dir_all(&addons).unwrap();
+        std::fs::write(
+            addons.join("prometheus.yaml"),
+            "        - name: reload\n          image: \"jimmidyson/configmap-reload:v0.5.0\"\n\
+             \x20         image: \"prom/prometheus:v2.26.0\"\n",
+        )
+        .unwrap();
+        let rel = Release {
+            dir: d.path().into(),
+            version: "1.12.1".into(),
+        };
+        let tags = image_tags(&rel);
+        assert!(tags.contains(&(
+            "istio-e2e.local/standin-prometheus:1".into(),
+            "docker.io/prom/prometheus:v2.26.0".into()
+        )));
+        assert!(tags.contains(&(
+            "istio-e2e.local/standin-config-reloader:1".into(),
+            "docker.io/jimmidyson/configmap-reload:v0.5.0".into()
+        )));
     }
 
     #[test]

@@ -49,6 +49,17 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
+/// An empty Prometheus exposition: Prometheus 3 drops a scrape without a Content-Type, and
+/// the Prometheus addon scrapes istiod (its `prometheus.io/scrape` annotation).
+fn metrics() -> Response<Body> {
+    let mut r = reply(StatusCode::OK, "# stand-in istiod: no metrics\n");
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
 /// Serves the three listeners until one fails.
 pub async fn serve(state: Arc<State>, certs: Certs) -> Result<(), IstiodError> {
     let tls = tls_acceptor(&certs)?;
@@ -122,7 +133,7 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
     Ok(match path.as_str() {
         "/ready" if state.ready.load(Ordering::SeqCst) => reply(StatusCode::OK, ""),
         "/ready" => reply(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
-        "/metrics" => reply(StatusCode::OK, "# stand-in istiod: no metrics\n"),
+        "/metrics" => metrics(),
         p if p.starts_with("/inject") => match req.into_body().collect().await {
             Ok(b) => admit(&b.to_bytes(), &state).await,
             Err(e) => reply(StatusCode::BAD_REQUEST, format!("reading the request: {e}")),
