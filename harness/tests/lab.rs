@@ -6,6 +6,8 @@
 //! Each trial is reported as ignored, with the reason, when the lab cannot run here (no Docker
 //! or the image is not built); with `ISTIO_E2E_REQUIRE=1` (as in CI) it fails instead.
 
+#[path = "lab/mesh.rs"]
+mod mesh;
 #[path = "support/release.rs"]
 mod release;
 
@@ -64,6 +66,15 @@ fn node(purpose: &str) -> Result<(kube::Client, ClusterInfo), Failed> {
 
 /// A node of `version` for `purpose`, started on first use (one per purpose and version).
 fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo), Failed> {
+    node_with_istio(purpose, version, None)
+}
+
+/// [`node_on`], the node started with the stand-in images tagged for `istio` when given.
+fn node_with_istio(
+    purpose: &str,
+    version: LabNode,
+    istio: Option<harness::cluster::standins::Release>,
+) -> Result<(kube::Client, ClusterInfo), Failed> {
     let purpose = format!("{purpose}-{}", version.minor.replace('.', "-"));
     let mut nodes = NODES.lock().unwrap();
     if let Some((_, _, info)) = nodes.iter().find(|(p, _, _)| *p == purpose) {
@@ -80,7 +91,7 @@ fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo
             eprintln!("teardown of an earlier lab node: {e}");
         }
     }
-    let (lab, info) = start_node(&purpose, version)?;
+    let (lab, info) = start_node(&purpose, version, istio)?;
     let client = RT
         .block_on(harness::kubeops::client_for(&info.kubeconfig, None))
         .map_err(|e| e.to_string())?;
@@ -90,13 +101,18 @@ fn node_on(purpose: &str, version: LabNode) -> Result<(kube::Client, ClusterInfo
 
 /// Starts a node for `purpose`; a start that failed in a way that may pass on a second try
 /// (a node slow to become Ready on a loaded machine) is tried once more, after saying why.
-fn start_node(purpose: &str, version: LabNode) -> Result<(Lab, ClusterInfo), Failed> {
+fn start_node(
+    purpose: &str,
+    version: LabNode,
+    istio: Option<harness::cluster::standins::Release>,
+) -> Result<(Lab, ClusterInfo), Failed> {
     for attempt in 1..=2 {
         let mut lab = Lab::for_version(Some(version.minor.to_string()));
         let dir = tempfile::tempdir().unwrap().keep();
         let req = ClusterRequest {
             run_id: format!("labtest-{purpose}-{}-{attempt}", std::process::id()),
             artifacts: dir,
+            istio: istio.clone(),
             ..Default::default()
         };
         match RT.block_on(lab.create(&req)) {
@@ -122,6 +138,22 @@ fn lab_trial_on(name: &str, version: Option<&'static str>, f: fn() -> Result<(),
     Trial::ignorable_test(name, move || {
         let lab = Lab::for_version(version.map(String::from));
         if let Some(why) = harness::matrix::runnable_here("the lab", lab.check())? {
+            return Ok(Completion::ignored_with(why));
+        }
+        f().map(|_| Completion::Completed)
+    })
+    .with_kind("lab")
+}
+
+/// A lab trial that also needs the stand-in images (the mesh trials).
+fn mesh_trial(name: &str, f: fn() -> Result<(), Failed>) -> Trial {
+    Trial::ignorable_test(name, move || {
+        let lab = Lab::for_version(None);
+        if let Some(why) = harness::matrix::runnable_here("the lab", lab.check())? {
+            return Ok(Completion::ignored_with(why));
+        }
+        let standins = mesh::cannot_run().map_or(Ok(()), Err);
+        if let Some(why) = harness::matrix::runnable_here("the mesh trials", standins)? {
             return Ok(Completion::ignored_with(why));
         }
         f().map(|_| Completion::Completed)
@@ -1421,6 +1453,18 @@ fn main() -> std::process::ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let trials = vec![
+        mesh_trial(
+            "lab::mesh::injection_follows_the_namespace_label",
+            mesh::injection_follows_the_namespace_label,
+        ),
+        mesh_trial(
+            "lab::mesh::a_request_is_counted_by_the_destination_sidecar",
+            mesh::a_request_is_counted_by_the_destination_sidecar,
+        ),
+        mesh_trial(
+            "lab::mesh::envoy_failing_readiness_is_named_by_the_wait",
+            mesh::envoy_failing_readiness_is_named_by_the_wait,
+        ),
         lab_trial(
             "lab::real_istio_samples_apply_and_image_pulls_fail_clearly",
             real_istio_samples_apply_and_image_pulls_fail_clearly,

@@ -9,6 +9,7 @@ pub mod flags;
 pub mod gateway;
 pub mod iptables;
 pub mod proxy;
+pub mod request;
 pub mod status;
 pub mod telemetry;
 
@@ -21,6 +22,9 @@ pub enum AgentError {
     /// `proxy` failed.
     #[error(transparent)]
     Proxy(#[from] proxy::ProxyError),
+    /// `request` failed.
+    #[error(transparent)]
+    Request(#[from] request::RequestError),
     /// No or an unknown subcommand.
     #[error(
         "pilot-agent STAND-IN: unknown command {0:?}: expected `istio-iptables [flags]`, \
@@ -59,9 +63,7 @@ fn dispatch(argv: &[String]) -> Result<i32, AgentError> {
         }
         "proxy" => Ok(proxy::run(rest)?),
         "wait" => Ok(proxy::wait(rest)?),
-        // `pilot-agent request POST drain` (the native sidecar's preStop hook): the stand-in
-        // has no graceful drain (Envoy stops on SIGTERM, which comes next), so it succeeds at once.
-        "request" => Ok(0),
+        "request" => Ok(request::run(rest)?),
         other => Err(AgentError::UnknownCommand(other.to_string())),
     }
 }
