@@ -12,4 +12,5 @@ pub mod agent;
 pub mod bookinfo;
 pub mod istioctl;
 pub mod istiod;
+pub mod jaeger_v1;
 pub mod reloader;

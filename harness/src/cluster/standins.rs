@@ -119,6 +119,18 @@ pub const ADDON_IMAGES: &[(&str, &str, &str)] = &[
         "prometheus-operator/prometheus-config-reloader",
         "standin-config-reloader",
     ),
+    // Jaeger v2 built from its Go module; 1.x's all-in-one through the stand-in that turns its
+    // environment into Jaeger v2's config.
+    (
+        "samples/addons/jaeger.yaml",
+        "jaegertracing/jaeger",
+        "standin-jaeger",
+    ),
+    (
+        "samples/addons/jaeger.yaml",
+        "jaegertracing/all-in-one",
+        "standin-jaeger-all-in-one",
+    ),
 ];
 
 /// Every `image:` value of a manifest, unquoted.

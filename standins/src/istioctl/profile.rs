@@ -305,6 +305,8 @@ pub fn merge(base: &mut Value, over: &Value) {
                 merge(b.entry(k.clone()).or_insert(Value::Null), v);
             }
         }
+        // No `--set meshConfig...` at all is `null`: nothing to override.
+        (_, Value::Null) => {}
         (b, o) => *b = o.clone(),
     }
 }
@@ -401,6 +403,12 @@ mod tests {
 
     #[test]
     fn the_mesh_config_traces_to_zipkin_before_1_22_only_and_takes_the_sets() {
+        let mut plain = demo("1.12.1", "default");
+        plain.mesh = Value::Null; // `istioctl install` with no --set
+        assert_eq!(
+            plain.mesh_config()["defaultConfig"]["tracing"]["zipkin"]["address"],
+            "zipkin.istio-system:9411"
+        );
         let old = demo("1.12.1", "default").mesh_config();
         assert_eq!(
             old["defaultConfig"]["tracing"]["zipkin"]["address"],

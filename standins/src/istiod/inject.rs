@@ -89,6 +89,27 @@ pub struct Injection {
     pub revision: String,
     /// `meshConfig.defaultConfig` as JSON (the proxy's `PROXY_CONFIG`).
     pub proxy_config: Value,
+    /// The OpenTelemetry collector (`host:port`) traces go to, see [`otlp_tracing`].
+    pub otlp_tracing: Option<String>,
+}
+
+/// STAND-IN DIFFERENCE: where Istio >= 1.22 sends spans when the mesh config names an
+/// `opentelemetry` extension provider and tracing is on. Real istiod pushes the tracer to
+/// Envoy over xDS once a `Telemetry` resource selects the provider (pilot/pkg/networking/core/
+/// tracing.go); the stand-in has no xDS, so it configures the provider at injection, whether
+/// or not a Telemetry resource exists yet (bookinfo-demo applies one right after).
+pub fn otlp_tracing(mesh: &Value) -> Option<String> {
+    if mesh["enableTracing"] == json!(false) {
+        return None;
+    }
+    mesh["extensionProviders"].as_array()?.iter().find_map(|p| {
+        let o = &p["opentelemetry"];
+        Some(format!(
+            "{}:{}",
+            o["service"].as_str()?,
+            o["port"].as_u64()?
+        ))
+    })
 }
 
 /// Why a pod is left alone (`pkg/kube/inject/inject.go`, `injectRequired`).
@@ -382,6 +403,9 @@ fn proxy_env(
         json!({"name": "TRUST_DOMAIN", "value": "cluster.local"}),
         release_env(inj),
     ]);
+    if let Some(otlp) = &inj.otlp_tracing {
+        env.push(json!({"name": "STANDIN_TRACING_OTLP_ADDRESS", "value": otlp}));
+    }
     env
 }
 
@@ -492,6 +516,7 @@ mod tests {
             native,
             revision: "default".into(),
             proxy_config: json!({"tracing": {"zipkin": {"address": "zipkin.istio-system:9411"}}}),
+            otlp_tracing: None,
         }
     }
 
@@ -655,5 +680,20 @@ mod tests {
         );
         assert!(NativeSidecars::from_env(Some("yes"), &v("1.30.3")).is_err());
         assert!("v1.33.0".parse::<IstioVersion>().unwrap().at_least(1, 33));
+    }
+
+    #[test]
+    fn an_opentelemetry_provider_is_where_spans_go_unless_tracing_is_off() {
+        let mesh = json!({"enableTracing": true, "extensionProviders": [
+            {"name": "jaeger", "opentelemetry": {
+                "service": "jaeger-collector.istio-system.svc.cluster.local", "port": 4317}}]});
+        assert_eq!(
+            otlp_tracing(&mesh).as_deref(),
+            Some("jaeger-collector.istio-system.svc.cluster.local:4317")
+        );
+        assert_eq!(otlp_tracing(&json!({"defaultConfig": {}})), None);
+        let mut off = mesh.clone();
+        off["enableTracing"] = json!(false);
+        assert_eq!(otlp_tracing(&off), None);
     }
 }

@@ -187,12 +187,14 @@ async fn injection(state: &State) -> Result<Injection, IstiodError> {
         NativeSidecars::Off => false,
         NativeSidecars::Auto => every_kubelet_at_least(&state.client, 1, 33).await?,
     };
+    let mesh = mesh_config(&state.client, s).await?;
     Ok(Injection {
         version: s.version,
         proxy_image: s.proxy_image.clone(),
         native,
         revision: s.revision.clone(),
-        proxy_config: proxy_config(&state.client, s).await?,
+        proxy_config: mesh["defaultConfig"].clone(),
+        otlp_tracing: inject::otlp_tracing(&mesh),
     })
 }
 
@@ -219,9 +221,9 @@ async fn every_kubelet_at_least(
         }))
 }
 
-/// `meshConfig.defaultConfig` from the `istio` ConfigMap's `mesh` key (what istiod merges into
-/// every proxy's `PROXY_CONFIG`); `{}` when there is none.
-async fn proxy_config(client: &kube::Client, s: &Settings) -> Result<Value, IstiodError> {
+/// The mesh config, the `istio` ConfigMap's `mesh` key (its `defaultConfig` is what istiod
+/// merges into every proxy's `PROXY_CONFIG`); `{"defaultConfig": {}}` when there is none.
+async fn mesh_config(client: &kube::Client, s: &Settings) -> Result<Value, IstiodError> {
     let name = if s.revision == "default" {
         "istio".to_string()
     } else {
@@ -236,9 +238,12 @@ async fn proxy_config(client: &kube::Client, s: &Settings) -> Result<Value, Isti
         .and_then(|c| c.data)
         .and_then(|d| d.get("mesh").cloned())
         .unwrap_or_default();
-    let parsed: Value = serde_saphyr::from_str(&mesh).unwrap_or(Value::Null);
-    Ok(match parsed.get("defaultConfig") {
-        Some(d) => d.clone(),
-        None => json!({}),
-    })
+    let mut parsed: Value = serde_saphyr::from_str(&mesh).unwrap_or_else(|_| json!({}));
+    if !parsed.is_object() {
+        parsed = json!({});
+    }
+    if !parsed["defaultConfig"].is_object() {
+        parsed["defaultConfig"] = json!({});
+    }
+    Ok(parsed)
 }
