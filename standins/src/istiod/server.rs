@@ -1,29 +1,45 @@
 //! The stand-in istiod's listeners: the injection webhook over TLS on 15017 (`/inject`, the
 //! path Istio's webhook configuration calls), readiness on 8080 (`/ready`, the probe of
 //! istiod's Deployment), and 15014 (`/metrics`, its monitoring port) answering a stand-in line.
+//! The plain-HTTP ports also serve a gateway's routes in place of xDS (see [`ROUTES_PATH`]);
+//! the gateways reach them through the `istiod` Service's 15014 (`http-monitoring`, where real
+//! istiod serves its `/debug` endpoints), so the Service keeps Istio's ports.
 
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::cert::Certs;
 use super::inject::{self, Injection, NativeSidecars};
+use super::networking::Watches;
+use super::routes::{self, Proxy};
 use super::{IstiodError, Settings};
+
+/// Where a gateway asks for its routes: `GET /standin/gateway-routes?namespace=NS&pod=POD`
+/// (the gateway pod; its labels are read from the apiserver) or `...&labels=k=v,k=v` instead
+/// of `pod`; `&port=P` is the listener's port (8080 when absent). Answers the JSON list of
+/// routes the stand-in pilot-agent reads (`crate::agent::gateway`), or 503 until the watches
+/// have listed everything.
+pub const ROUTES_PATH: &str = "/standin/gateway-routes";
 
 /// What the handlers share.
 pub struct State {
     settings: Settings,
     client: kube::Client,
     ready: AtomicBool,
+    watches: OnceLock<Watches>,
+    /// The last notes logged per gateway, so each change is logged once.
+    notes: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl State {
@@ -33,11 +49,17 @@ impl State {
             settings,
             client,
             ready: AtomicBool::new(false),
+            watches: OnceLock::new(),
+            notes: Mutex::new(HashMap::new()),
         }
     }
     /// The webhook's CA is in place: `/ready` answers 200.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+    }
+    /// The stores gateway routes are computed from (set once).
+    pub fn set_watches(&self, watches: Watches) {
+        let _ = self.watches.set(watches);
     }
 }
 
@@ -123,12 +145,121 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Bo
         "/ready" if state.ready.load(Ordering::SeqCst) => reply(StatusCode::OK, ""),
         "/ready" => reply(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
         "/metrics" => reply(StatusCode::OK, "# stand-in istiod: no metrics\n"),
+        ROUTES_PATH => gateway_routes(req.uri().query().unwrap_or(""), &state).await,
         p if p.starts_with("/inject") => match req.into_body().collect().await {
             Ok(b) => admit(&b.to_bytes(), &state).await,
             Err(e) => reply(StatusCode::BAD_REQUEST, format!("reading the request: {e}")),
         },
         _ => reply(StatusCode::NOT_FOUND, "not found"),
     })
+}
+
+/// Which gateway asks, from the query string.
+#[derive(Debug, PartialEq, Eq)]
+struct RoutesQuery {
+    namespace: String,
+    who: Who,
+    port: u32,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Who {
+    Pod(String),
+    Labels(BTreeMap<String, String>),
+}
+
+fn parse_routes_query(query: &str) -> Result<RoutesQuery, String> {
+    let params: HashMap<&str, &str> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let namespace = params.get("namespace").ok_or("namespace= is missing")?;
+    let who = match (params.get("pod"), params.get("labels")) {
+        (Some(pod), _) => Who::Pod(pod.to_string()),
+        (None, Some(labels)) => Who::Labels(
+            labels
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect::<Option<_>>()
+                .ok_or(format!("labels={labels} is not k=v,k=v"))?,
+        ),
+        (None, None) => return Err("pod= or labels= is missing".into()),
+    };
+    let port = match params.get("port") {
+        Some(p) => p.parse().map_err(|_| format!("port={p} is not a port"))?,
+        None => 8080,
+    };
+    Ok(RoutesQuery {
+        namespace: namespace.to_string(),
+        who,
+        port,
+    })
+}
+
+/// Answers a gateway's routes ([`ROUTES_PATH`]).
+async fn gateway_routes(query: &str, state: &State) -> Response<Body> {
+    let q = match parse_routes_query(query) {
+        Ok(q) => q,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, format!("{ROUTES_PATH}: {e}\n")),
+    };
+    let Some(watches) = state.watches.get().filter(|w| w.known()) else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Gateways, VirtualServices and Services not listed yet\n",
+        );
+    };
+    let labels = match &q.who {
+        Who::Labels(l) => l.clone(),
+        Who::Pod(name) => {
+            let pods: Api<Pod> = Api::namespaced(state.client.clone(), &q.namespace);
+            match pods.get_opt(name).await {
+                Ok(Some(p)) => p.metadata.labels.unwrap_or_default().into_iter().collect(),
+                Ok(None) => {
+                    return reply(
+                        StatusCode::NOT_FOUND,
+                        format!("no pod {}/{name}\n", q.namespace),
+                    );
+                }
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_GATEWAY,
+                        format!("reading pod {}/{name}: {e}\n", q.namespace),
+                    );
+                }
+            }
+        }
+    };
+    let proxy = Proxy {
+        namespace: q.namespace.clone(),
+        labels,
+    };
+    let computed = routes::gateway_routes(&proxy, q.port, &watches.snapshot());
+    log_notes(
+        state,
+        &format!("{}/{:?}", q.namespace, q.who),
+        &computed.notes,
+    );
+    let body = serde_json::to_vec(&computed.routes).expect("routes serialize");
+    let mut r = reply(StatusCode::OK, body);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn log_notes(state: &State, gateway: &str, notes: &[String]) {
+    let mut last = state.notes.lock().unwrap_or_else(|e| e.into_inner());
+    if last.get(gateway).map(Vec::as_slice) != Some(notes) {
+        for n in notes {
+            tracing::warn!("gateway {gateway}: {n}");
+        }
+        last.insert(gateway.to_string(), notes.to_vec());
+    }
 }
 
 /// Answers one AdmissionReview (v1 or v1beta1, in the version asked).
