@@ -49,6 +49,14 @@ impl Install {
     fn image(&self, name: &str) -> String {
         format!("{}/{name}:{}", self.hub, self.tag)
     }
+    /// The stand-in istiod's gateway routes for the pod that reads it (its listener is 8080).
+    fn routes_url(&self) -> String {
+        format!(
+            "http://{}.{NS}.svc:15014{}?namespace=$(POD_NAMESPACE)&pod=$(POD_NAME)&port=8080",
+            self.istiod(),
+            crate::istiod::server::ROUTES_PATH
+        )
+    }
 
     /// Every object, in the order they are applied.
     pub fn objects(&self) -> Vec<Value> {
@@ -262,6 +270,10 @@ impl Install {
             json!({"name": "TRUST_DOMAIN", "value": "cluster.local"}),
             json!({"name": "ISTIO_META_UNPRIVILEGED_POD", "value": "true"}),
             json!({"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"}),
+            // Stand-in only, in place of xDS: where the agent polls the routes istiod computes
+            // from Gateways and VirtualServices for this pod (`$(...)` is expanded by the
+            // kubelet from the variables above; 15014 is the istiod Service's monitoring port).
+            json!({"name": "STANDIN_GATEWAY_ROUTES_URL", "value": self.routes_url()}),
         ];
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": NS, "labels": labels},
@@ -378,6 +390,51 @@ mod tests {
     }
 
     #[test]
+    fn gateways_poll_their_routes_from_istiod_which_may_read_gateways_and_virtual_services() {
+        let objs = demo("1.12.1", "default").objects();
+        for name in ["istio-ingressgateway", "istio-egressgateway"] {
+            let env = find(&objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+                ["env"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let pos = |n: &str| env.iter().position(|e| e["name"] == n).unwrap();
+            let url = &env[pos("STANDIN_GATEWAY_ROUTES_URL")]["value"];
+            assert_eq!(
+                url,
+                "http://istiod.istio-system.svc:15014/standin/gateway-routes?namespace=$(POD_NAMESPACE)&pod=$(POD_NAME)&port=8080"
+            );
+            assert!(
+                pos("POD_NAME") < pos("STANDIN_GATEWAY_ROUTES_URL")
+                    && pos("POD_NAMESPACE") < pos("STANDIN_GATEWAY_ROUTES_URL"),
+                "the kubelet expands $(VAR) only from variables defined before"
+            );
+        }
+        let svc = find(&objs, "Service", "istiod");
+        assert!(
+            svc["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["port"] == 15014)
+        );
+        let role = find(&objs, "ClusterRole", "istiod-clusterrole-istio-system");
+        let grants = |group: &str, resource: &str, verb: &str| {
+            role["rules"].as_array().unwrap().iter().any(|r| {
+                let has =
+                    |k: &str, v: &str| r[k].as_array().unwrap().iter().any(|x| x == v || x == "*");
+                has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+            })
+        };
+        for verb in ["get", "list", "watch"] {
+            for kind in ["gateways", "virtualservices"] {
+                assert!(grants("networking.istio.io", kind, verb), "{verb} {kind}");
+            }
+            assert!(grants("", "services", verb) && grants("", "pods", verb));
+        }
+    }
+
+    #[test]
     fn a_revision_has_its_own_istiod_and_webhook_and_no_gateways() {
         let objs = demo("1.30.3", "canary").objects();
         find(&objs, "Deployment", "istiod-canary");
@@ -419,16 +476,20 @@ mod tests {
 
     /// A pod label set matched by a selector's `matchExpressions` (In, NotIn, Exists, DoesNotExist).
     fn selects(sel: &Value, labels: &Value) -> bool {
-        sel["matchExpressions"].as_array().into_iter().flatten().all(|e| {
-            let v = labels.get(e["key"].as_str().unwrap());
-            let listed = |v: &Value| e["values"].as_array().is_some_and(|l| l.contains(v));
-            match e["operator"].as_str().unwrap() {
-                "In" => v.is_some_and(listed),
-                "NotIn" => !v.is_some_and(listed),
-                "Exists" => v.is_some(),
-                _ => v.is_none(),
-            }
-        })
+        sel["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|e| {
+                let v = labels.get(e["key"].as_str().unwrap());
+                let listed = |v: &Value| e["values"].as_array().is_some_and(|l| l.contains(v));
+                match e["operator"].as_str().unwrap() {
+                    "In" => v.is_some_and(listed),
+                    "NotIn" => !v.is_some_and(listed),
+                    "Exists" => v.is_some(),
+                    _ => v.is_none(),
+                }
+            })
     }
 
     #[test]
@@ -456,8 +517,14 @@ mod tests {
         }
         let labels = json!({"app": "productpage", "istio.io/rev": "canary"});
         let objs = demo("1.30.3", "canary").objects();
-        let hook = &find(&objs, "MutatingWebhookConfiguration", "istio-sidecar-injector-canary")
-            ["webhooks"][1];
-        assert!(selects(&hook["objectSelector"], &labels), "a revision-labelled pod is selected");
+        let hook = &find(
+            &objs,
+            "MutatingWebhookConfiguration",
+            "istio-sidecar-injector-canary",
+        )["webhooks"][1];
+        assert!(
+            selects(&hook["objectSelector"], &labels),
+            "a revision-labelled pod is selected"
+        );
     }
 }
