@@ -98,6 +98,27 @@ impl Watches {
         }
     }
 
+    /// Stores holding a fixed set of objects, known at once (for tests and tools that compute
+    /// routes without an apiserver).
+    pub fn fixed(
+        gateways: Vec<DynamicObject>,
+        virtual_services: Vec<DynamicObject>,
+        services: Vec<Service>,
+    ) -> Watches {
+        let dynamic = |kind: &str, objects: Vec<DynamicObject>| {
+            let gvk = GroupVersionKind::gvk(GROUP, FALLBACK_VERSION, kind);
+            fixed(
+                reflector::store::Writer::new(ApiResource::from_gvk(&gvk)),
+                objects,
+            )
+        };
+        Watches {
+            gateways: dynamic("Gateway", gateways),
+            virtual_services: dynamic("VirtualService", virtual_services),
+            services: fixed(reflector::store::Writer::default(), services),
+        }
+    }
+
     /// Every kind listed (or absent): the routes are the cluster's.
     pub fn known(&self) -> bool {
         self.gateways.known() && self.virtual_services.known() && self.services.known()
@@ -154,6 +175,22 @@ where
         }
     });
     Watched { store, known }
+}
+
+fn fixed<K>(mut writer: reflector::store::Writer<K>, objects: Vec<K>) -> Watched<K>
+where
+    K: reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for o in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(o));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    Watched {
+        store: writer.as_reader(),
+        known: Arc::new(AtomicBool::new(true)),
+    }
 }
 
 fn not_served(e: &watcher::Error) -> bool {

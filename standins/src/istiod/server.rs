@@ -362,3 +362,96 @@ async fn proxy_config(client: &kube::Client, s: &Settings) -> Result<Value, Isti
         None => json!({}),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::gateway::{self, PathMatch};
+    use kube::api::DynamicObject;
+
+    fn object(kind: &str, spec: Value) -> DynamicObject {
+        serde_json::from_value(json!({"apiVersion": "networking.istio.io/v1", "kind": kind,
+            "metadata": {"name": "bookinfo", "namespace": "default"}, "spec": spec}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_routes_query_names_the_gateway_by_pod_or_labels() {
+        let q = parse_routes_query("namespace=istio-system&pod=gw-1&port=8080").unwrap();
+        assert_eq!(q.who, Who::Pod("gw-1".into()));
+        let q = parse_routes_query("labels=istio=ingressgateway,app=x&namespace=n").unwrap();
+        assert_eq!((q.port, q.namespace.as_str()), (8080, "n"));
+        assert_eq!(
+            q.who,
+            Who::Labels(BTreeMap::from([
+                ("istio".into(), "ingressgateway".into()),
+                ("app".into(), "x".into())
+            ]))
+        );
+        assert!(parse_routes_query("pod=x").is_err());
+        assert!(parse_routes_query("namespace=n").is_err());
+        assert!(parse_routes_query("namespace=n&pod=x&port=http").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_gateway_reads_its_routes_over_http_once_the_objects_are_listed() {
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
+        // No apiserver: the labels form of the query does not call it; the pod form fails.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let settings = Settings {
+            namespace: "istio-system".into(),
+            revision: "default".into(),
+            version: "1.30.3".parse().unwrap(),
+            proxy_image: "proxyv2".into(),
+            native_sidecars: NativeSidecars::Off,
+        };
+        let state = Arc::new(State::new(settings, client));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(accept_loop(listener, None, state.clone()));
+        let url = format!(
+            "http://{addr}{ROUTES_PATH}?namespace=istio-system&labels=istio=ingressgateway&port=8080"
+        );
+        let early = gateway::fetch(&url).await.unwrap_err().to_string();
+        assert!(early.contains("503"), "not listed yet: {early}");
+
+        let gw = object(
+            "Gateway",
+            json!({"selector": {"istio": "ingressgateway"},
+            "servers": [{"port": {"number": 8080, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}),
+        );
+        let vs = object(
+            "VirtualService",
+            json!({"hosts": ["*"], "gateways": ["bookinfo"],
+            "http": [{"match": [{"uri": {"exact": "/productpage"}}],
+                      "route": [{"destination": {"host": "productpage", "port": {"number": 9080}}}]}]}),
+        );
+        state.set_watches(Watches::fixed(vec![gw], vec![vs], vec![]));
+        let routes = gateway::fetch(&url).await.unwrap();
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].path, PathMatch::Exact("/productpage".into()));
+        assert_eq!(
+            routes[0].cluster(),
+            "outbound|9080||productpage.default.svc.cluster.local"
+        );
+        let other = url.replace("ingressgateway", "egressgateway");
+        assert!(gateway::fetch(&other).await.unwrap().is_empty());
+        let by_pod = format!("http://{addr}{ROUTES_PATH}?namespace=istio-system&pod=gw-1");
+        let failed = gateway::fetch(&by_pod).await.unwrap_err().to_string();
+        assert!(
+            failed.contains("502"),
+            "the apiserver is unreachable: {failed}"
+        );
+        let bad = format!("http://{addr}{ROUTES_PATH}?pod=gw-1");
+        assert!(
+            gateway::fetch(&bad)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("400")
+        );
+    }
+}
