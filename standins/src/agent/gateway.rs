@@ -4,10 +4,11 @@
 //! directory, watched by Envoy (`path_config_source` with `watched_directory`): replacing them
 //! (write, then rename into the directory) changes the routes without restarting Envoy.
 //!
-//! Until something writes routes, the files route every request to a 404. Translating
-//! Gateway/VirtualService is a later step (the agent has no xDS and no API access); the hook for
-//! it is [`follow`]: with `STANDIN_GATEWAY_ROUTES_URL=http://host:port/path` set, the agent polls
-//! that URL every 2 s for a JSON list of routes and rewrites the files when it changes:
+//! Until something writes routes, the files route every request to a 404. The agent has no
+//! xDS and no API access: the stand-in istiod translates Gateway/VirtualService, and [`follow`]
+//! fetches the result: with `STANDIN_GATEWAY_ROUTES_URL=http://host:port/path` set (the stand-in
+//! istioctl sets it on the gateways), the agent polls that URL every 2 s for a JSON list of
+//! routes and rewrites the files when it changes:
 //!
 //! ```json
 //! [{"hosts": ["*"], "match": {"exact": "/productpage"},

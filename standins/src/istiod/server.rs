@@ -168,6 +168,15 @@ enum Who {
     Labels(BTreeMap<String, String>),
 }
 
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Pod(name) => write!(f, "pod {name}"),
+            Who::Labels(labels) => write!(f, "labels {labels:?}"),
+        }
+    }
+}
+
 fn parse_routes_query(query: &str) -> Result<RoutesQuery, String> {
     let params: HashMap<&str, &str> = query
         .split('&')
