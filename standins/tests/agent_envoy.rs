@@ -204,7 +204,11 @@ fn the_gateway_routes_istiod_serves_are_valid_envoy_routes_and_clusters() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    let (ok, err) = check("good", &[exact.clone(), split.clone()]);
+    let separated = GatewayRoute {
+        path: PathMatch::PathSeparatedPrefix("/static".into()),
+        ..exact.clone()
+    };
+    let (ok, err) = check("good", &[exact.clone(), split.clone(), separated]);
     assert!(ok, "envoy --mode validate refused the routes: {err}");
     let broken = GatewayRoute {
         path: PathMatch::Regex("/reviews/[0-9+".into()),

@@ -15,7 +15,8 @@
 //!   "host": "productpage.default.svc.cluster.local", "port": 9080}]
 //! ```
 //!
-//! (`match` is `{"exact": P}`, `{"prefix": P}` or `{"regex": RE2}`; a route that splits traffic
+//! (`match` is `{"exact": P}`, `{"prefix": P}`, `{"path_separated_prefix": P}` or
+//! `{"regex": RE2}`; a route that splits traffic
 //! also has `"weighted": [{"host": H, "port": P, "weight": W}, ...]`, every destination with its
 //! weight, `host`/`port` being then the first.) The stand-in istiod serves this list, computed
 //! from the cluster's Gateway and VirtualService resources, at
@@ -43,6 +44,9 @@ pub enum PathMatch {
     Prefix(String),
     /// The path matches this RE2 regular expression (Envoy's `safe_regex`).
     Regex(String),
+    /// The path is this or starts with this and `/` (Gateway API's `PathPrefix`).
+    #[serde(rename = "path_separated_prefix")]
+    PathSeparatedPrefix(String),
 }
 
 /// One destination of a traffic split.
@@ -119,6 +123,7 @@ fn route_json(route: &GatewayRoute) -> Value {
         PathMatch::Exact(p) => json!({ "path": p }),
         PathMatch::Prefix(p) => json!({ "prefix": p }),
         PathMatch::Regex(r) => json!({ "safe_regex": { "regex": r } }),
+        PathMatch::PathSeparatedPrefix(p) => json!({ "path_separated_prefix": p }),
     };
     let action = if route.weighted.is_empty() {
         json!({ "cluster": route.cluster(), "timeout": "0s" })

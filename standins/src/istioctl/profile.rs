@@ -120,6 +120,12 @@ impl Install {
                  "verbs": ["get", "list", "watch", "create", "update", "patch"]},
                 {"apiGroups": ["networking.istio.io", "gateway.networking.k8s.io"], "resources": ["*"],
                  "verbs": ["get", "list", "watch"]},
+                // The Gateway API controller: the GatewayClass, Gateways' status, and the
+                // ServiceAccount, Deployment and Service it makes per Gateway.
+                {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses", "gateways/status"],
+                 "verbs": ["get", "create", "update", "patch"]},
+                {"apiGroups": ["", "apps"], "resources": ["serviceaccounts", "services", "deployments"],
+                 "verbs": ["get", "list", "watch", "create", "update", "patch"]},
             ]}),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                 "metadata": {"name": format!("{name}-clusterrole-{NS}"), "labels": labels},
@@ -431,6 +437,19 @@ mod tests {
                 assert!(grants("networking.istio.io", kind, verb), "{verb} {kind}");
             }
             assert!(grants("", "services", verb) && grants("", "pods", verb));
+        }
+        // The Gateway API controller's writes.
+        for (group, resource) in [
+            ("gateway.networking.k8s.io", "gateways/status"),
+            ("gateway.networking.k8s.io", "gatewayclasses"),
+            ("apps", "deployments"),
+            ("", "services"),
+            ("", "serviceaccounts"),
+        ] {
+            assert!(
+                grants(group, resource, "patch") && grants(group, resource, "create"),
+                "{resource}"
+            );
         }
     }
 

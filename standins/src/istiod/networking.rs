@@ -19,7 +19,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
 
+use super::gatewayapi;
 use super::routes::{Config, ServiceInfo, Snapshot};
 
 /// The Istio networking API group.
@@ -35,6 +37,8 @@ where
 {
     store: Store<K>,
     known: Arc<AtomicBool>,
+    /// The resource (for calls on objects of a dynamic kind).
+    pub resource: Option<ApiResource>,
 }
 
 impl<K: 'static + reflector::Lookup + Clone> Watched<K>
@@ -60,41 +64,44 @@ pub struct Watches {
     pub virtual_services: Watched<DynamicObject>,
     /// Services.
     pub services: Watched<Service>,
+    /// Gateway API `Gateway`s.
+    pub kube_gateways: Watched<DynamicObject>,
+    /// Gateway API `HTTPRoute`s.
+    pub http_routes: Watched<DynamicObject>,
+    /// Notified on every change of the two Gateway API kinds.
+    pub gateway_api_changed: Arc<Notify>,
 }
 
 impl Watches {
-    /// Starts the three watches (tasks that run as long as the process).
+    /// Starts the watches (tasks that run as long as the process).
     pub async fn start(client: &kube::Client) -> Watches {
-        let group = kube::discovery::group(client, GROUP).await;
-        let resource = |kind: &str| {
-            match &group {
-                Ok(g) => g.recommended_kind(kind).map(|(ar, _)| ar),
-                Err(e) => {
-                    tracing::info!(
-                        "{GROUP} not served yet ({e}); watching {kind} {FALLBACK_VERSION}"
-                    );
-                    None
-                }
-            }
-            .unwrap_or_else(|| {
-                ApiResource::from_gvk(&GroupVersionKind::gvk(GROUP, FALLBACK_VERSION, kind))
-            })
-        };
-        let (gw, vs) = (resource("Gateway"), resource("VirtualService"));
+        let gw = resource(client, GROUP, "Gateway", FALLBACK_VERSION).await;
+        let vs = resource(client, GROUP, "VirtualService", FALLBACK_VERSION).await;
+        let kgw = resource(client, gatewayapi::GROUP, "Gateway", "v1").await;
+        let hr = resource(client, gatewayapi::GROUP, "HTTPRoute", "v1").await;
         tracing::info!(
-            "watching {} {} and {} {} for gateway routes",
+            "watching {} {}, {} {}, {} {} and {} {} for gateway routes",
             gw.kind,
             gw.api_version,
             vs.kind,
-            vs.api_version
+            vs.api_version,
+            kgw.kind,
+            kgw.api_version,
+            hr.kind,
+            hr.api_version
         );
+        let changed = Arc::new(Notify::new());
         Watches {
-            gateways: watch_dynamic(client, gw),
-            virtual_services: watch_dynamic(client, vs),
+            gateways: watch_dynamic(client, gw, None),
+            virtual_services: watch_dynamic(client, vs, None),
             services: watch(
                 Api::all(client.clone()),
                 reflector::store::Writer::default(),
+                None,
             ),
+            kube_gateways: watch_dynamic(client, kgw, Some(changed.clone())),
+            http_routes: watch_dynamic(client, hr, Some(changed.clone())),
+            gateway_api_changed: changed,
         }
     }
 
@@ -116,20 +123,36 @@ impl Watches {
             gateways: dynamic("Gateway", gateways),
             virtual_services: dynamic("VirtualService", virtual_services),
             services: fixed(reflector::store::Writer::default(), services),
+            kube_gateways: dynamic("KubeGateway", vec![]),
+            http_routes: dynamic("HTTPRoute", vec![]),
+            gateway_api_changed: Arc::new(Notify::new()),
         }
     }
 
     /// Every kind listed (or absent): the routes are the cluster's.
     pub fn known(&self) -> bool {
-        self.gateways.known() && self.virtual_services.known() && self.services.known()
+        self.gateways.known()
+            && self.virtual_services.known()
+            && self.services.known()
+            && self.kube_gateways.known()
+            && self.http_routes.known()
     }
 
     /// What the routes are computed from; objects whose spec does not parse are left out
     /// (logged).
     pub fn snapshot(&self) -> Snapshot {
+        let (kube_gateways, http_routes) = self.gateway_api();
+        let mut gateways: Vec<Config<_>> = configs(&self.gateways.objects());
+        gateways.extend(kube_gateways.iter().map(gatewayapi::to_gateway));
+        let mut virtual_services: Vec<Config<_>> = configs(&self.virtual_services.objects());
+        virtual_services.extend(
+            http_routes
+                .iter()
+                .map(|r| gatewayapi::to_virtual_service(r, &kube_gateways)),
+        );
         Snapshot {
-            gateways: configs(&self.gateways.objects()),
-            virtual_services: configs(&self.virtual_services.objects()),
+            gateways,
+            virtual_services,
             services: self
                 .services
                 .objects()
@@ -140,12 +163,50 @@ impl Watches {
     }
 }
 
-fn watch_dynamic(client: &kube::Client, ar: ApiResource) -> Watched<DynamicObject> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    watch(api, reflector::store::Writer::new(ar))
+impl Watches {
+    /// The Gateway API Gateways of class `istio` and every HTTPRoute.
+    pub fn gateway_api(
+        &self,
+    ) -> (
+        Vec<Config<gatewayapi::KubeGatewaySpec>>,
+        Vec<Config<gatewayapi::HttpRouteSpec>>,
+    ) {
+        let gateways = configs::<gatewayapi::KubeGatewaySpec>(&self.kube_gateways.objects())
+            .into_iter()
+            .filter(|g| g.spec.gateway_class_name == gatewayapi::CLASS)
+            .collect();
+        (gateways, configs(&self.http_routes.objects()))
+    }
 }
 
-fn watch<K>(api: Api<K>, writer: reflector::store::Writer<K>) -> Watched<K>
+/// The version of `kind` the apiserver prefers, or `fallback` when the group is not served.
+async fn resource(client: &kube::Client, group: &str, kind: &str, fallback: &str) -> ApiResource {
+    match kube::discovery::group(client, group).await {
+        Ok(g) => g.recommended_kind(kind).map(|(ar, _)| ar),
+        Err(e) => {
+            tracing::info!("{group} not served yet ({e}); watching {kind} {fallback}");
+            None
+        }
+    }
+    .unwrap_or_else(|| ApiResource::from_gvk(&GroupVersionKind::gvk(group, fallback, kind)))
+}
+
+fn watch_dynamic(
+    client: &kube::Client,
+    ar: ApiResource,
+    on_change: Option<Arc<Notify>>,
+) -> Watched<DynamicObject> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let mut w = watch(api, reflector::store::Writer::new(ar.clone()), on_change);
+    w.resource = Some(ar);
+    w
+}
+
+fn watch<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    on_change: Option<Arc<Notify>>,
+) -> Watched<K>
 where
     K: kube::Resource + reflector::Lookup + Clone + DeserializeOwned + std::fmt::Debug + Send,
     K: Sync + 'static,
@@ -160,6 +221,11 @@ where
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
+            if item.is_ok()
+                && let Some(n) = &on_change
+            {
+                n.notify_one();
+            }
             match item {
                 Ok(watcher::Event::InitDone) => flag.store(true, Ordering::SeqCst),
                 Ok(_) => {}
@@ -174,7 +240,11 @@ where
             }
         }
     });
-    Watched { store, known }
+    Watched {
+        store,
+        known,
+        resource: None,
+    }
 }
 
 fn fixed<K>(mut writer: reflector::store::Writer<K>, objects: Vec<K>) -> Watched<K>
@@ -190,6 +260,7 @@ where
     Watched {
         store: writer.as_reader(),
         known: Arc::new(AtomicBool::new(true)),
+        resource: None,
     }
 }
 

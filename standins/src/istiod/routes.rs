@@ -110,6 +110,10 @@ pub struct VirtualServiceSpec {
     /// Namespaces it is visible to (`*` when empty).
     #[serde(default)]
     pub export_to: Vec<String>,
+    /// Converted from a Gateway API HTTPRoute: `PathPrefix` matches whole path segments
+    /// (`UseGatewaySemantics` in route.go).
+    #[serde(skip)]
+    pub gateway_semantics: bool,
 }
 
 /// One `http[]` route.
@@ -422,7 +426,7 @@ struct Route {
 
 impl Route {
     fn is_catch_all(&self) -> bool {
-        matches!(&self.path, PathMatch::Prefix(p) if p == "/")
+        matches!(&self.path, PathMatch::Prefix(p) | PathMatch::PathSeparatedPrefix(p) if p == "/")
             || matches!(&self.path, PathMatch::Regex(r) if r == ".*")
     }
 }
@@ -544,6 +548,9 @@ fn translate(cx: &RouteContext, http: &HttpRoute, m: Option<&HttpMatch>) -> Opti
     let path = match m.and_then(|m| m.uri.clone()) {
         None => PathMatch::Prefix("/".into()),
         Some(StringMatch::Exact(p)) => PathMatch::Exact(p),
+        Some(StringMatch::Prefix(p)) if cx.vs.spec.gateway_semantics && p != "/" => {
+            PathMatch::PathSeparatedPrefix(p.trim_end_matches('/').to_string())
+        }
         Some(StringMatch::Prefix(p)) => PathMatch::Prefix(p),
         Some(StringMatch::Regex(r)) => PathMatch::Regex(r),
     };

@@ -442,3 +442,84 @@ fn gateway_names_resolve_as_istio_does() {
     assert_eq!(fqdn("productpage.default", "x"), "productpage.default");
     assert_eq!(fqdn("*", "x"), "*");
 }
+
+#[test]
+fn the_gateway_api_bookinfo_gateway_is_deployed_programmed_and_routed_like_the_classic_one() {
+    use crate::istiod::gatewayapi::{self, HttpRouteSpec, KubeGatewaySpec};
+    let Some(releases) = releases() else { return };
+    let Some((_, dir)) = releases
+        .iter()
+        .find(|(_, d)| d.join("samples/bookinfo/gateway-api").is_dir())
+    else {
+        eprintln!("SKIPPED: no release under ISTIO_E2E_ISTIO_DIR has samples/bookinfo/gateway-api");
+        return;
+    };
+    let file = dir.join("samples/bookinfo/gateway-api/bookinfo-gateway.yaml");
+    let objects = documents(&file, "default");
+    let parse = |kind: &str| -> DynamicObject {
+        let o = objects.iter().find(|o| o["kind"] == kind).unwrap();
+        serde_json::from_value(o.clone()).unwrap()
+    };
+    let gateways: Vec<Config<KubeGatewaySpec>> = vec![config(&parse("Gateway")).unwrap()];
+    let routes: Vec<Config<HttpRouteSpec>> = vec![config(&parse("HTTPRoute")).unwrap()];
+    let made = gatewayapi::deployment_objects(
+        &gateways[0],
+        ("uid", "gateway.networking.k8s.io/v1"),
+        "proxyv2",
+        &json!({}),
+        "istiod",
+    );
+    let service = made.iter().find(|o| o["kind"] == "Service").unwrap();
+    assert_eq!(service["metadata"]["name"], "bookinfo-gateway-istio");
+    let http = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "http")
+        .unwrap();
+    assert_eq!(
+        (http["port"].as_u64(), http["targetPort"].as_u64()),
+        (Some(80), Some(8080))
+    );
+    let pod_labels = made.iter().find(|o| o["kind"] == "Deployment").unwrap()["spec"]["template"]
+        ["metadata"]["labels"].clone();
+
+    let snap = Snapshot {
+        gateways: gateways.iter().map(gatewayapi::to_gateway).collect(),
+        virtual_services: routes
+            .iter()
+            .map(|r| gatewayapi::to_virtual_service(r, &gateways))
+            .collect(),
+        services: vec![service_info(
+            &serde_json::from_value(service.clone()).unwrap(),
+        )],
+    };
+    let proxy = Proxy {
+        namespace: "default".into(),
+        labels: serde_json::from_value(pod_labels).unwrap(),
+    };
+    let got = gateway_routes(&proxy, 8080, &snap);
+    let separated = |p: &str| PathMatch::PathSeparatedPrefix(p.into());
+    let mut expected = expected_bookinfo("productpage.default.svc.cluster.local");
+    expected[1].path = separated("/static");
+    expected[4].path = separated("/api/v1/products");
+    assert_eq!(got.routes, expected);
+    assert!(got.notes.is_empty(), "{:?}", got.notes);
+
+    let status = gatewayapi::status(&gateways[0], 1, &routes, &gateways, "2026-01-01T00:00:00Z");
+    assert_eq!(status["status"]["listeners"][0]["attachedRoutes"], 1);
+    let types: Vec<_> = status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(types, [("Accepted", "True"), ("Programmed", "True")]);
+    // A route of another namespace does not attach to a `Same` listener.
+    let mut foreign = routes[0].clone();
+    foreign.namespace = "other".into();
+    foreign.spec.parent_refs[0].namespace = Some("default".into());
+    assert!(gatewayapi::attachments(&foreign, &gateways).is_empty());
+    foreign.namespace = "default".into();
+    assert_eq!(gatewayapi::attachments(&foreign, &gateways).len(), 1);
+}

@@ -350,7 +350,10 @@ async fn every_kubelet_at_least(
 
 /// `meshConfig.defaultConfig` from the `istio` ConfigMap's `mesh` key (what istiod merges into
 /// every proxy's `PROXY_CONFIG`); `{}` when there is none.
-async fn proxy_config(client: &kube::Client, s: &Settings) -> Result<Value, IstiodError> {
+pub(crate) async fn proxy_config(
+    client: &kube::Client,
+    s: &Settings,
+) -> Result<Value, IstiodError> {
     let name = if s.revision == "default" {
         "istio".to_string()
     } else {
