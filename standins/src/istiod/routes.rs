@@ -17,12 +17,12 @@
 //! - `pilot/pkg/networking/core/route/route.go` (`BuildHTTPRoutesForVirtualService`,
 //!   `TranslateRoute`, `sourceMatchHTTP`, `GetDestinationCluster`, `SortVHostRoutes`,
 //!   `IsCatchAllRoute`): one route per match, nothing after a catch-all, `match.port` and
-//!   `match.gateways` honoured, zero weights dropped from a split, a destination without a port
+//!   `match.gateways` (else `sourceLabels`/`sourceNamespace`) honoured, zero weights dropped from a split, a destination without a port
 //!   takes its Service's only port or the server's port.
 //!
 //! Where the stand-in differs (each is reported in [`Computed::notes`], which istiod logs when
 //! they change): matches on headers, method,
-//! authority, scheme, query parameters, source labels/namespace, `ignoreUriCase`; redirects,
+//! authority, scheme, query parameters, `ignoreUriCase`; redirects,
 //! direct responses, rewrites, mirrors, header operations, retries, timeouts, faults and CORS
 //! are not expressible in the agent's route format, so a match or route using them is left out
 //! rather than made broader; destination `subset`s route to the whole Service (no
@@ -437,6 +437,7 @@ struct RouteContext<'a> {
     listen_port: u32,
     gateway: &'a str,
     services: &'a [ServiceInfo],
+    proxy: &'a Proxy,
     notes: &'a Notes,
 }
 
@@ -493,8 +494,6 @@ const MATCH_FIELDS_THAT_NARROW: &[&str] = &[
     "authority",
     "scheme",
     "queryParams",
-    "sourceLabels",
-    "sourceNamespace",
 ];
 
 /// False (with a note) when `fields` hold one of `blocking`; notes the other unsupported ones.
@@ -525,20 +524,37 @@ fn supported(
     !blocked
 }
 
+/// `sourceMatchHTTP`: the match's gateways name this one; without gateways, its
+/// `sourceLabels` are the proxy's and its `sourceNamespace` the proxy's namespace.
+fn source_match(cx: &RouteContext, m: &HttpMatch) -> bool {
+    if !m.gateways.is_empty() {
+        return m
+            .gateways
+            .iter()
+            .any(|g| gateway_name(g, &cx.vs.namespace) == cx.gateway);
+    }
+    let labels: BTreeMap<String, String> = m
+        .other
+        .get("sourceLabels")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    let namespace = m.other.get("sourceNamespace").and_then(|n| n.as_str());
+    subset_of(&labels, &cx.proxy.labels) && namespace.is_none_or(|n| n == cx.proxy.namespace)
+}
+
 /// `TranslateRoute`, for what the agent's format can say.
 fn translate(cx: &RouteContext, http: &HttpRoute, m: Option<&HttpMatch>) -> Option<Route> {
     if let Some(m) = m {
         if m.port.is_some_and(|p| p != cx.listen_port) {
             return None;
         }
-        let on_gateway = m
-            .gateways
-            .iter()
-            .any(|g| gateway_name(g, &cx.vs.namespace) == cx.gateway);
-        if !m.gateways.is_empty() && !on_gateway {
+        if !source_match(cx, m) {
             return None;
         }
-        if !supported(cx, "match on", &m.other, MATCH_FIELDS_THAT_NARROW) {
+        let mut other = m.other.clone();
+        other.remove("sourceLabels");
+        other.remove("sourceNamespace");
+        if !supported(cx, "match on", &other, MATCH_FIELDS_THAT_NARROW) {
             return None;
         }
     }
@@ -634,6 +650,7 @@ pub fn gateway_routes(proxy: &Proxy, listener: u32, snap: &Snapshot) -> Computed
                 listen_port,
                 gateway: &merged.gateway,
                 services: &snap.services,
+                proxy,
                 notes: &notes,
             };
             let routes = routes_for_virtual_service(&cx);

@@ -387,7 +387,7 @@ fn hosts_intersect_bind_by_namespace_and_collapse_when_their_routes_are_the_same
 }
 
 #[test]
-fn matches_on_another_gateway_or_port_or_on_headers_are_left_out() {
+fn matches_on_another_gateway_port_source_or_on_headers_are_left_out() {
     let objects = vec![
         gw("default", "gw", json!(["*"])),
         object(
@@ -399,21 +399,21 @@ fn matches_on_another_gateway_or_port_or_on_headers_are_left_out() {
                 {"match": [{"uri": {"exact": "/other"}, "gateways": ["other"]},
                            {"uri": {"exact": "/port"}, "port": 80},
                            {"uri": {"exact": "/header"}, "headers": {"end-user": {"exact": "jason"}}},
-                           {"uri": {"exact": "/mine"}, "gateways": ["default/gw"], "port": 8080}],
+                           {"uri": {"exact": "/mine"}, "gateways": ["default/gw"], "port": 8080},
+                           {"uri": {"exact": "/egress"}, "sourceLabels": {"istio": "egressgateway"}},
+                           {"uri": {"exact": "/ns"}, "sourceNamespace": "default"},
+                           {"uri": {"exact": "/ingress"}, "sourceLabels": {"istio": "ingressgateway"},
+                            "sourceNamespace": "istio-system"}],
                  "route": [{"destination": {"host": "p", "port": {"number": 1}}}]},
                 {"match": [{"uri": {"exact": "/redirect"}}], "redirect": {"uri": "/x"}}]}),
         ),
     ];
     let computed = gateway_routes(&proxy(), 8080, &snapshot(&objects));
-    let r = paths(&computed.routes);
-    assert_eq!(
-        r,
-        [(
-            vec!["*".into()],
-            PathMatch::Exact("/mine".into()),
-            "p.default.svc.cluster.local".into()
-        )]
-    );
+    let exact = |p: &str| {
+        let host = "p.default.svc.cluster.local".to_string();
+        (vec!["*".to_string()], PathMatch::Exact(p.into()), host)
+    };
+    assert_eq!(paths(&computed.routes), [exact("/mine"), exact("/ingress")]);
     assert_eq!(
         computed.notes.len(),
         2,
