@@ -10,5 +10,7 @@
 #![warn(missing_docs)]
 pub mod agent;
 pub mod bookinfo;
+pub mod grafana;
 pub mod istioctl;
 pub mod istiod;
+pub mod kiali;
