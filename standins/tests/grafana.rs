@@ -63,12 +63,21 @@ fn lay_out(root: &Path, manifest: &str, dashboards: bool) -> PathBuf {
             "grafana" => {
                 for (key, at) in [
                     ("grafana.ini", "/etc/grafana/grafana.ini"),
-                    ("datasources.yaml", "/etc/grafana/provisioning/datasources/datasources.yaml"),
-                    ("dashboardproviders.yaml", "/etc/grafana/provisioning/dashboards/dashboardproviders.yaml"),
+                    (
+                        "datasources.yaml",
+                        "/etc/grafana/provisioning/datasources/datasources.yaml",
+                    ),
+                    (
+                        "dashboardproviders.yaml",
+                        "/etc/grafana/provisioning/dashboards/dashboardproviders.yaml",
+                    ),
                 ] {
                     let text = data[key].as_str().unwrap();
                     // subPath mounts; the providers' absolute paths are under the same root
-                    let text = text.replace("/var/lib/grafana/", &format!("{}/", under("/var/lib/grafana").display()));
+                    let text = text.replace(
+                        "/var/lib/grafana/",
+                        &format!("{}/", under("/var/lib/grafana").display()),
+                    );
                     std::fs::create_dir_all(under(at).parent().unwrap()).unwrap();
                     std::fs::write(under(at), text).unwrap();
                 }
@@ -124,38 +133,72 @@ async fn start(root: &Path, ini: &Path) -> (Child, String) {
 async fn the_probe_finds_the_release_dashboards_and_fails_without_them() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let Some(releases) = releases() else {
-        println!("SKIPPED: ISTIO_E2E_ISTIO_DIR is not set: the test needs the release's samples/addons/grafana.yaml");
+        println!(
+            "SKIPPED: ISTIO_E2E_ISTIO_DIR is not set: the test needs the release's samples/addons/grafana.yaml"
+        );
         return;
     };
-    assert!(!releases.is_empty(), "ISTIO_E2E_ISTIO_DIR has no samples/addons/grafana.yaml");
+    assert!(
+        !releases.is_empty(),
+        "ISTIO_E2E_ISTIO_DIR has no samples/addons/grafana.yaml"
+    );
     let client = harness::probes::client();
     for release in releases {
-        let manifest = std::fs::read_to_string(release.join("samples/addons/grafana.yaml")).unwrap();
+        let manifest =
+            std::fs::read_to_string(release.join("samples/addons/grafana.yaml")).unwrap();
         let root = tempfile::tempdir().unwrap();
         let ini = lay_out(root.path(), &manifest, true);
         let (mut child, url) = start(root.path(), &ini).await;
-        let out = check_until(&client, &url, &GrafanaCheck::default(), Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", release.display()));
+        let out = check_until(
+            &client,
+            &url,
+            &GrafanaCheck::default(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", release.display()));
         assert_eq!(out["database"], "ok");
         assert_eq!(out["dashboards"].as_array().unwrap().len(), 3);
         // The search is a title search: a query for one dashboard finds it only.
         let hits: Value = client
             .get(format!("{url}/api/search?query=workload"))
-            .send().await.unwrap().json().await.unwrap();
-        let titles: Vec<&str> = hits.as_array().unwrap().iter().filter_map(|h| h["title"].as_str()).collect();
-        assert_eq!(titles, ["Istio Workload Dashboard"], "{}", release.display());
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let titles: Vec<&str> = hits
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["title"].as_str())
+            .collect();
+        assert_eq!(
+            titles,
+            ["Istio Workload Dashboard"],
+            "{}",
+            release.display()
+        );
         child.kill().await.unwrap();
 
         // The same addon with the dashboards ConfigMaps not mounted: the probe names what is missing.
         let bare = tempfile::tempdir().unwrap();
         let ini = lay_out(bare.path(), &manifest, false);
         let (mut child, url) = start(bare.path(), &ini).await;
-        let err = check_until(&client, &url, &GrafanaCheck::default(), Duration::from_secs(3))
-            .await
-            .expect_err("no dashboards mounted: the probe must fail")
-            .to_string();
-        assert!(err.contains("Istio Mesh Dashboard") && err.contains("found: none"), "{err}");
+        let err = check_until(
+            &client,
+            &url,
+            &GrafanaCheck::default(),
+            Duration::from_secs(3),
+        )
+        .await
+        .expect_err("no dashboards mounted: the probe must fail")
+        .to_string();
+        assert!(
+            err.contains("Istio Mesh Dashboard") && err.contains("found: none"),
+            "{err}"
+        );
         child.kill().await.unwrap();
     }
 }

@@ -162,7 +162,12 @@ impl TrafficMap {
             } else {
                 String::new()
             },
-            service: k.svc.clone(),
+            // Kiali names the service on service nodes only; others list destServices.
+            service: if node_type == "service" {
+                k.svc.clone()
+            } else {
+                String::new()
+            },
             dest_services: BTreeSet::new(),
             rates_in: BTreeMap::new(),
             rates_out: BTreeMap::new(),
