@@ -1,6 +1,6 @@
 //! The lab's stand-ins for Istio's programs (`fixtures/standins/build-images`, the workspace's
 //! `standins` crate): an archive of images the lab node imports at start (istiod, the proxy
-//! image with Envoy and iptables, Bookinfo's apps), tagged inside the node with the image names
+//! image with Envoy and iptables, Bookinfo's apps, the Grafana and Kiali addons), tagged inside the node with the image names
 //! the run's Istio release uses, and the host-side stand-in istioctl the lab runs instead of
 //! the release's own (a real istioctl could not install anything on an offline node).
 
@@ -70,7 +70,8 @@ fn is_script_standin(path: &Path) -> bool {
 
 /// (neutral name in the archive, the name the release uses) for every stand-in image: istiod
 /// and the proxy as the stand-in istioctl names them (`docker.io/istio/{pilot,proxyv2}:<v>`),
-/// and each image `samples/bookinfo/platform/kube/bookinfo.yaml` names that has a stand-in.
+/// each image `samples/bookinfo/platform/kube/bookinfo.yaml` names that has a stand-in, and the
+/// Grafana and Kiali images of `samples/addons/{grafana,kiali}.yaml`.
 pub fn image_tags(release: &Release) -> Vec<(String, String)> {
     let mut tags: Vec<(String, String)> = ["pilot", "proxyv2"]
         .iter()
@@ -86,7 +87,50 @@ pub fn image_tags(release: &Release) -> Vec<(String, String)> {
         .join("samples/bookinfo/platform/kube/bookinfo.yaml");
     let text = std::fs::read_to_string(bookinfo).unwrap_or_default();
     tags.extend(bookinfo_images(&text));
+    for addon in ["grafana", "kiali"] {
+        let manifest = release.dir.join(format!("samples/addons/{addon}.yaml"));
+        let text = std::fs::read_to_string(manifest).unwrap_or_default();
+        tags.extend(addon_images(&text, addon));
+    }
     tags
+}
+
+/// The stand-in of the addon image a manifest names (`image: "grafana/grafana:8.1.2"` ->
+/// `istio-e2e.local/standin-grafana:1`, tagged as `docker.io/grafana/grafana:8.1.2`, the
+/// name the kubelet asks containerd for), for `addon` `grafana` or `kiali`.
+pub fn addon_images(manifest: &str, addon: &str) -> Vec<(String, String)> {
+    let re =
+        regex::Regex::new(r#"(?m)^\s*(?:-\s*)?image:\s*"?([^\s"]+)"?\s*$"#).expect("a valid regex");
+    let mut out: Vec<(String, String)> = re
+        .captures_iter(manifest)
+        .map(|c| normalized_image(&c[1]))
+        .filter(|name| {
+            let repo = name.rsplit_once(':').map_or(name.as_str(), |(r, _)| r);
+            repo.ends_with(&format!("/{addon}/{addon}"))
+        })
+        .map(|name| (format!("istio-e2e.local/standin-{addon}:1"), name))
+        .collect();
+    out.dedup();
+    out
+}
+
+/// An image reference as containerd's CRI stores it: `docker.io/` added to a name without a
+/// registry (`docker.io/library/` to a single-component one), `:latest` to one without a tag.
+pub fn normalized_image(name: &str) -> String {
+    let (first, rest) = name.split_once('/').unwrap_or(("", name));
+    let qualified = if first.is_empty() {
+        format!("docker.io/library/{rest}")
+    } else if first.contains(['.', ':']) || first == "localhost" {
+        name.to_string()
+    } else {
+        format!("docker.io/{name}")
+    };
+    let last = qualified.rsplit('/').next().unwrap_or("");
+    if last.contains([':', '@']) {
+        qualified
+    } else {
+        format!("{qualified}:latest")
+    }
 }
 
 /// The stand-in of each Bookinfo image a manifest names (`image: .../examples-bookinfo-
@@ -131,6 +175,74 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn addon_images_map_to_their_stand_ins_under_the_names_containerd_keeps() {
+        let g = "          image: \"grafana/grafana:8.1.2\"\n          image: busybox\n";
+        assert_eq!(
+            addon_images(g, "grafana"),
+            [(
+                "istio-e2e.local/standin-grafana:1".to_string(),
+                "docker.io/grafana/grafana:8.1.2".to_string()
+            )]
+        );
+        let k = "      - image: \"quay.io/kiali/kiali:v2.26\"\n        image_name: quay.io/kiali/kiali\n";
+        assert_eq!(
+            addon_images(k, "kiali"),
+            [(
+                "istio-e2e.local/standin-kiali:1".to_string(),
+                "quay.io/kiali/kiali:v2.26".to_string()
+            )]
+        );
+        assert!(addon_images(k, "grafana").is_empty());
+        assert_eq!(
+            normalized_image("busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            normalized_image("localhost:5000/x/y@sha256:ab"),
+            "localhost:5000/x/y@sha256:ab"
+        );
+    }
+
+    #[test]
+    fn the_real_addons_name_their_images_in_every_release() {
+        let Some(dir) = std::env::var_os("ISTIO_E2E_ISTIO_DIR") else {
+            println!(
+                "SKIPPED: ISTIO_E2E_ISTIO_DIR is not set (a directory of release directories)"
+            );
+            return;
+        };
+        for (v, grafana, kiali) in [
+            (
+                "1.12.1",
+                "docker.io/grafana/grafana:8.1.2",
+                "quay.io/kiali/kiali:v1.42",
+            ),
+            (
+                "1.30.3",
+                "docker.io/grafana/grafana:12.0.1",
+                "quay.io/kiali/kiali:v2.26",
+            ),
+        ] {
+            let rel = Release {
+                dir: std::path::Path::new(&dir).join(v),
+                version: v.into(),
+            };
+            if !rel.dir.is_dir() {
+                continue;
+            }
+            let tags = image_tags(&rel);
+            assert!(
+                tags.contains(&("istio-e2e.local/standin-grafana:1".into(), grafana.into())),
+                "{tags:?}"
+            );
+            assert!(
+                tags.contains(&("istio-e2e.local/standin-kiali:1".into(), kiali.into())),
+                "{tags:?}"
+            );
+        }
     }
 
     #[test]
