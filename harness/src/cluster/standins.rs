@@ -2,7 +2,8 @@
 //! `standins` crate): an archive of images the lab node imports at start (istiod, the proxy
 //! image with Envoy and iptables, Bookinfo's apps, the Grafana and Kiali addons), tagged
 //! inside the node with the image names the run's Istio release uses, and the host-side
-//! stand-in istioctl the lab runs instead of the release's own (a real istioctl could not install anything on an offline node).
+//! stand-in istioctl the lab runs instead of the release's own (a real istioctl could not
+//! install anything on an offline node).
 
 use std::path::{Path, PathBuf};
 
