@@ -82,13 +82,15 @@ async fn health(State(config): State<Arc<Config>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn library(config: &Config) -> Result<Library, Response> {
+fn library(config: &Config) -> Result<Library, Box<Response>> {
     load_library(&config.provisioning).map_err(|e| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"message": e.to_string()})),
+        Box::new(
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"message": e.to_string()})),
+            )
+                .into_response(),
         )
-            .into_response()
     })
 }
 
@@ -140,7 +142,7 @@ async fn search(
 ) -> Response {
     let lib = match library(&config) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let one = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let many = |k: &str| -> Vec<&str> {
@@ -201,7 +203,7 @@ async fn search(
 async fn dashboard(State(config): State<Arc<Config>>, UrlPath(uid): UrlPath<String>) -> Response {
     let lib = match library(&config) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match lib.dashboards.iter().find(|d| d.uid == uid) {
         Some(d) => Json(json!({
@@ -231,7 +233,7 @@ async fn folders(State(config): State<Arc<Config>>) -> Response {
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 

@@ -189,11 +189,11 @@ impl TrafficMap {
     ) {
         let s = self.add_node(src, gt);
         let d = self.add_node(dst, gt);
-        if ok(&dst.svc) {
-            if let Some(n) = self.nodes.get_mut(&d) {
-                n.dest_services
-                    .insert((dst.svc_ns.clone(), dst.svc.clone()));
-            }
+        if ok(&dst.svc)
+            && let Some(n) = self.nodes.get_mut(&d)
+        {
+            n.dest_services
+                .insert((dst.svc_ns.clone(), dst.svc.clone()));
         }
         *self
             .nodes
