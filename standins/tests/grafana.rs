@@ -144,6 +144,7 @@ async fn the_probe_finds_the_release_dashboards_and_fails_without_them() {
     );
     let client = harness::probes::client();
     for release in releases {
+        println!("release {}: samples/addons/grafana.yaml", release.display());
         let manifest =
             std::fs::read_to_string(release.join("samples/addons/grafana.yaml")).unwrap();
         let root = tempfile::tempdir().unwrap();
