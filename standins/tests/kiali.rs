@@ -120,39 +120,66 @@ fn request(
     )
 }
 
-fn base_config() -> Value {
-    let from_release = std::env::var_os("ISTIO_E2E_ISTIO_DIR").and_then(|d| {
-        let d = PathBuf::from(d);
-        [
-            d.join("samples/addons/kiali.yaml"),
-            d.join("1.30.3/samples/addons/kiali.yaml"),
-        ]
-        .into_iter()
-        .find(|p| p.is_file())
-    });
-    let Some(path) = from_release else {
+/// The `kiali` ConfigMap's config of each release under `ISTIO_E2E_ISTIO_DIR` (a release
+/// directory or a directory of them), else one like the addon's.
+fn base_configs() -> Vec<Value> {
+    let addons: Vec<PathBuf> = std::env::var_os("ISTIO_E2E_ISTIO_DIR")
+        .map(|d| {
+            let d = PathBuf::from(d);
+            let mut dirs = vec![d.clone()];
+            dirs.extend(
+                std::fs::read_dir(&d)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+            let mut found: Vec<PathBuf> = dirs
+                .into_iter()
+                .map(|r| r.join("samples/addons/kiali.yaml"))
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            found
+        })
+        .unwrap_or_default();
+    if addons.is_empty() {
         println!(
-            "ISTIO_E2E_ISTIO_DIR is not set: using a config like the addon's instead of the release's kiali ConfigMap"
+            "ISTIO_E2E_ISTIO_DIR is not set (or has no samples/addons/kiali.yaml): using a config like \
+             the addon's instead of the release's kiali ConfigMap"
         );
-        return json!({"auth": {"strategy": "anonymous"}, "server": {"port": 20001, "web_root": "/kiali"}});
-    };
-    let docs: Vec<Value> =
-        serde_saphyr::from_str_multiple(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let cm = docs
+        return vec![
+            json!({"auth": {"strategy": "anonymous"}, "server": {"port": 20001, "web_root": "/kiali"}}),
+        ];
+    }
+    addons
         .iter()
-        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "kiali")
-        .expect("the kiali ConfigMap");
-    println!("config: the kiali ConfigMap of {}", path.display());
-    serde_saphyr::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap()
+        .map(|path| {
+            let docs: Vec<Value> =
+                serde_saphyr::from_str_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let cm = docs
+                .iter()
+                .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "kiali")
+                .expect("the kiali ConfigMap");
+            println!("config: the kiali ConfigMap of {}", path.display());
+            serde_saphyr::from_str(cm["data"]["config.yaml"].as_str().unwrap()).unwrap()
+        })
+        .collect()
 }
 
 #[tokio::test]
 async fn the_graph_follows_prometheus_and_the_probe_sees_it() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    for config in base_configs() {
+        case(config).await;
+    }
+}
+
+/// One Kiali with `config` (its port, address and Prometheus pointed at the test).
+async fn case(mut config: Value) {
     let fake = Fake::default();
     let fake_url = fake_server(fake.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = base_config();
     config["server"]["port"] = json!(0);
     config["server"]["address"] = json!("127.0.0.1");
     config["external_services"]["prometheus"] = json!({"url": fake_url});
