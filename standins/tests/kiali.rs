@@ -182,6 +182,11 @@ async fn case(mut config: Value) {
     let dir = tempfile::tempdir().unwrap();
     config["server"]["port"] = json!(0);
     config["server"]["address"] = json!("127.0.0.1");
+    // the metrics port on an ephemeral port too (1.x and 2.x spellings)
+    config["server"]["metrics_port"] = json!(0);
+    if config["server"]["observability"].is_object() {
+        config["server"]["observability"]["metrics"]["port"] = json!(0);
+    }
     config["external_services"]["prometheus"] = json!({"url": fake_url});
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, config.to_string()).unwrap();

@@ -31,6 +31,39 @@ pub struct Server {
     pub port: u16,
     /// `server.web_root`, default `/`.
     pub web_root: String,
+    /// `server.metrics_enabled` (Kiali 1.x), default true.
+    pub metrics_enabled: bool,
+    /// `server.metrics_port` (Kiali 1.x), default 9090.
+    pub metrics_port: u16,
+    /// `server.observability` (Kiali 2.x; overrides the 1.x fields when it has `metrics`).
+    pub observability: Observability,
+}
+
+/// `server.observability`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default)]
+pub struct Observability {
+    /// `server.observability.metrics`.
+    pub metrics: Option<MetricsServer>,
+}
+
+/// `server.observability.metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct MetricsServer {
+    /// `enabled`, default true.
+    pub enabled: bool,
+    /// `port`, default 9090.
+    pub port: u16,
+}
+
+impl Default for MetricsServer {
+    fn default() -> Self {
+        MetricsServer {
+            enabled: true,
+            port: 9090,
+        }
+    }
 }
 
 impl Default for Server {
@@ -39,6 +72,9 @@ impl Default for Server {
             address: String::new(),
             port: 20001,
             web_root: "/".into(),
+            metrics_enabled: true,
+            metrics_port: 9090,
+            observability: Observability::default(),
         }
     }
 }
@@ -129,6 +165,18 @@ impl Config {
             .to_string()
     }
 
+    /// The metrics server's address (the addon's `http-metrics` port, which its Prometheus
+    /// scrapes), when enabled.
+    pub fn metrics_addr(&self) -> Option<String> {
+        let (enabled, port) = match &self.server.observability.metrics {
+            Some(m) => (m.enabled, m.port),
+            None => (self.server.metrics_enabled, self.server.metrics_port),
+        };
+        let host = self.listen_addr();
+        let host = host.rsplit_once(':').map_or("0.0.0.0", |(h, _)| h);
+        enabled.then(|| format!("{host}:{port}"))
+    }
+
     /// The address to bind.
     pub fn listen_addr(&self) -> String {
         let host = if self.server.address.is_empty() {
@@ -157,6 +205,13 @@ mod tests {
         assert_eq!(c.web_root(), "/kiali");
         assert_eq!(c.prometheus_url(), DEFAULT_PROMETHEUS);
         assert_eq!(c.listen_addr(), "0.0.0.0:20001");
+        assert_eq!(c.metrics_addr().as_deref(), Some("0.0.0.0:9090"));
+        std::fs::write(
+            &p,
+            "server:\n  observability:\n    metrics:\n      enabled: false\n      port: 9090\n",
+        )
+        .unwrap();
+        assert_eq!(Config::read(&p).unwrap().metrics_addr(), None);
         assert!(Config::from_args(&["-config".into()]).is_err());
         assert!(Config::from_args(&["-config=/nonexistent".into()]).is_err());
         assert_eq!(Config::from_args(&[]).unwrap(), Config::default());

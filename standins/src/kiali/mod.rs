@@ -13,6 +13,9 @@
 //!   `external_services.prometheus.url` (default `http://prometheus.istio-system:9090`),
 //!   following Kiali's `graph/telemetry/istio/istio.go` (see [`graph`]).
 //!
+//! and, on the metrics port (`server.observability.metrics` in 2.x, `server.metrics_port` in
+//! 1.x, default 9090, the addon's `http-metrics`), `/metrics` with the stand-in's own counter.
+//!
 //! Where it differs from Kiali: no UI, auth (the addon uses `anonymous`), validations,
 //! appenders (health, response times, security, dead/idle nodes), box (compound) nodes or
 //! multi-cluster; the node ids are hashes of Kiali's id parts but not Kiali's exact strings.

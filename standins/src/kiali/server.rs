@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Query, State};
@@ -86,7 +87,15 @@ pub async fn run(
         }
     };
     let addr = config.listen_addr();
-    let app = router(config, kube)?;
+    let metrics_addr = config.metrics_addr();
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = requests.clone();
+    let app = router(config, kube)?.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            next.run(req)
+        },
+    ));
     let serve_err = |source| Error::Serve {
         addr: addr.clone(),
         source,
@@ -96,10 +105,40 @@ pub async fn run(
         "kiali listening on {}",
         listener.local_addr().map_err(serve_err)?
     );
+    if let Some(maddr) = metrics_addr {
+        tokio::spawn(serve_metrics(maddr, requests));
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(serve_err)
+}
+
+/// The metrics port the addon's pod annotations point Prometheus at: the stand-in's own
+/// counter of API requests (Kiali's real metrics are not reproduced). A port that cannot be
+/// bound is reported and the API goes on.
+async fn serve_metrics(addr: String, requests: Arc<AtomicU64>) {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let n = requests.load(Ordering::Relaxed);
+            async move {
+                format!(
+                    "# HELP kiali_standin_api_requests_total API requests the Kiali stand-in answered.\n\
+                     # TYPE kiali_standin_api_requests_total counter\n\
+                     kiali_standin_api_requests_total {n}\n"
+                )
+            }
+        }),
+    );
+    match TcpListener::bind(&addr).await {
+        Ok(l) => {
+            if let Err(e) = axum::serve(l, app).await {
+                eprintln!("kiali: metrics server on {addr}: {e}");
+            }
+        }
+        Err(e) => eprintln!("kiali: cannot serve metrics on {addr}: {e}"),
+    }
 }
 
 fn now() -> u64 {
