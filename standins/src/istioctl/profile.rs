@@ -419,20 +419,16 @@ mod tests {
 
     /// A pod label set matched by a selector's `matchExpressions` (In, NotIn, Exists, DoesNotExist).
     fn selects(sel: &Value, labels: &Value) -> bool {
-        sel["matchExpressions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .all(|e| {
-                let v = labels.get(e["key"].as_str().unwrap());
-                let listed = |v: &Value| e["values"].as_array().is_some_and(|l| l.contains(v));
-                match e["operator"].as_str().unwrap() {
-                    "In" => v.is_some_and(listed),
-                    "NotIn" => !v.is_some_and(listed),
-                    "Exists" => v.is_some(),
-                    _ => v.is_none(),
-                }
-            })
+        sel["matchExpressions"].as_array().into_iter().flatten().all(|e| {
+            let v = labels.get(e["key"].as_str().unwrap());
+            let listed = |v: &Value| e["values"].as_array().is_some_and(|l| l.contains(v));
+            match e["operator"].as_str().unwrap() {
+                "In" => v.is_some_and(listed),
+                "NotIn" => !v.is_some_and(listed),
+                "Exists" => v.is_some(),
+                _ => v.is_none(),
+            }
+        })
     }
 
     #[test]
@@ -460,14 +456,8 @@ mod tests {
         }
         let labels = json!({"app": "productpage", "istio.io/rev": "canary"});
         let objs = demo("1.30.3", "canary").objects();
-        let hook = &find(
-            &objs,
-            "MutatingWebhookConfiguration",
-            "istio-sidecar-injector-canary",
-        )["webhooks"][1];
-        assert!(
-            selects(&hook["objectSelector"], &labels),
-            "a revision-labelled pod is selected"
-        );
+        let hook = &find(&objs, "MutatingWebhookConfiguration", "istio-sidecar-injector-canary")
+            ["webhooks"][1];
+        assert!(selects(&hook["objectSelector"], &labels), "a revision-labelled pod is selected");
     }
 }
