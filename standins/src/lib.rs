@@ -10,7 +10,9 @@
 #![warn(missing_docs)]
 pub mod agent;
 pub mod bookinfo;
+pub mod grafana;
 pub mod istioctl;
 pub mod istiod;
 pub mod jaeger_v1;
+pub mod kiali;
 pub mod reloader;

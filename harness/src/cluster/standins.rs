@@ -1,8 +1,9 @@
 //! The lab's stand-ins for Istio's programs (`fixtures/standins/build-images`, the workspace's
 //! `standins` crate): an archive of images the lab node imports at start (istiod, the proxy
-//! image with Envoy and iptables, Bookinfo's apps), tagged inside the node with the image names
-//! the run's Istio release uses, and the host-side stand-in istioctl the lab runs instead of
-//! the release's own (a real istioctl could not install anything on an offline node).
+//! image with Envoy and iptables, Bookinfo's apps, the Grafana and Kiali addons), tagged
+//! inside the node with the image names the run's Istio release uses, and the host-side
+//! stand-in istioctl the lab runs instead of the release's own (a real istioctl could not
+//! install anything on an offline node).
 
 use std::path::{Path, PathBuf};
 
@@ -70,7 +71,8 @@ fn is_script_standin(path: &Path) -> bool {
 
 /// (neutral name in the archive, the name the release uses) for every stand-in image: istiod
 /// and the proxy as the stand-in istioctl names them (`docker.io/istio/{pilot,proxyv2}:<v>`),
-/// and each image `samples/bookinfo/platform/kube/bookinfo.yaml` names that has a stand-in.
+/// each image `samples/bookinfo/platform/kube/bookinfo.yaml` names that has a stand-in, and the
+/// Grafana and Kiali images of `samples/addons/{grafana,kiali}.yaml`.
 pub fn image_tags(release: &Release) -> Vec<(String, String)> {
     let mut tags: Vec<(String, String)> = ["pilot", "proxyv2"]
         .iter()
@@ -131,6 +133,14 @@ pub const ADDON_IMAGES: &[(&str, &str, &str)] = &[
         "jaegertracing/all-in-one",
         "standin-jaeger-all-in-one",
     ),
+    // Grafana (AGPL: a stand-in answering what the probe asks, from the mounted dashboards) and
+    // Kiali (an image only: a stand-in whose graph comes from the lab's Prometheus).
+    (
+        "samples/addons/grafana.yaml",
+        "grafana/grafana",
+        "standin-grafana",
+    ),
+    ("samples/addons/kiali.yaml", "kiali/kiali", "standin-kiali"),
 ];
 
 /// Every `image:` value of a manifest, unquoted.
@@ -238,6 +248,45 @@ mod tests {
             "istio-e2e.local/standin-config-reloader:1".into(),
             "docker.io/jimmidyson/configmap-reload:v0.5.0".into()
         )));
+    }
+
+    #[test]
+    fn the_real_addons_name_their_images_in_every_release() {
+        let Some(dir) = std::env::var_os("ISTIO_E2E_ISTIO_DIR") else {
+            println!(
+                "SKIPPED: ISTIO_E2E_ISTIO_DIR is not set (a directory of release directories)"
+            );
+            return;
+        };
+        for (v, grafana, kiali) in [
+            (
+                "1.12.1",
+                "docker.io/grafana/grafana:8.1.2",
+                "quay.io/kiali/kiali:v1.42",
+            ),
+            (
+                "1.30.3",
+                "docker.io/grafana/grafana:12.0.1",
+                "quay.io/kiali/kiali:v2.26",
+            ),
+        ] {
+            let rel = Release {
+                dir: std::path::Path::new(&dir).join(v),
+                version: v.into(),
+            };
+            if !rel.dir.is_dir() {
+                continue;
+            }
+            let tags = image_tags(&rel);
+            assert!(
+                tags.contains(&("istio-e2e.local/standin-grafana:1".into(), grafana.into())),
+                "{tags:?}"
+            );
+            assert!(
+                tags.contains(&("istio-e2e.local/standin-kiali:1".into(), kiali.into())),
+                "{tags:?}"
+            );
+        }
     }
 
     #[test]
