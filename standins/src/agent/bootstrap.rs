@@ -188,6 +188,19 @@ fn original_dst_cluster(name: &str, bind: Option<&str>) -> Value {
     if let Some(source) = bind {
         cluster["upstream_bind_config"] =
             json!({ "source_address": { "address": source, "port_value": 0 } });
+    } else {
+        // STAND-IN DIFFERENCE: Istio balances each outbound request over the Service's
+        // endpoints (EDS). Without xDS the sidecar sends to the Service IP, where kube-proxy
+        // picks an endpoint per connection; one request per upstream connection makes that a
+        // pick per request (otherwise two pooled connections sent all of Bookinfo's traffic to
+        // two of the three reviews versions, and Kiali's graph missed the third).
+        cluster["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "common_http_protocol_options": { "max_requests_per_connection": 1 },
+                "use_downstream_protocol_config": { "http_protocol_options": {}, "http2_protocol_options": {} }
+            }
+        });
     }
     cluster
 }
