@@ -511,26 +511,9 @@ fn signal(child: &Child, sig: i32) {
 
 /// `istio-init`: the stand-in's `istio-iptables` with the templates' default arguments.
 fn apply_istio_init(pod: &Netns, proxy: &Proxy) {
-    let init = pod.run(&[
-        proxy.agent(),
-        "istio-iptables",
-        "-p",
-        "15001",
-        "-z",
-        "15006",
-        "-u",
-        "1337",
-        "-m",
-        "REDIRECT",
-        "-i",
-        "*",
-        "-x",
-        "",
-        "-b",
-        "*",
-        "-d",
-        "15090,15021,15020",
-    ]);
+    let mut argv = vec![proxy.agent(), "istio-iptables"];
+    argv.extend(standins::istiod::inject::ISTIO_INIT_ARGS);
+    let init = pod.run(&argv);
     assert!(
         String::from_utf8_lossy(&init.stdout)
             .contains("-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT")

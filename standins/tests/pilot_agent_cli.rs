@@ -7,25 +7,12 @@ use std::process::{Command, Output};
 const AGENT: &str = env!("CARGO_BIN_EXE_pilot-agent");
 
 /// `istio-init`'s arguments in both templates with default values, plus `-n` (dry run).
-const INIT_ARGS: &[&str] = &[
-    "-p",
-    "15001",
-    "-z",
-    "15006",
-    "-u",
-    "1337",
-    "-m",
-    "REDIRECT",
-    "-i",
-    "*",
-    "-x",
-    "",
-    "-b",
-    "*",
-    "-d",
-    "15090,15021,15020",
-    "-n",
-];
+/// The injected istio-init arguments, and `-n` (dry run: print the rules, apply none).
+fn init_args() -> Vec<&'static str> {
+    let mut args = standins::istiod::inject::ISTIO_INIT_ARGS.to_vec();
+    args.push("-n");
+    args
+}
 
 fn run(program: &std::path::Path, args: &[&str], version: &str) -> Output {
     Command::new(program)
@@ -40,7 +27,7 @@ fn istio_iptables_symlink_and_subcommand_print_the_release_rules() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("istio-iptables");
     std::os::unix::fs::symlink(AGENT, &link).unwrap();
-    let old = run(&link, INIT_ARGS, "1.12.1");
+    let old = run(&link, &init_args(), "1.12.1");
     assert!(
         old.status.success(),
         "{}",
@@ -54,7 +41,7 @@ fn istio_iptables_symlink_and_subcommand_print_the_release_rules() {
     assert!(old.contains("-A OUTPUT -p tcp -j ISTIO_OUTPUT\n"), "{old}");
 
     let mut args = vec!["istio-iptables"];
-    args.extend_from_slice(INIT_ARGS);
+    args.extend_from_slice(&init_args());
     args.push("--log_output_level=default:info");
     let new = run(std::path::Path::new(AGENT), &args, "1.30.3");
     assert!(
@@ -100,7 +87,7 @@ fn both_flavors_apply_in_a_fresh_network_namespace() {
     if unsafe { libc::geteuid() } != 0 || !unshare_ok {
         return eprintln!("NOT RUN: needs root and unshare -n");
     }
-    let args: Vec<&str> = INIT_ARGS.iter().copied().filter(|a| *a != "-n").collect();
+    let args: Vec<&str> = standins::istiod::inject::ISTIO_INIT_ARGS.to_vec();
     for version in ["1.12.1", "1.30.3"] {
         let out = Command::new("unshare")
             .args(["-n", "--", AGENT, "istio-iptables"])

@@ -103,15 +103,20 @@ fn two_of_two(ns: &str, selector: Option<&str>) -> wait::PodsReady {
     }
 }
 
+/// The release's Bookinfo in the labelled namespace `mesh`, every pod 2/2.
+async fn injected_bookinfo(client: &kube::Client, rel: &Release) -> Result<Vec<Pod>, Failed> {
+    bookinfo_in(client, rel, "mesh", true).await?;
+    wait::pods_ready(client, &two_of_two("mesh", None), deadline(180))
+        .await
+        .map_err(|e| e.to_string().into())
+}
+
 /// Injected pods are 2/2 with istio-init before the proxy (a native sidecar on >= 1.33 with a
 /// release >= 1.27); pods of an unlabelled namespace are 1/1 and the wait names the sidecar.
 pub fn injection_follows_the_namespace_label() -> Result<(), Failed> {
     let (client, _, rel) = mesh_node()?;
     RT.block_on(async {
-        bookinfo_in(&client, &rel, "mesh", true).await?;
-        let pods = wait::pods_ready(&client, &two_of_two("mesh", None), deadline(180))
-            .await
-            .map_err(|e| e.to_string())?;
+        let pods = injected_bookinfo(&client, &rel).await?;
         let spec = pods[0].spec.as_ref().ok_or("no spec")?;
         let inits: Vec<&str> = spec
             .init_containers
@@ -181,10 +186,7 @@ fn pod_of(pods: &[Pod], app: &str) -> Result<String, Failed> {
 pub fn a_request_is_counted_by_the_destination_sidecar() -> Result<(), Failed> {
     let (client, _, rel) = mesh_node()?;
     RT.block_on(async {
-        bookinfo_in(&client, &rel, "mesh", true).await?;
-        let pods = wait::pods_ready(&client, &two_of_two("mesh", None), deadline(180))
-            .await
-            .map_err(|e| e.to_string())?;
+        let pods = injected_bookinfo(&client, &rel).await?;
         let (ratings, productpage) = (pod_of(&pods, "ratings")?, pod_of(&pods, "productpage")?);
         let before = inbound_count(&client, &productpage).await?;
         let curl: Vec<String> = ["curl", "-sS", "productpage:9080/productpage"]
@@ -222,10 +224,7 @@ pub fn a_request_is_counted_by_the_destination_sidecar() -> Result<(), Failed> {
 pub fn envoy_failing_readiness_is_named_by_the_wait() -> Result<(), Failed> {
     let (client, _, rel) = mesh_node()?;
     RT.block_on(async {
-        bookinfo_in(&client, &rel, "mesh", true).await?;
-        let pods = wait::pods_ready(&client, &two_of_two("mesh", None), deadline(180))
-            .await
-            .map_err(|e| e.to_string())?;
+        let pods = injected_bookinfo(&client, &rel).await?;
         let details = pod_of(&pods, "details")?;
         let admin = |what: &str| -> Vec<String> {
             ["pilot-agent", "request", "POST", what]

@@ -267,26 +267,31 @@ fn object<'a>(m: &'a mut Map<String, Value>, k: &str) -> &'a mut Map<String, Val
 }
 
 /// `istio-init`: the iptables capture (inbound to 15006, outbound to 15001, uid 1337 excluded).
+/// The arguments the injection templates give `istio-iptables` in `istio-init` with the
+/// default values (`-p 15001 -z 15006 -u 1337 ...`; 1.20+ adds `--log_output_level`): the
+/// agent's tests feed exactly these to the stand-in's istio-iptables.
+pub const ISTIO_INIT_ARGS: &[&str] = &[
+    "-p",
+    "15001",
+    "-z",
+    "15006",
+    "-u",
+    "1337",
+    "-m",
+    "REDIRECT",
+    "-i",
+    "*",
+    "-x",
+    "",
+    "-b",
+    "*",
+    "-d",
+    "15090,15021,15020",
+];
+
 fn init_container(inj: &Injection) -> Value {
-    let mut args = vec![
-        "istio-iptables",
-        "-p",
-        "15001",
-        "-z",
-        "15006",
-        "-u",
-        "1337",
-        "-m",
-        "REDIRECT",
-        "-i",
-        "*",
-        "-x",
-        "",
-        "-b",
-        "*",
-        "-d",
-        "15090,15021,15020",
-    ];
+    let mut args = vec!["istio-iptables"];
+    args.extend(ISTIO_INIT_ARGS);
     if inj.version.at_least(1, 20) {
         args.push("--log_output_level=default:info");
     }

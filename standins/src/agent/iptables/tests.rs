@@ -14,24 +14,7 @@ fn args(v: &[&str]) -> Vec<String> {
 
 /// The argument vector both injection templates give `pilot-agent` in `istio-init` with the
 /// default values (1.30.3 adds `--log_output_level=default:info`).
-const INJECTED: &[&str] = &[
-    "-p",
-    "15001",
-    "-z",
-    "15006",
-    "-u",
-    "1337",
-    "-m",
-    "REDIRECT",
-    "-i",
-    "*",
-    "-x",
-    "",
-    "-b",
-    "*",
-    "-d",
-    "15090,15021,15020",
-];
+const INJECTED: &[&str] = crate::istiod::inject::ISTIO_INIT_ARGS;
 
 const ISTIO_1_12_1_INIT_LOG: &str = "\
 * nat
