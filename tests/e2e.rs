@@ -103,12 +103,8 @@ fn run_entry(entry: Entry, parallel: bool) -> Result<Completion, Failed> {
             result.status
         )));
     }
-    let own = entry
-        .file
-        .scenario
-        .istio
-        .as_ref()
-        .and_then(|i| i.version.as_deref());
+    let provider = entry.file.scenario.cluster.provider().to_string();
+    let own = harness::snapshot::Own::of(&entry.file.scenario, &provider);
     harness::snapshot::assert_run(&result, own);
     Ok(Completion::Completed)
 }

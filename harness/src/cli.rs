@@ -297,6 +297,21 @@ fn validate(paths: &[PathBuf], opts: &ValidateOptions) -> u8 {
     if bad > 0 { EXIT_FAILED } else { 0 }
 }
 
+/// `opts` for `f`: a run on a provider the scenario's `matrix:` has rows for alone (the lab,
+/// whose nodes have versions of their own), naming no versions, takes the first such row's.
+fn with_provider_versions(f: &scenario::ScenarioFile, opts: &RunOptions) -> RunOptions {
+    let mut o = opts.clone();
+    let provider = o.provider.clone();
+    let provider = provider.unwrap_or_else(|| f.scenario.cluster.provider().to_string());
+    if o.kubernetes.is_none()
+        && o.istio_version.is_none()
+        && let Some((k, i)) = crate::matrix::own_versions_of(&f.scenario, &provider)
+    {
+        (o.kubernetes, o.istio_version) = (k, i);
+    }
+    o
+}
+
 fn list(dir: &std::path::Path) -> u8 {
     let (entries, notes, errors) = crate::matrix::from_env(dir);
     for e in &entries {
@@ -346,6 +361,7 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
     }
     let mut code = 0;
     for f in &files {
+        let opts = &with_provider_versions(f, opts);
         let provider = match runner::prepare(f, opts) {
             Ok(p) => p,
             Err(runner::StartError::CannotRun { provider, why }) => {
@@ -371,9 +387,10 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
                 eprintln!("{}: passed", f.scenario.name);
                 if check_snapshots {
                     let r = result.clone();
-                    let own = f.scenario.istio.as_ref().and_then(|i| i.version.clone());
-                    if std::panic::catch_unwind(move || {
-                        crate::snapshot::assert_run(&r, own.as_deref());
+                    let provider = f.scenario.cluster.provider().to_string();
+                    let own = crate::snapshot::Own::of(&f.scenario, &provider);
+                    if std::panic::catch_unwind(|| {
+                        crate::snapshot::assert_run(&r, own);
                     })
                     .is_err()
                     {

@@ -239,6 +239,7 @@ mod tests {
             artifacts: String::new(),
             diagnostics: None,
             snapshots: Default::default(),
+            params: Default::default(),
             timeout_scale: None,
         }
     }

@@ -110,7 +110,6 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
         } else {
             providers.clone()
         };
-        let pairs = version_pairs(s, &k8s, &istio);
         for p in &ps {
             if !s.cluster.allows(p) {
                 notes.push(format!(
@@ -124,12 +123,12 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
                 ));
                 continue;
             }
-            for (k, i) in &pairs {
+            for (k, i) in version_pairs(s, p, &k8s, &istio) {
                 entries.push(Entry {
                     file: file.clone(),
                     provider: p.clone(),
-                    kubernetes: k.clone(),
-                    istio: i.clone(),
+                    kubernetes: k,
+                    istio: i,
                 });
             }
         }
@@ -137,27 +136,32 @@ pub fn from_env(dir: &Path) -> (Vec<Entry>, Vec<String>, Vec<Diagnostic>) {
     (entries, notes, errors)
 }
 
-/// The (Kubernetes, Istio) versions a scenario runs with: its `matrix:` rows (else its own
-/// `cluster.kubernetes` with `istio.version`) when the environment names no versions. When
-/// it names Kubernetes versions only, each is paired with the Istio of the row for the same
-/// Kubernetes minor (else the scenario's own), and the other way round for Istio versions
-/// only; when it names both, every combination runs.
+/// The (Kubernetes, Istio) versions a scenario runs with on `provider`: its `matrix:` rows
+/// for that provider (else its own `cluster.kubernetes` with `istio.version`) when the
+/// environment names no versions. When it names Kubernetes versions only, each is paired
+/// with the Istio of the row for the same Kubernetes minor (else the scenario's own), and the
+/// other way round for Istio versions only; when it names both, every combination runs.
 pub fn version_pairs(
     s: &Scenario,
+    provider: &str,
     k8s: &[String],
     istio: &[String],
 ) -> Vec<(Option<String>, Option<String>)> {
     let own_k8s = s.cluster.kubernetes.clone();
     let own_istio = s.istio.as_ref().and_then(|i| i.version.clone());
-    let rows: Vec<(Option<String>, Option<String>)> = if s.matrix.is_empty() {
-        vec![(own_k8s.clone(), own_istio.clone())]
-    } else {
-        let row = |r: &MatrixRow| {
-            let k = r.kubernetes.clone().or_else(|| own_k8s.clone());
-            (k, r.istio.clone().or_else(|| own_istio.clone()))
-        };
-        s.matrix.iter().map(row).collect()
+    let row = |r: &MatrixRow| {
+        let k = r.kubernetes.clone().or_else(|| own_k8s.clone());
+        (k, r.istio.clone().or_else(|| own_istio.clone()))
     };
+    let mut rows: Vec<(Option<String>, Option<String>)> = s
+        .matrix
+        .iter()
+        .filter(|r| r.applies_to(provider))
+        .map(row)
+        .collect();
+    if rows.is_empty() {
+        rows.push((own_k8s.clone(), own_istio.clone()));
+    }
     let same_minor = |a: &Option<String>, b: &str| {
         a.as_deref().and_then(crate::istio::minor_of) == crate::istio::minor_of(b)
     };
@@ -184,6 +188,17 @@ pub fn version_pairs(
             .flat_map(|k| istio.iter().map(|i| (Some(k.clone()), Some(i.clone()))))
             .collect(),
     }
+}
+
+/// The versions a single run on `provider` takes when it names none: the first `matrix:` row
+/// written for that provider alone (`providers: [lab]`: the scenario's own versions are not
+/// that provider's), else none (the scenario's own).
+pub fn own_versions_of(s: &Scenario, provider: &str) -> Option<(Option<String>, Option<String>)> {
+    let r = s
+        .matrix
+        .iter()
+        .find(|r| !r.providers.is_empty() && r.applies_to(provider))?;
+    Some((r.kubernetes.clone(), r.istio.clone()))
 }
 
 /// Why the matrix's environment refuses a run.
@@ -270,8 +285,12 @@ mod tests {
     }
 
     fn pairs(s: &Scenario, k8s: &[&str], istio: &[&str]) -> Vec<(String, String)> {
+        pairs_on(s, "lab", k8s, istio)
+    }
+
+    fn pairs_on(s: &Scenario, on: &str, k8s: &[&str], istio: &[&str]) -> Vec<(String, String)> {
         let owned = |l: &[&str]| l.iter().map(ToString::to_string).collect::<Vec<_>>();
-        version_pairs(s, &owned(k8s), &owned(istio))
+        version_pairs(s, on, &owned(k8s), &owned(istio))
             .into_iter()
             .map(|(k, i)| (k.unwrap_or_default(), i.unwrap_or_default()))
             .collect()
@@ -309,6 +328,28 @@ mod tests {
         assert_eq!(pairs(&s, &[], &["1.30.1"]), [p("v1.34", "1.30.1")]);
         // both named: every combination
         assert_eq!(pairs(&s, &["v1.34"], &["1.12.1"]), [p("v1.34", "1.12.1")]);
+    }
+
+    /// bookinfo-demo's shape: kind runs the scenario's own versions, the lab the versions of
+    /// its own nodes, which only rows written for it name.
+    #[test]
+    fn rows_for_some_providers_leave_the_others_their_own_versions() {
+        let text = "name: m\ncluster: { provider: kind, providers: [lab], kubernetes: v1.33.1 }\n\
+                    istio: { version: 1.30.3 }\nmatrix:\n\
+                    \x20 - { kubernetes: v1.34, istio: 1.30.3, providers: [lab] }\n\
+                    \x20 - { kubernetes: v1.20, istio: 1.12.1, providers: [lab] }\nsteps: []\n";
+        let s = crate::scenario::parse_str(Path::new("m.yaml"), text.to_string())
+            .unwrap()
+            .scenario;
+        assert_eq!(pairs_on(&s, "kind", &[], &[]), [p("v1.33.1", "1.30.3")]);
+        assert_eq!(
+            pairs_on(&s, "lab", &[], &[]),
+            [p("v1.34", "1.30.3"), p("v1.20", "1.12.1")]
+        );
+        assert_eq!(pairs_on(&s, "lab", &["v1.20"], &[]), [p("v1.20", "1.12.1")]);
+        let some = |k: &str, i: &str| Some((Some(k.to_string()), Some(i.to_string())));
+        assert_eq!(own_versions_of(&s, "lab"), some("v1.34", "1.30.3"));
+        assert_eq!(own_versions_of(&s, "kind"), None);
     }
 
     #[test]

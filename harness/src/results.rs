@@ -77,6 +77,9 @@ pub struct RunResult {
     pub diagnostics: Option<String>,
     /// Named snapshots recorded by `snapshot` steps (normalized).
     pub snapshots: BTreeMap<String, Value>,
+    /// The scenario parameters the run set (`--set name=value`, `ISTIO_E2E_SET`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
     /// The factor every timeout was multiplied by (`--timeout-scale`), when not 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_scale: Option<f64>,

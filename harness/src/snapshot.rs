@@ -4,6 +4,7 @@
 //! request counts. Snapshots live in `snapshots/` at the repository root and are compared with
 //! insta (`cargo insta review` to accept a change).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
@@ -183,20 +184,56 @@ pub fn snapshot_dir() -> PathBuf {
     }
 }
 
-/// The snapshot name prefix of a run: the scenario's name when it ran on the Istio version the
-/// scenario names (or none), else `<scenario>@istio-<major.minor>`. So a scenario's own
-/// snapshots show an upgrade as a diff when its `istio.version` changes, while matrix entries
-/// with other Istio versions (which may run other steps, see `when:`) keep their own.
-pub fn snapshot_prefix(r: &RunResult, scenario_version: Option<&str>) -> String {
+/// What a run's snapshots are named against: the scenario's own provider, Istio version and
+/// parameter defaults (`cluster.provider`, `istio.version`, `params:`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Own<'a> {
+    /// The scenario's own provider.
+    pub provider: Option<&'a str>,
+    /// The scenario's own Istio version.
+    pub istio: Option<&'a str>,
+    /// The scenario's parameters with their defaults.
+    pub params: Option<&'a BTreeMap<String, String>>,
+}
+
+impl<'a> Own<'a> {
+    /// The own provider, Istio version and parameters of `s` (`provider`: its display name).
+    pub fn of(s: &'a crate::scenario::Scenario, provider: &'a str) -> Self {
+        Own {
+            provider: Some(provider),
+            istio: s.istio.as_ref().and_then(|i| i.version.as_deref()),
+            params: Some(&s.params),
+        }
+    }
+}
+
+/// The snapshot name prefix of a run: the scenario's name when it ran on the scenario's own
+/// provider, Istio version (or none) and parameter defaults; `@<provider>` is added for another
+/// provider, `@istio-<major.minor>` for another Istio version and `+<name>=<value>` for each
+/// parameter set to another value. So a scenario's own snapshots show an upgrade as a diff
+/// when its `istio.version` changes, while matrix entries on other providers, Istio versions
+/// or parameters (which may run other steps, see `when:`) keep their own, e.g.
+/// `bookinfo-demo@lab@istio-1.12` or `bookinfo-demo@lab+gateway=gateway-api`.
+pub fn snapshot_prefix(r: &RunResult, own: Own<'_>) -> String {
     let minor = |v: &str| crate::istio::minor_of(v).map(|(a, b)| format!("{a}.{b}"));
+    let mut prefix = r.scenario.clone();
+    if own.provider.is_some_and(|p| p != r.provider) {
+        prefix.push_str(&format!("@{}", r.provider));
+    }
     match (
         r.istio.as_deref().and_then(minor),
-        scenario_version.and_then(minor),
+        own.istio.and_then(minor),
     ) {
-        (Some(ran), Some(own)) if ran != own => format!("{}@istio-{ran}", r.scenario),
-        (Some(ran), None) => format!("{}@istio-{ran}", r.scenario),
-        _ => r.scenario.clone(),
+        (Some(ran), Some(own)) if ran != own => prefix.push_str(&format!("@istio-{ran}")),
+        (Some(ran), None) => prefix.push_str(&format!("@istio-{ran}")),
+        _ => {}
     }
+    for (name, value) in &r.params {
+        if own.params.and_then(|d| d.get(name)) != Some(value) {
+            prefix.push_str(&format!("+{name}={value}"));
+        }
+    }
+    prefix
 }
 
 /// Asserts the run's snapshots with insta: `<prefix>__results` (the normalized run) and one
@@ -205,13 +242,13 @@ pub fn snapshot_prefix(r: &RunResult, scenario_version: Option<&str>) -> String 
 /// `.snap.new` for `cargo insta review`, except under `CI`). A snapshot that does not exist
 /// yet (the first run of a new matrix entry) is recorded, not failed: see [`record_new`].
 /// Returns the paths of the snapshots recorded.
-pub fn assert_run(r: &RunResult, scenario_version: Option<&str>) -> Vec<PathBuf> {
-    assert_run_in(r, scenario_version, &snapshot_dir())
+pub fn assert_run(r: &RunResult, own: Own<'_>) -> Vec<PathBuf> {
+    assert_run_in(r, own, &snapshot_dir())
 }
 
 /// [`assert_run`] against the snapshots in `dir`.
-pub fn assert_run_in(r: &RunResult, scenario_version: Option<&str>, dir: &Path) -> Vec<PathBuf> {
-    let prefix = snapshot_prefix(r, scenario_version);
+pub fn assert_run_in(r: &RunResult, own: Own<'_>, dir: &Path) -> Vec<PathBuf> {
+    let prefix = snapshot_prefix(r, own);
     let mut views = vec![(format!("{prefix}__results"), run_view(r))];
     views.extend(
         r.snapshots
@@ -293,7 +330,7 @@ mod tests {
         let snaps = tempfile::tempdir().unwrap();
         let artifacts = tempfile::tempdir().unwrap();
         let r = run_at(artifacts.path());
-        let recorded = assert_run_in(&r, None, snaps.path());
+        let recorded = assert_run_in(&r, Own::default(), snaps.path());
         assert_eq!(recorded.len(), 2, "{recorded:?}");
         for p in &recorded {
             assert!(p.starts_with(artifacts.path()), "{p:?}");
@@ -304,7 +341,7 @@ mod tests {
         let mesh = std::fs::read_to_string(&recorded[1]).unwrap();
         assert!(mesh.ends_with("---\npods: 6\n"), "{mesh:?}");
         // Committed, they are compared: the same run passes and records nothing.
-        assert!(assert_run_in(&r, None, snaps.path()).is_empty());
+        assert!(assert_run_in(&r, Own::default(), snaps.path()).is_empty());
     }
 
     /// A snapshot that exists and differs still fails.
@@ -313,12 +350,13 @@ mod tests {
         let snaps = tempfile::tempdir().unwrap();
         let artifacts = tempfile::tempdir().unwrap();
         let r = run_at(artifacts.path());
-        for p in assert_run_in(&r, None, snaps.path()) {
+        for p in assert_run_in(&r, Own::default(), snaps.path()) {
             std::fs::copy(&p, snaps.path().join(p.file_name().unwrap())).unwrap();
         }
         let mut changed = r.clone();
         changed.snapshots.insert("mesh".into(), json!({"pods": 5}));
-        let failed = std::panic::catch_unwind(|| assert_run_in(&changed, None, snaps.path()));
+        let failed =
+            std::panic::catch_unwind(|| assert_run_in(&changed, Own::default(), snaps.path()));
         assert!(failed.is_err(), "a changed snapshot passed");
     }
 
@@ -347,9 +385,10 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_of_other_istio_versions_get_their_own_prefix() {
-        let r = |istio: Option<&str>| RunResult {
+    fn snapshots_of_other_providers_and_istio_versions_get_their_own_prefix() {
+        let r = |provider: &str, istio: Option<&str>| RunResult {
             scenario: "bookinfo-demo".into(),
+            provider: provider.into(),
             istio: istio.map(String::from),
             ..serde_json::from_value(json!({
                 "scenario": "x", "file": "x.yaml", "run_id": "1", "provider": "kind",
@@ -358,15 +397,53 @@ mod tests {
             }))
             .unwrap()
         };
+        let own = |istio: Option<&'static str>| Own {
+            provider: Some("kind"),
+            istio,
+            params: None,
+        };
+        let prefix = |p, i, o| snapshot_prefix(&r(p, i), own(o));
         assert_eq!(
-            snapshot_prefix(&r(Some("1.30.3")), Some("1.30.1")),
+            prefix("kind", Some("1.30.3"), Some("1.30.1")),
             "bookinfo-demo"
         );
         assert_eq!(
-            snapshot_prefix(&r(Some("1.12.1")), Some("1.30.3")),
+            prefix("kind", Some("1.12.1"), Some("1.30.3")),
             "bookinfo-demo@istio-1.12"
         );
-        assert_eq!(snapshot_prefix(&r(None), Some("1.30.3")), "bookinfo-demo");
-        assert_eq!(snapshot_prefix(&r(None), None), "bookinfo-demo");
+        assert_eq!(prefix("kind", None, Some("1.30.3")), "bookinfo-demo");
+        assert_eq!(prefix("kind", None, None), "bookinfo-demo");
+        assert_eq!(
+            prefix("lab", Some("1.30.3"), Some("1.30.3")),
+            "bookinfo-demo@lab"
+        );
+        assert_eq!(
+            prefix("lab", Some("1.12.1"), Some("1.30.3")),
+            "bookinfo-demo@lab@istio-1.12"
+        );
+        // no own provider known: named as before
+        let none = Own {
+            istio: Some("1.30.3"),
+            ..Own::default()
+        };
+        assert_eq!(
+            snapshot_prefix(&r("lab", Some("1.30.3")), none),
+            "bookinfo-demo"
+        );
+        // a parameter set to its default changes nothing; to another value, it is named
+        let defaults = BTreeMap::from([("gateway".to_string(), "classic".to_string())]);
+        let with = |v: &str| RunResult {
+            params: BTreeMap::from([("gateway".to_string(), v.to_string())]),
+            ..r("lab", Some("1.30.3"))
+        };
+        let own = Own {
+            params: Some(&defaults),
+            ..own(Some("1.30.3"))
+        };
+        assert_eq!(snapshot_prefix(&with("classic"), own), "bookinfo-demo@lab");
+        assert_eq!(
+            snapshot_prefix(&with("gateway-api"), own),
+            "bookinfo-demo@lab+gateway=gateway-api"
+        );
     }
 }

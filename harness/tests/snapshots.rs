@@ -39,6 +39,7 @@ fn run(pod: &str, ip: &str, port: u16, ms: u64, requests: u64, reviews: &str) ->
         artifacts: format!("target/istio-e2e/run-{ms}"),
         diagnostics: None,
         snapshots: Default::default(),
+        params: Default::default(),
         timeout_scale: None,
     }
 }

@@ -112,6 +112,7 @@ fn run_of(steps: Vec<StepResult>, status: Status) -> RunResult {
         artifacts: String::new(),
         diagnostics: None,
         snapshots: Default::default(),
+        params: Default::default(),
         timeout_scale: None,
     }
 }

@@ -866,6 +866,7 @@ impl<'f> Run<'f> {
             artifacts: self.artifacts.display().to_string(),
             diagnostics: self.diagnostics,
             snapshots: std::mem::take(&mut self.ctx.snapshots),
+            params: self.opts.params.clone(),
             timeout_scale: (!self.opts.timeout_scale.is_one())
                 .then(|| self.opts.timeout_scale.factor()),
         };

@@ -155,7 +155,9 @@ pub struct GatewayApiSpec {
 }
 
 /// One entry of a scenario's `matrix:`: a Kubernetes version with the Istio version it is
-/// run with (either may be left to the scenario's own).
+/// run with (either may be left to the scenario's own), on every provider or only on those
+/// `providers` names (`{ kubernetes: v1.34, istio: 1.30.3, providers: [lab] }`: the lab has
+/// nodes of its own versions). A provider no row names runs the scenario's own versions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixRow {
@@ -165,6 +167,19 @@ pub struct MatrixRow {
     /// Istio version, e.g. `1.30.3`.
     #[serde(default)]
     pub istio: Option<String>,
+    /// The providers this row is for (empty: every provider the scenario allows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderKind>,
+}
+
+impl MatrixRow {
+    /// True when the row is for `provider`.
+    pub fn applies_to(&self, provider: &str) -> bool {
+        self.providers.is_empty()
+            || provider
+                .parse::<ProviderKind>()
+                .is_ok_and(|k| self.providers.contains(&k))
+    }
 }
 
 /// How often a step is tried again after a failure (`retry: 3` or `retry: {attempts, backoff}`).

@@ -93,6 +93,18 @@ fn check_header(file: &ScenarioFile, opts: &ValidateOptions, out: &mut Vec<Diagn
         out.push(diag(l, c, "the scenario needs a non-empty `name`".into()));
     }
     // Provider names are checked when the file is read (`ProviderKind`'s deserializer).
+    for row in &s.matrix {
+        for p in &row.providers {
+            if !s.cluster.allows(&p.to_string()) {
+                let (l, c) = find("matrix:", 0);
+                let msg = format!(
+                    "a matrix row is for provider {p}, which the scenario does not allow: \
+                     add it to `cluster.providers`"
+                );
+                out.push(diag(l, c, msg));
+            }
+        }
+    }
     for name in opts.params.keys() {
         if !s.params.contains_key(name) {
             let declared: Vec<&String> = s.params.keys().collect();
