@@ -1448,6 +1448,42 @@ fn assert_sees_a_change_made_after_it_started() -> Result<(), Failed> {
     })
 }
 
+/// A node start cancelled the moment Docker has created its container (a run's deadline or
+/// Ctrl-C dropping the creation, as the runner's `guarded` does) leaves nothing once the
+/// provider is torn down, even when testcontainers had not yet handed over a handle to remove
+/// it by. Docker's own event stream says when the container exists (no polling).
+fn a_start_cancelled_at_creation_leaves_nothing() -> Result<(), Failed> {
+    let run_id = format!("labtest-cancelled-{}", std::process::id());
+    let label = format!("{}={run_id}", harness::cluster::RUN_LABEL);
+    RT.block_on(async {
+        let mut events = tokio::process::Command::new("docker")
+            .args(["events", "--filter", &format!("label={label}")])
+            .args(["--filter", "event=create", "--format", "{{.ID}}"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("docker events: {e}"))?;
+        let out = events.stdout.take().ok_or("docker events: no stdout")?;
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(out));
+        let mut lab = Lab::for_version(None);
+        let dir = tempfile::tempdir()?;
+        let req = ClusterRequest {
+            run_id: run_id.clone(),
+            artifacts: dir.path().into(),
+            ..Default::default()
+        };
+        let created = tokio::select! {
+            r = lab.create(&req) => Err(format!("the start ended before it was cancelled: {:?}", r.map(|i| i.name))),
+            line = lines.next_line() => line.map_err(|e| e.to_string())?.ok_or("docker events ended".to_string()),
+        }?;
+        let handed_over = lab.container_id().is_some();
+        let said = lab.teardown(false).await.map_err(|e| e.to_string())?;
+        let left = harness::cluster::docker_ids(&format!("label={label}"));
+        eprintln!("cancelled once {created:.12} existed (handle handed over: {handed_over}); teardown: {said}");
+        ensure(left.is_empty(), format!("left behind: {left:?} (teardown said {said:?})"))
+    })
+}
+
 fn main() -> std::process::ExitCode {
     harness::install_crypto_provider();
     let mut args = Arguments::from_args();
@@ -1526,6 +1562,10 @@ fn main() -> std::process::ExitCode {
             "lab::v1_34::native_sidecar_ready_and_unready",
             Some("v1.34"),
             native_sidecar_ready_and_unready_on_v1_34,
+        ),
+        lab_trial(
+            "lab::a_start_cancelled_at_creation_leaves_nothing",
+            a_start_cancelled_at_creation_leaves_nothing,
         ),
         lab_trial(
             "lab::existing::cluster_is_left_as_found",

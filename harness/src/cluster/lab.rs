@@ -127,6 +127,9 @@ pub const BUILD_COMMAND: &str = "fixtures/lab/build-image";
 pub struct Lab {
     container: Option<ContainerAsync<GenericImage>>,
     kubernetes: Option<String>,
+    /// The run id of the node being started: its container carries it as a label from the
+    /// moment Docker creates it, before testcontainers hands back a handle (see [`Lab::teardown`]).
+    starting: Option<String>,
 }
 
 /// The image to run: `over` (the scenario's `cluster.image`), else `ISTIO_E2E_LAB_IMAGE`, else
@@ -157,8 +160,8 @@ impl Lab {
     /// `ISTIO_E2E_K8S_VERSION`, else the default node. A run's request may still name another.
     pub fn for_version(kubernetes: Option<String>) -> Self {
         Lab {
-            container: None,
             kubernetes,
+            ..Lab::default()
         }
     }
 
@@ -256,6 +259,7 @@ impl Provider for Lab {
                 let to = format!("{}/istio-standins.tar", super::standins::NODE_IMAGES_DIR);
                 request = request.with_copy_to(to, s.archive.clone());
             }
+            self.starting = Some(req.run_id.clone());
             let container = request
                 .start()
                 .await
@@ -306,8 +310,27 @@ impl Provider for Lab {
             Ok(info)
         })
     }
+    /// Removes the node; and, unless kept, any container of the run's label that a start
+    /// failed or cancelled (a timeout, Ctrl-C) between Docker creating it and testcontainers
+    /// handing it over left behind, since no handle exists to remove it by.
     fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
-        Box::pin(super::container::remove(self.container.take(), keep, "lab"))
+        let starting = self.starting.take();
+        let container = self.container.take();
+        Box::pin(async move {
+            let mut line = super::container::remove(container, keep, "lab").await?;
+            if let (false, Some(run)) = (keep, starting) {
+                let label = format!("{RUN_LABEL}={run}");
+                let stray =
+                    tokio::task::spawn_blocking(move || super::remove_labelled_containers(&label))
+                        .await
+                        .unwrap_or_default();
+                for s in stray {
+                    let sep = if line.is_empty() { "" } else { "; " };
+                    line.push_str(&format!("{sep}{s} (left by an unfinished start)"));
+                }
+            }
+            Ok(line)
+        })
     }
     fn clean_leftovers(&self) -> Vec<Leftover> {
         super::remove_labelled_containers(LAB_LABEL)
