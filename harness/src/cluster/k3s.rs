@@ -12,6 +12,8 @@ use super::{ClusterError, ClusterInfo, ClusterRequest, Leftover, Provider, RUN_L
 #[derive(Default)]
 pub struct K3s {
     container: Option<ContainerAsync<K3sImage>>,
+    /// The run id of the container being started (see [`super::container::remove`]).
+    starting: Option<String>,
 }
 
 impl Provider for K3s {
@@ -50,6 +52,7 @@ impl Provider for K3s {
             if let Some(t) = tag {
                 image = image.with_tag(t);
             }
+            self.starting = Some(req.run_id.clone());
             let container = image
                 .with_startup_timeout(std::time::Duration::from_secs(180))
                 .start()
@@ -76,7 +79,13 @@ impl Provider for K3s {
         })
     }
     fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
-        Box::pin(super::container::remove(self.container.take(), keep, "k3s"))
+        let run = self.starting.take();
+        Box::pin(super::container::remove(
+            self.container.take(),
+            run,
+            keep,
+            "k3s",
+        ))
     }
     fn clean_leftovers(&self) -> Vec<Leftover> {
         super::remove_labelled_containers(RUN_LABEL)

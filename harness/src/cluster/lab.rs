@@ -310,27 +310,14 @@ impl Provider for Lab {
             Ok(info)
         })
     }
-    /// Removes the node; and, unless kept, any container of the run's label that a start
-    /// failed or cancelled (a timeout, Ctrl-C) between Docker creating it and testcontainers
-    /// handing it over left behind, since no handle exists to remove it by.
     fn teardown(&mut self, keep: bool) -> BoxFuture<'_, Result<String, ClusterError>> {
-        let starting = self.starting.take();
-        let container = self.container.take();
-        Box::pin(async move {
-            let mut line = super::container::remove(container, keep, "lab").await?;
-            if let (false, Some(run)) = (keep, starting) {
-                let label = format!("{RUN_LABEL}={run}");
-                let stray =
-                    tokio::task::spawn_blocking(move || super::remove_labelled_containers(&label))
-                        .await
-                        .unwrap_or_default();
-                for s in stray {
-                    let sep = if line.is_empty() { "" } else { "; " };
-                    line.push_str(&format!("{sep}{s} (left by an unfinished start)"));
-                }
-            }
-            Ok(line)
-        })
+        let run = self.starting.take();
+        Box::pin(super::container::remove(
+            self.container.take(),
+            run,
+            keep,
+            "lab",
+        ))
     }
     fn clean_leftovers(&self) -> Vec<Leftover> {
         super::remove_labelled_containers(LAB_LABEL)

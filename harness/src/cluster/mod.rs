@@ -369,7 +369,33 @@ pub mod container {
 
     /// Removes the node container with its anonymous volumes, or keeps it (and says how to
     /// remove it later). Nothing to do when no container was started.
+    ///
+    /// `run`: the run id whose label the container was created with, when a start began.
+    /// Unless kept, any container of that label is removed too: a start that failed or was
+    /// cancelled (a deadline, Ctrl-C) between Docker creating the container and
+    /// testcontainers handing over its handle leaves one that nothing else could remove.
     pub async fn remove<I: Image>(
+        c: Option<ContainerAsync<I>>,
+        run: Option<String>,
+        keep: bool,
+        what: &'static str,
+    ) -> Result<String, ClusterError> {
+        let mut line = remove_handle(c, keep, what).await?;
+        if let (false, Some(run)) = (keep, run) {
+            let label = format!("{}={run}", super::RUN_LABEL);
+            let strays =
+                tokio::task::spawn_blocking(move || super::remove_labelled_containers(&label))
+                    .await
+                    .unwrap_or_default();
+            for s in strays {
+                let sep = if line.is_empty() { "" } else { "; " };
+                line.push_str(&format!("{sep}{s} (left by an unfinished start)"));
+            }
+        }
+        Ok(line)
+    }
+
+    async fn remove_handle<I: Image>(
         c: Option<ContainerAsync<I>>,
         keep: bool,
         what: &'static str,
