@@ -11,6 +11,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::scenario::Templated;
+
 /// Expectations on an HTTP answer (or, inside a [`CommandExpect`], a command's output): the
 /// status and what the body shows.
 ///
@@ -21,7 +23,7 @@ use serde_json::Value;
 #[serde(try_from = "ExpectFields", into = "ExpectFields")]
 pub struct Expect {
     /// HTTP status code, e.g. `200`.
-    pub status: Option<u16>,
+    pub status: Option<Templated<u16>>,
     /// Text of the HTML `<title>` element, compared after trimming whitespace.
     pub title: Option<String>,
     /// Substrings the body (or stdout) must contain; one string or a list.
@@ -45,7 +47,7 @@ pub struct Expect {
 #[serde(try_from = "ExpectFields", into = "ExpectFields")]
 pub struct CommandExpect {
     /// The exit code; 0 unless `exit-code` says otherwise.
-    pub exit_code: i32,
+    pub exit_code: Templated<i32>,
     /// Substrings a command's stdout must contain.
     pub stdout_contains: Vec<String>,
     /// Expectations on stdout as a body (`title`, `contains`, `regex`, ...); never a status.
@@ -58,7 +60,7 @@ pub struct CommandExpect {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ExpectFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    status: Option<u16>,
+    status: Option<Templated<u16>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     title: Option<String>,
     #[serde(
@@ -92,7 +94,7 @@ struct ExpectFields {
     )]
     stdout_contains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    exit_code: Option<i32>,
+    exit_code: Option<Templated<i32>>,
 }
 
 /// An expectation block refused when the file is read.
@@ -103,7 +105,7 @@ pub enum ExpectError {
     CommandOnly(&'static str),
     /// `status` on a command.
     #[error("`status: {0}` applies to HTTP checks, not to a command; expect its `exit-code`")]
-    HttpOnly(u16),
+    HttpOnly(Templated<u16>),
     /// `text` without the `selector` that picks its element.
     #[error("`text` needs a `selector` to say which element")]
     TextWithoutSelector,
@@ -144,7 +146,7 @@ impl TryFrom<ExpectFields> for CommandExpect {
         let (exit_code, stdout_contains) =
             (f.exit_code.take(), std::mem::take(&mut f.stdout_contains));
         Ok(CommandExpect {
-            exit_code: exit_code.unwrap_or(0),
+            exit_code: exit_code.unwrap_or(Templated::Literal(0)),
             stdout_contains,
             output: body_of(f)?,
         })
@@ -266,7 +268,7 @@ pub struct JsonExpect {
     /// The value there must be at least this: a number (or a numeric string) is compared by
     /// value, an array or object by its length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
+    pub min: Option<Templated<f64>>,
     /// The value there, as text, must contain this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contains: Option<String>,
@@ -327,7 +329,7 @@ impl Expect {
     /// Checks every expectation against an HTTP answer; an empty result means all held.
     pub fn check(&self, status: u16, body: &str) -> Vec<Mismatch> {
         let mut out = Vec::new();
-        if let Some(want) = self.status
+        if let Some(want) = self.status.as_ref().map(Templated::value)
             && status != want
         {
             out.push(Mismatch::new(
@@ -450,10 +452,11 @@ impl CommandExpect {
     /// when every expectation held).
     pub fn check(&self, stdout: &str, exit_code: i32) -> Option<String> {
         let mut misses = Vec::new();
-        if exit_code != self.exit_code {
+        let want = self.exit_code.value();
+        if exit_code != want {
             misses.push(Mismatch::new(
                 "exit-code",
-                format!("expected {}, got {exit_code}", self.exit_code),
+                format!("expected {want}, got {exit_code}"),
             ));
         }
         self.output.check_body(stdout, &mut misses);
@@ -494,7 +497,7 @@ impl JsonExpect {
         {
             out.push(format!("expected {want}, got {v}"));
         }
-        if let Some(min) = self.min {
+        if let Some(min) = self.min.as_ref().map(Templated::value) {
             match json_magnitude(v) {
                 Some(got) if got >= min => {}
                 Some(got) => out.push(format!("expected at least {min}, got {got}")),
@@ -640,7 +643,7 @@ mod tests {
     #[test]
     fn every_mismatch_is_reported_with_what_was_seen() {
         let e = Expect {
-            status: Some(200),
+            status: Some(Templated::Literal(200)),
             title: Some("Simple Bookstore App".into()),
             contains: vec!["Hamlet".into()],
             ..Default::default()
@@ -672,12 +675,12 @@ mod tests {
                 },
                 JsonExpect {
                     pointer: "/data/result".into(),
-                    min: Some(1.0),
+                    min: Some(Templated::Literal(1.0)),
                     ..Default::default()
                 },
                 JsonExpect {
                     pointer: "/data/result/0/value/1".into(),
-                    min: Some(50.0),
+                    min: Some(Templated::Literal(50.0)),
                     ..Default::default()
                 },
                 JsonExpect {
@@ -692,7 +695,7 @@ mod tests {
         let e = Expect {
             json: vec![JsonExpect {
                 pointer: "/data/result/0/value/1".into(),
-                min: Some(100.0),
+                min: Some(Templated::Literal(100.0)),
                 ..Default::default()
             }],
             ..Default::default()
@@ -731,7 +734,7 @@ mod tests {
         let e = read::<Expect>(serde_json::json!({"stdout-contains": "x"})).unwrap_err();
         assert!(e.contains("`stdout-contains` applies to commands"), "{e}");
         let c: CommandExpect = read(serde_json::json!({"exit-code": 3, "contains": "x"})).unwrap();
-        assert_eq!((c.exit_code, c.output.contains.len()), (3, 1));
+        assert_eq!((c.exit_code.value(), c.output.contains.len()), (3, 1));
         assert_eq!(
             read::<CommandExpect>(serde_json::to_value(&c).unwrap()),
             Ok(c)

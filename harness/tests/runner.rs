@@ -429,8 +429,15 @@ impl Executor for RecordAll {
             k => self.0.push(k.kind_name()),
         }
         let mut out = Outputs::new();
+        // values shaped like what the steps record (the runner checks resolved specs)
         for k in kind.spec().capture_keys() {
-            out.insert((*k).into(), "127.0.0.1:1".into());
+            let v = match *k {
+                "url" => "http://127.0.0.1:1",
+                "port" => "1",
+                "host" => "127.0.0.1",
+                _ => "127.0.0.1:1",
+            };
+            out.insert((*k).into(), v.into());
         }
         Box::pin(async move { Ok(out) })
     }

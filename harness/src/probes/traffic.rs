@@ -36,6 +36,7 @@ use super::{
 use crate::Outputs;
 use crate::error::StepError;
 use crate::expect::Mismatch;
+use crate::scenario::Templated;
 
 /// The most requests one traffic step may send.
 pub const MAX_REQUESTS: u32 = 100_000;
@@ -51,13 +52,13 @@ pub struct TrafficSpec {
     /// A number of requests, or traffic in the background until stopped.
     pub mode: TrafficMode,
     /// How many requests may be in flight at once (default 8).
-    pub concurrency: u32,
+    pub concurrency: Templated<u32>,
     /// Extra request headers (e.g. `end-user: jason` for a header-matched route).
     pub headers: BTreeMap<String, String>,
     /// A `Host` header to send instead of the URL's host.
     pub host: Option<String>,
     /// The status that counts as a success; any 2xx when absent.
-    pub expect_status: Option<u16>,
+    pub expect_status: Option<Templated<u16>>,
     /// At least this many requests must succeed.
     pub min_success: Option<Threshold>,
     /// At most this many requests may fail (a wrong status or no answer).
@@ -95,13 +96,13 @@ struct TrafficFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rate: Option<u32>,
     #[serde(default = "default_concurrency")]
-    concurrency: u32,
+    concurrency: Templated<u32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    expect_status: Option<u16>,
+    expect_status: Option<Templated<u16>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     min_success: Option<Threshold>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,8 +167,8 @@ impl From<TrafficSpec> for TrafficFields {
     }
 }
 
-fn default_concurrency() -> u32 {
-    8
+fn default_concurrency() -> Templated<u32> {
+    Templated::Literal(8)
 }
 
 impl TrafficSpec {
@@ -236,10 +237,11 @@ impl TrafficSpec {
                 }
             }
         }
-        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+        if let Some(&c) = self.concurrency.literal()
+            && (c == 0 || c > MAX_CONCURRENCY)
+        {
             out.push(format!(
-                "concurrency must be 1 to {MAX_CONCURRENCY}, not {}",
-                self.concurrency
+                "concurrency must be 1 to {MAX_CONCURRENCY}, not {c}"
             ));
         }
         for (k, v) in &self.headers {
@@ -272,7 +274,7 @@ impl TrafficSpec {
 
     /// True when `status` counts as a success: `expect-status`, else any 2xx.
     pub fn is_success(&self, status: u16) -> bool {
-        match self.expect_status {
+        match self.expect_status.as_ref().map(Templated::value) {
             Some(want) => status == want,
             None => (200..300).contains(&status),
         }
@@ -391,7 +393,7 @@ impl TrafficReport {
     /// Every expectation of `spec` that this report does not meet.
     pub fn mismatches(&self, spec: &TrafficSpec) -> Vec<Mismatch> {
         let mut out = Vec::new();
-        let success = match spec.expect_status {
+        let success = match &spec.expect_status {
             Some(s) => format!("status {s}"),
             None => "a 2xx status".to_string(),
         };
@@ -526,7 +528,7 @@ pub async fn send(
     };
     let results: Vec<RequestOutcome> = futures::stream::iter(0..requests)
         .map(|_| send_one(client, spec, &url, stop_at))
-        .buffer_unordered(spec.concurrency as usize)
+        .buffer_unordered(spec.concurrency.value() as usize)
         .collect()
         .await;
 
@@ -654,7 +656,7 @@ impl BackgroundTraffic {
         let (sent_tx, sent) = tokio::sync::watch::channel(0usize);
         let sent_tx = Arc::new(sent_tx);
         let started = Instant::now();
-        let n = spec.concurrency.max(1);
+        let n = spec.concurrency.value().max(1);
         // Each worker keeps its share of the rate: one request every `period`.
         let period = rate.map(|r| Duration::from_secs_f64(f64::from(n) / f64::from(r.max(1))));
         let workers = (0..n)
@@ -1061,7 +1063,7 @@ mod tests {
     #[test]
     fn spec_problems() {
         let mut spec = TrafficSpec::new("nope", 0);
-        spec.concurrency = 0;
+        spec.concurrency = Templated::Literal(0);
         spec.min_success = Some(Threshold::Percent(120.0));
         assert_eq!(spec.problems().len(), 4, "{:?}", spec.problems());
         let mut bg = TrafficSpec::background("http://127.0.0.1:1/", "rollout");

@@ -147,6 +147,45 @@ mod tests {
         assert!(why(Some("v1.99")).contains("no Kubernetes v1.99 node"));
         assert!(why(None).contains("no Kubernetes v1.77 node"));
     }
+
+    /// What validation refuses in a literal is refused in a template's value once resolved.
+    #[test]
+    fn a_resolved_value_validation_would_refuse_fails_the_step() {
+        let text = "name: t\nparams: { c: '4' }\nsteps:\n  - traffic: { url: 'http://a', requests: 1, concurrency: '${param.c}' }\n";
+        let file = crate::scenario::parse_str(std::path::Path::new("t.yaml"), text.into()).unwrap();
+        assert!(crate::scenario::validate(&file, &Default::default()).is_empty());
+        let kind = &file.scenario.steps[0].value.kind;
+        let mut vars = crate::scenario::vars::Vars::default();
+        vars.set("param.c", "4");
+        assert!(super::resolved(kind, &vars).is_ok());
+        vars.set("param.c", "0");
+        let e = super::resolved(kind, &vars).unwrap_err();
+        assert_eq!(
+            e,
+            "once its variables are put in: concurrency must be 1 to 256, not 0"
+        );
+    }
+}
+
+/// The step with the run's variables put in and, when they changed it, checked as validation
+/// checked the spec as written: a `${...}` that resolves to a value validation would have
+/// refused (a `concurrency` of 0, a listen address that is none) fails the step with
+/// validation's message.
+fn resolved(kind: &StepKind, vars: &crate::scenario::vars::Vars) -> Result<StepKind, String> {
+    let k = kind.resolve(vars).map_err(|e| e.to_string())?;
+    let problems = if k == *kind {
+        Vec::new()
+    } else {
+        k.spec().problems()
+    };
+    if problems.is_empty() {
+        Ok(k)
+    } else {
+        Err(format!(
+            "once its variables are put in: {}",
+            problems.join("; ")
+        ))
+    }
 }
 
 /// The version the cluster's apiserver reports (`${cluster.kubernetes}`, e.g. `v1.34.4`), or
@@ -739,9 +778,9 @@ impl<'f> Run<'f> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let kind = match step.kind.resolve(&self.ctx.vars) {
+            let kind = match resolved(&step.kind, &self.ctx.vars) {
                 Ok(k) => k,
-                Err(e) => return (attempts, Err(e.to_string())),
+                Err(e) => return (attempts, Err(e)),
             };
             let timeout = self.opts.timeout_scale.apply(step.effective_timeout());
             let mut deadline = Instant::now() + timeout;

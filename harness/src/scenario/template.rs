@@ -65,18 +65,68 @@ impl<T: fmt::Display> fmt::Display for Templated<T> {
     }
 }
 
+impl<T: FromStr> Templated<T>
+where
+    T::Err: fmt::Display,
+{
+    /// A field as written: a template when it holds `${`, else a literal parsed now.
+    pub fn from_text(text: &str) -> Result<Self, T::Err> {
+        if text.contains("${") {
+            return Ok(Templated::Template(text.to_string()));
+        }
+        text.parse().map(Templated::Literal)
+    }
+}
+
+impl<T: Clone> Templated<T> {
+    /// The value of a field the run's variables were put into ([`Templated::resolve`], or
+    /// [`crate::scenario::Resolve`] on the whole spec), which is always a literal.
+    ///
+    /// # Panics
+    /// On a template not yet resolved: steps run on resolved specs only.
+    pub fn value(&self) -> T {
+        match self {
+            Templated::Literal(v) => v.clone(),
+            Templated::Template(t) => panic!("{t} was not resolved before the step ran"),
+        }
+    }
+}
+
+/// Any scalar as written (`2`, `true`, `canary`, `${param.n}`), read as its text and parsed
+/// into `T` unless it is a template.
 impl<'de, T: FromStr> Deserialize<'de> for Templated<T>
 where
     T::Err: fmt::Display,
 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.contains("${") {
-            return Ok(Templated::Template(text));
-        }
-        text.parse()
-            .map(Templated::Literal)
-            .map_err(de::Error::custom)
+        let text = d.deserialize_any(ScalarText)?;
+        Templated::from_text(&text).map_err(de::Error::custom)
+    }
+}
+
+/// A scalar's text, whatever type YAML gave it.
+struct ScalarText;
+
+impl de::Visitor<'_> for ScalarText {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value or a `${...}` template")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
     }
 }
 

@@ -36,6 +36,7 @@ use self::matching::{Count, Mismatch, Tally};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
+use crate::scenario::Templated;
 
 /// Which objects a target selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +79,7 @@ pub struct AssertSpec {
     /// Which objects and what they must hold.
     pub target: Target,
     /// Exactly this many must match; at least one when not given.
-    pub count: Option<usize>,
+    pub count: Option<Templated<usize>>,
 }
 
 /// The fields of `assert` and `absent` as written: `name` or `selector` become [`Select`].
@@ -96,7 +97,7 @@ pub(crate) struct TargetSpec {
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     expected: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) count: Option<usize>,
+    pub(crate) count: Option<Templated<usize>>,
 }
 
 impl TargetSpec {
@@ -104,7 +105,7 @@ impl TargetSpec {
     pub(crate) fn target(
         self,
         kind: &'static str,
-    ) -> Result<(Target, Option<usize>), super::SpecError> {
+    ) -> Result<(Target, Option<Templated<usize>>), super::SpecError> {
         let select = match (self.name, self.selector) {
             (Some(n), None) => Select::Name(n),
             (None, Some(s)) => Select::Selector(s),
@@ -127,7 +128,7 @@ impl TargetSpec {
     }
 
     /// The fields as written for `target`.
-    pub(crate) fn from_target(t: Target, count: Option<usize>) -> Self {
+    pub(crate) fn from_target(t: Target, count: Option<Templated<usize>>) -> Self {
         let (name, selector) = match t.select {
             Select::Name(n) => (Some(n), None),
             Select::Selector(s) => (None, Some(s)),
@@ -520,14 +521,15 @@ impl super::Kind for AssertSpec {
     }
     fn summary(&self) -> String {
         let t = target_summary(&self.target);
-        match self.count {
+        match &self.count {
             Some(n) => format!("{t} ×{n}"),
             None => t,
         }
     }
     fn problems(&self) -> Vec<String> {
         let mut p = target_problems(&self.target);
-        if let (Select::Name(_), Some(n @ 2..)) = (&self.target.select, self.count) {
+        let count = self.count.as_ref().and_then(Templated::literal);
+        if let (Select::Name(_), Some(n @ 2..)) = (&self.target.select, count) {
             p.push(format!(
                 "`count: {n}` with `name` can never hold (a name selects one object); use `selector`"
             ));
@@ -535,7 +537,10 @@ impl super::Kind for AssertSpec {
         p
     }
     async fn run(&self, ctx: &mut Context, deadline: Instant) -> Result<Outputs, StepError> {
-        let count = self.count.map_or(Count::AtLeastOne, Count::Exactly);
+        let count = self
+            .count
+            .as_ref()
+            .map_or(Count::AtLeastOne, |n| Count::Exactly(n.value()));
         watch(&self.target, Goal::Match(count), ctx, deadline).await
     }
 }

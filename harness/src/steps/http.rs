@@ -38,7 +38,7 @@ pub struct HttpSpec {
 fn check_of(s: &HttpSpec) -> crate::probes::http::HttpCheck {
     let mut expect = s.expect.clone();
     if expect.status.is_none() {
-        expect.status = Some(200);
+        expect.status = Some(crate::scenario::Templated::Literal(200));
     }
     crate::probes::http::HttpCheck {
         url: s.url.clone(),

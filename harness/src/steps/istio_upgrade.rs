@@ -67,11 +67,11 @@ pub struct IstioUpgradeSpec {
     pub namespaces: Vec<String>,
     /// Canary: remove the old revision once the data plane moved (default true).
     #[serde(default = "default_remove_old")]
-    pub remove_old: bool,
+    pub remove_old: Templated<bool>,
 }
 
-fn default_remove_old() -> bool {
-    true
+fn default_remove_old() -> Templated<bool> {
+    Templated::Literal(true)
 }
 
 impl std::fmt::Display for UpgradeMode {
@@ -139,7 +139,7 @@ pub fn plan(
         UpgradeMode::Canary => {
             let rev = new_revision(s);
             let mut v = vec![crate::istio::install_args(profile, &s.set, Some(&rev))];
-            if s.remove_old {
+            if s.remove_old.value() {
                 v.push(crate::istio::uninstall_revision_args(
                     old_revision.unwrap_or("default"),
                 ));

@@ -314,4 +314,58 @@ mod tests {
         }
         assert!(checked > 20, "{checked} steps");
     }
+
+    /// Numbers and booleans take variables: the file is accepted when read and validated
+    /// (a literal is still checked then), and the values are typed once resolved.
+    #[test]
+    fn numbers_and_booleans_take_variables() {
+        use crate::scenario::Templated;
+        let text = "name: t\nparams: { sidecars: '2', n: '6', status: '200' }\nsteps:\n\
+                    \x20 - wait: { pods: { namespace: default, containers: '${param.sidecars}', min: '${param.n}' } }\n\
+                    \x20 - http: { url: 'http://a', expect: { status: '${param.status}' } }\n\
+                    \x20 - assert: { api-version: v1, kind: Pod, selector: a=b, count: '${param.n}' }\n";
+        let file = crate::scenario::parse_str(std::path::Path::new("t.yaml"), text.into()).unwrap();
+        let diags = crate::scenario::validate(&file, &Default::default());
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut vars = crate::scenario::vars::Vars::default();
+        for (k, v) in &file.scenario.params {
+            vars.set(format!("param.{k}"), v.clone());
+        }
+        let kinds: Vec<StepKind> = file
+            .scenario
+            .steps
+            .iter()
+            .map(|s| s.value.kind.resolve(&vars).unwrap())
+            .collect();
+        let StepKind::Wait(wait::WaitSpec::Pods(p)) = &kinds[0] else {
+            panic!("{:?}", kinds[0])
+        };
+        assert_eq!(
+            (
+                p.containers.as_ref().map(Templated::value),
+                p.min.as_ref().map(Templated::value)
+            ),
+            (Some(2), Some(6))
+        );
+        let StepKind::Http(h) = &kinds[1] else {
+            panic!()
+        };
+        assert_eq!(h.expect.status.as_ref().map(Templated::value), Some(200));
+        let StepKind::Assert(a) = &kinds[2] else {
+            panic!()
+        };
+        assert_eq!(a.count.as_ref().map(Templated::value), Some(6));
+        // a literal is still checked when the file is read
+        let bad = text.replace("'${param.sidecars}'", "two");
+        let e = crate::scenario::parse_str(std::path::Path::new("t.yaml"), bad).unwrap_err();
+        assert!(e.message.contains("invalid digit"), "{e}");
+        // a template that does not give a number fails when resolved, naming it
+        vars.set("param.n", "six");
+        let e = file.scenario.steps[0]
+            .value
+            .kind
+            .resolve(&vars)
+            .unwrap_err();
+        assert!(e.to_string().contains("${param.n}"), "{e}");
+    }
 }

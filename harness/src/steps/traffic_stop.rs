@@ -20,7 +20,7 @@ pub struct TrafficStopSpec {
     /// Let it run on until at least this many requests were sent (within the step's timeout),
     /// so the check covers enough requests however fast the machine is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after_requests: Option<u64>,
+    pub after_requests: Option<crate::scenario::Templated<u64>>,
     /// What the traffic must show; without it, zero failed requests.
     #[serde(default)]
     pub expect: BackgroundExpect,
@@ -38,7 +38,7 @@ async fn stop(
         ))
         .with_hint("start it with a `traffic` step that has `background: NAME` earlier on"));
     };
-    if let Some(n) = s.after_requests {
+    if let Some(n) = s.after_requests.as_ref().map(crate::scenario::Templated::value) {
         // Stop a little before the deadline so the check still runs and reports.
         let until = deadline - super::time_left(deadline).mul_f64(0.1);
         if !traffic.wait_for_requests(n as usize, until).await {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::Outputs;
 use crate::context::Context;
 use crate::error::StepError;
+use crate::scenario::Templated;
 
 /// Spec of a `wait` step: exactly one of `pods`, `deployments`, `condition`, written as that
 /// one key (`wait: { pods: { ... } }`). A block with none or several is refused when the file
@@ -72,10 +73,10 @@ pub struct PodsWait {
     pub selector: Option<String>,
     /// Containers every pod must have (2 = app + sidecar).
     #[serde(default)]
-    pub containers: Option<usize>,
+    pub containers: Option<Templated<usize>>,
     /// At least this many pods (1 by default).
     #[serde(default)]
-    pub min: Option<usize>,
+    pub min: Option<Templated<usize>>,
     /// How long an image pull may keep failing (`ErrImagePull`, `ImagePullBackOff`) before
     /// the wait fails with the image and the last pull error (`30s`, `5m`; 2m by default).
     #[serde(
@@ -130,6 +131,7 @@ fn summary(s: &WaitSpec) -> String {
             "pods {}{}",
             p.selector.as_deref().unwrap_or("(all)"),
             p.containers
+                .as_ref()
                 .map(|c| format!(" {c}/{c}"))
                 .unwrap_or_default()
         ),
@@ -172,8 +174,8 @@ async fn pods(
     let want = crate::kubeops::wait::PodsReady {
         namespace: ctx.ns(p.namespace.as_ref()),
         selector: p.selector.clone(),
-        containers: p.containers,
-        min_pods: p.min.unwrap_or(1),
+        containers: p.containers.as_ref().map(Templated::value),
+        min_pods: p.min.as_ref().map_or(1, Templated::value),
         image_pull_grace: p
             .image_pull_grace
             .unwrap_or(crate::kubeops::wait::DEFAULT_IMAGE_PULL_GRACE),
