@@ -126,7 +126,12 @@ fn check_header(file: &ScenarioFile, opts: &ValidateOptions, out: &mut Vec<Diagn
             ));
         }
     }
-    if s.gateway_api.is_none() && file.source.contains("${gateway-api.crds}") {
+    let uses_crds = || {
+        model_references(file)
+            .iter()
+            .any(|(_, n)| n == "gateway-api.crds")
+    };
+    if s.gateway_api.is_none() && uses_crds() {
         let (l, c) = find("${gateway-api.crds}", 0);
         let msg = "`${gateway-api.crds}` needs the release it comes from: add \
                    `gateway-api: { version: v1.5.1 }` to the scenario";
@@ -316,14 +321,10 @@ fn check_variables(file: &ScenarioFile, starts: &[usize], out: &mut Vec<Diagnost
             all_captures.push((i, c.to_string()));
         }
     }
-    for r in vars::references(&file.source) {
-        let (line, column) = line_col(&file.source, r.offset);
-        if in_comment(&file.source, r.offset) {
-            continue;
-        }
-        let step = starts.iter().rposition(|&start| start <= r.offset);
+    for (step, name) in model_references(file) {
+        let (line, column) = locate(file, starts, step, &name);
         let visible = step.map(|i| &captures_before[i]);
-        let name = r.name.as_str();
+        let name = name.as_str();
         let known = BUILTINS.contains(&name)
             || name
                 .strip_prefix("param.")
@@ -371,6 +372,60 @@ fn check_variables(file: &ScenarioFile, starts: &[usize], out: &mut Vec<Diagnost
     }
 }
 
+/// Every `${name}` the typed model holds, once per place: the header's fields (step `None`),
+/// then each step's spec and `when:`. Only values count, as only values are resolved (a key,
+/// such as a label's name, is kept as written), and a comment is no part of the model.
+fn model_references(file: &ScenarioFile) -> Vec<(Option<usize>, String)> {
+    let s = &file.scenario;
+    let mut out = Vec::new();
+    let mut add = |step: Option<usize>, v: serde_json::Value| {
+        let mut names = BTreeSet::new();
+        strings_in(&v, &mut |text| {
+            names.extend(vars::references(text).into_iter().map(|r| r.name));
+        });
+        out.extend(names.into_iter().map(|n| (step, n)));
+    };
+    let header = serde_json::json!([s.cluster, s.istio, s.namespace]);
+    add(None, header);
+    for (i, st) in s.steps.iter().enumerate() {
+        let when = st.value.when.as_ref().map(ToString::to_string);
+        add(Some(i), serde_json::json!([st.value.kind, when]));
+    }
+    out
+}
+
+/// Calls `f` with every string value in `v` (map keys left out).
+fn strings_in(v: &serde_json::Value, f: &mut impl FnMut(&str)) {
+    match v {
+        serde_json::Value::String(t) => f(t),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings_in(x, f)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| strings_in(x, f)),
+        _ => {}
+    }
+}
+
+/// Where `${name}` is written in `step` (the header when `None`): its first use outside a
+/// comment from where the step starts, else the step itself.
+fn locate(file: &ScenarioFile, starts: &[usize], step: Option<usize>, name: &str) -> (u64, u64) {
+    let from = step.map_or(0, |i| starts[i]);
+    let until = step
+        .and_then(|i| starts.get(i + 1).copied())
+        .or_else(|| starts.first().copied().filter(|_| step.is_none()))
+        .unwrap_or(file.source.len());
+    let found = vars::references(&file.source[from..until])
+        .into_iter()
+        .map(|r| (r.offset + from, r.name))
+        .find(|(at, n)| n == name && !in_comment(&file.source, *at));
+    match (found, step) {
+        (Some((at, _)), _) => line_col(&file.source, at),
+        (None, Some(i)) => {
+            let r = &file.scenario.steps[i].referenced;
+            (r.line(), r.column())
+        }
+        (None, None) => (1, 1),
+    }
+}
+
 fn in_comment(source: &str, offset: usize) -> bool {
     let line_start = source[..offset].rfind('\n').map(|p| p + 1).unwrap_or(0);
     let before = &source[line_start..offset];
@@ -405,4 +460,30 @@ fn offset_of(source: &str, line: u64, column: u64) -> usize {
 /// True for step kinds that talk to a cluster (everything but probes of URLs).
 pub fn needs_cluster(kind: &StepKind) -> bool {
     kind.spec().needs_cluster()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(text: &str) -> Vec<String> {
+        let file = super::super::parse_str(Path::new("v.yaml"), text.to_string()).unwrap();
+        validate(&file, &ValidateOptions::default())
+            .into_iter()
+            .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+            .collect()
+    }
+
+    /// Variables are what the typed model holds: values, not keys (a label's name is kept as
+    /// written), never comments; each is named where it is written.
+    #[test]
+    fn variables_are_read_from_the_model_and_located_in_the_file() {
+        let text = "name: v\nsteps:\n  # ${commented.out}\n  - label:\n      labels: { \"${kept}\": a }\n  - http: { url: \"http://a/${nope.url}\" }\n";
+        let m = messages(text);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("6:28: unknown variable `${nope.url}`: no earlier step captures it"),
+            "{m:?}"
+        );
+    }
 }

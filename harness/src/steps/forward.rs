@@ -35,6 +35,8 @@ fn default_capture() -> String {
     "forward".into()
 }
 
+/// What is wrong with the addresses as written; a `${...}` is checked once the runner has put
+/// the run's variables in (it checks every spec its variables changed).
 fn problems(s: &ForwardSpec) -> Vec<String> {
     let mut p = Vec::new();
     if !s.listen.contains("${") && s.listen.parse::<SocketAddr>().is_err() {
