@@ -66,12 +66,6 @@ impl fmt::Display for StepError {
 
 impl std::error::Error for StepError {}
 
-impl From<String> for StepError {
-    fn from(s: String) -> Self {
-        StepError::new(s)
-    }
-}
-
 impl From<&str> for StepError {
     fn from(s: &str) -> Self {
         StepError::new(s)

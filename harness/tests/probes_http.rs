@@ -2,6 +2,7 @@
 
 mod support;
 
+use harness::scenario::Templated;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +38,7 @@ async fn check_passes_on_the_product_page_and_sends_host_and_headers() {
         headers: [("end-user".to_string(), "jason".to_string())].into(),
         host: Some("bookinfo.example".into()),
         expect: Expect {
-            status: Some(200),
+            status: Some(Templated::Literal(200)),
             title: Some("Simple Bookstore App".into()),
             selector: Some("h1".parse().unwrap()),
             text: Some("Comedy of Errors".into()),
@@ -92,7 +93,7 @@ async fn check_reports_url_attempts_status_and_every_mismatch_at_the_deadline() 
     let check = HttpCheck {
         url: server.url("/productpage"),
         expect: Expect {
-            status: Some(200),
+            status: Some(Templated::Literal(200)),
             title: Some("Simple Bookstore App".into()),
             ..Default::default()
         },
@@ -120,7 +121,7 @@ async fn check_reports_url_attempts_status_and_every_mismatch_at_the_deadline() 
 async fn a_5xx_passes_when_the_check_expects_it() {
     let server = TestServer::start_sync(|_| Response::text(503, "fault injected")).await;
     let mut check = HttpCheck::get(server.url("/"));
-    check.expect.status = Some(503);
+    check.expect.status = Some(Templated::Literal(503));
     let out = check_until(&client(), &check, Duration::from_secs(5))
         .await
         .unwrap();
@@ -177,7 +178,7 @@ async fn bookinfo_50_50() -> TestServer {
 async fn traffic_counts_statuses_and_reviews_versions() {
     let server = bookinfo_50_50().await;
     let mut spec = TrafficSpec::new(server.url("/productpage"), 40);
-    spec.concurrency = 4;
+    spec.concurrency = Templated::Literal(4);
     spec.min_success = Some(Threshold::Percent(100.0));
     spec.max_failures = Some(Threshold::Count(0));
     spec.reviews_split = Some(ReviewsSplit {
@@ -255,7 +256,7 @@ async fn traffic_holds_at_most_concurrency_requests_in_flight() {
     })
     .await;
     let mut spec = TrafficSpec::new(server.url("/"), N as u32);
-    spec.concurrency = 4;
+    spec.concurrency = Templated::Literal(4);
     let started = std::time::Instant::now();
     let report = send(&client(), &spec, Duration::from_secs(60))
         .await
@@ -281,7 +282,7 @@ async fn traffic_counts_errors_and_503s_against_the_thresholds() {
     })
     .await;
     let mut spec = TrafficSpec::new(server.url("/"), 20);
-    spec.concurrency = 1;
+    spec.concurrency = Templated::Literal(1);
     spec.min_success = Some(Threshold::Percent(75.0));
     let report = send(&client(), &spec, Duration::from_secs(30))
         .await
@@ -326,7 +327,7 @@ reviews-split:
   tolerance: 15
 ";
     let s: TrafficSpec = serde_saphyr::from_str(yaml).unwrap();
-    assert_eq!(s.concurrency, 8, "default");
+    assert_eq!(s.concurrency, Templated::Literal(8), "default");
     assert_eq!(s.min_success, Some(Threshold::Percent(95.0)));
     assert_eq!(s.max_failures, Some(Threshold::Count(5)));
     assert!(s.problems().is_empty(), "{:?}", s.problems());
@@ -351,7 +352,7 @@ async fn background_traffic_counts_failures_by_step() {
     })
     .await;
     let mut spec = TrafficSpec::background(server.url("/productpage"), "rollout");
-    spec.concurrency = 2;
+    spec.concurrency = Templated::Literal(2);
     let step = Arc::new(std::sync::Mutex::new("traffic on".to_string()));
     let set_step = |s: &str| *step.lock().unwrap() = s.to_string();
     let deadline = || std::time::Instant::now() + Duration::from_secs(20);

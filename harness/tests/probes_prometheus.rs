@@ -227,7 +227,7 @@ async fn envoy_counters_reach_prometheus_after_traffic_through_envoy() {
     let c = client();
 
     let mut spec = TrafficSpec::new(format!("{}/productpage", envoy.listener_url), 30);
-    spec.concurrency = 4;
+    spec.concurrency = harness::scenario::Templated::Literal(4);
     spec.max_failures = Some(Threshold::Count(0));
     spec.reviews_split = Some(ReviewsSplit {
         weights: [("v1".to_string(), 50.0), ("v3".to_string(), 50.0)].into(),

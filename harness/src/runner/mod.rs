@@ -240,21 +240,23 @@ pub fn prepare(file: &ScenarioFile, opts: &RunOptions) -> Result<Box<dyn Provide
     }
     let name = effective_provider(file, opts);
     let kubeconfig = file.scenario.cluster.kubeconfig.as_ref();
-    let provider: Box<dyn Provider> = match kubeconfig {
+    let kind: crate::cluster::ProviderKind = name
+        .parse()
+        .map_err(|e: ClusterError| StartError::UnknownProvider(e.to_string()))?;
+    let provider: Box<dyn Provider> = match (kind, kubeconfig) {
         // The scenario's own kubeconfig is the one `existing` checks, not the environment's.
-        Some(k) if name == "existing" => Box::new(
+        (crate::cluster::ProviderKind::Existing, Some(k)) => Box::new(
             crate::cluster::existing::Existing::with_kubeconfig(Some(PathBuf::from(k))),
         ),
         // The lab checks the image of the node this run will start (the run's Kubernetes
         // version, else the scenario's), not whatever ISTIO_E2E_K8S_VERSION says: in a matrix
         // that is a comma list, and each trial has its own version.
-        _ if name == "lab" => Box::new(crate::cluster::lab::Lab::for_version(
+        (crate::cluster::ProviderKind::Lab, _) => Box::new(crate::cluster::lab::Lab::for_version(
             opts.kubernetes
                 .clone()
                 .or(file.scenario.cluster.kubernetes.clone()),
         )),
-        _ => crate::cluster::provider(&name)
-            .map_err(|e| StartError::UnknownProvider(e.to_string()))?,
+        (k, _) => k.provider(),
     };
     provider.check().map_err(|why| StartError::CannotRun {
         provider: name,
