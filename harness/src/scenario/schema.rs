@@ -44,7 +44,8 @@ pub fn root() -> Value {
 
 /// Makes the generated schema read well in an editor: descriptions (doc comments) as one
 /// paragraph per blank-line-separated block, without rustdoc link brackets; no `default: null`
-/// (an editor would offer to insert it) and no null fields in default objects.
+/// (an editor would offer to insert it) and no null fields in default objects; free text that
+/// takes any plain scalar, as the parser does (see [`scalars_as_text`]).
 fn tidy(value: &mut Value) {
     match value {
         Value::Object(map) => {
@@ -56,11 +57,37 @@ fn tidy(value: &mut Value) {
                 Some(Value::Object(default)) => default.retain(|_, v| !v.is_null()),
                 _ => {}
             }
+            scalars_as_text(map);
             map.values_mut().for_each(tidy);
         }
         Value::Array(items) => items.iter_mut().for_each(tidy),
         _ => {}
     }
+}
+
+/// The parser reads a plain YAML scalar into a text field as the text written, so
+/// `port: 9080`, `version: 1.30` (not 1.3) and `status: True` are text to it; the schema says
+/// the same by letting free text (a string with no `enum` or `pattern`) be a number or a
+/// boolean too. Text with a shape (durations, conditions, provider names) stays a string.
+fn scalars_as_text(map: &mut Map<String, Value>) {
+    const TEXT: [&str; 3] = ["string", "number", "boolean"];
+    if ["enum", "pattern", "const", "format"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+    {
+        return;
+    }
+    let types: Vec<&str> = match map.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => return,
+    };
+    if !types.contains(&"string") {
+        return;
+    }
+    let others = types.into_iter().filter(|t| !TEXT.contains(t));
+    let widened: Vec<String> = TEXT.into_iter().chain(others).map(String::from).collect();
+    map.insert("type".into(), json!(widened));
 }
 
 /// A doc comment as plain text: lines of a paragraph joined, "[`x`]" links as "`x`".
