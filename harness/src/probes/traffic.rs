@@ -327,7 +327,8 @@ impl fmt::Display for Threshold {
 #[serde(untagged)]
 enum ThresholdRepr {
     Count(u64),
-    Text(String),
+    /// A percentage, `"95%"` (or a count as text).
+    Text(#[schemars(pattern(r"^\s*([0-9]+|[0-9.]+\s*%)\s*$"))] String),
 }
 
 /// A threshold that is neither a count nor a percentage.
