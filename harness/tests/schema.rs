@@ -76,6 +76,16 @@ fn shipped_scenarios_name_and_match_the_schema() {
     assert!(checked >= 4, "{checked} scenarios");
 }
 
+/// The lab's test scenarios are valid scenarios too, and the schema agrees.
+#[rstest]
+#[case("fixtures/scenarios/lab/passes.yaml")]
+#[case("fixtures/scenarios/lab/fails.yaml")]
+#[case("fixtures/scenarios/lab/waits-forever.yaml")]
+fn lab_fixture_scenarios_match_the_schema(#[case] rel: &str) {
+    harness::scenario::load(&root().join(rel)).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(schema_errors(rel), Vec::<String>::new(), "{rel}");
+}
+
 /// Each fixture whose mistake is one of shape, and where the schema finds it (the instance
 /// path of one of its errors). The other fixtures need more than shape (a missing file, an
 /// unknown variable, a bad regex) and are left to `validate`.
