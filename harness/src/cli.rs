@@ -100,6 +100,9 @@ pub enum Command {
         #[arg(long, default_value = "scenarios")]
         dir: PathBuf,
     },
+    /// Print the JSON Schema of the scenario language (committed as scenarios/schema.json,
+    /// which editors read through the scenarios' `yaml-language-server` comment).
+    Schema,
     /// Check this machine: Docker, kind, minikube, istioctl, the lab image, inotify limits.
     Doctor,
     /// Remove clusters and containers left by earlier runs (found by name prefix and label).
@@ -209,6 +212,10 @@ async fn dispatch(cmd: Command) -> u8 {
             },
         ),
         Command::List { dir } => list(&dir),
+        Command::Schema => {
+            print!("{}", scenario::schema::json());
+            0
+        }
         Command::Run {
             scenarios,
             provider,

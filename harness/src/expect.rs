@@ -56,43 +56,57 @@ pub struct CommandExpect {
 
 /// An expectation block as written: HTTP and command fields side by side, strings unparsed.
 /// [`Expect`] and [`CommandExpect`] are read through it and refuse the other's fields.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ExpectFields {
+    /// HTTP status code, e.g. `200` (HTTP checks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Templated<u16>>,
+    /// Text of the HTML `<title>` element, compared after trimming whitespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     title: Option<String>,
+    /// Substrings the body (or stdout) must contain; one string or a list.
+    #[schemars(with = "crate::scenario::schema::OneOrMany")]
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
     contains: Vec<String>,
+    /// Substrings the body (or stdout) must not contain; one string or a list.
+    #[schemars(with = "crate::scenario::schema::OneOrMany")]
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
     not_contains: Vec<String>,
+    /// Regular expressions (Rust `regex` syntax) the body (or stdout) must match.
+    #[schemars(with = "crate::scenario::schema::OneOrMany")]
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
     regex: Vec<String>,
+    /// A CSS selector; without `text`, at least one element must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     selector: Option<String>,
+    /// Text the first element `selector` chooses must contain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     text: Option<String>,
+    /// Checks on a JSON body by JSON pointer (RFC 6901).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     json: Vec<JsonExpect>,
+    /// Substrings a command's stdout must contain (commands only).
+    #[schemars(with = "crate::scenario::schema::OneOrMany")]
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
     stdout_contains: Vec<String>,
+    /// The exit code a command must end with; 0 unless set (commands only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exit_code: Option<Templated<i32>>,
 }
@@ -120,6 +134,36 @@ pub enum ExpectError {
     /// A CSS selector that does not parse.
     #[error("invalid CSS selector {0:?}")]
     Selector(String),
+}
+
+impl schemars::JsonSchema for Expect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Expect".into()
+    }
+
+    /// The block as written, without the command fields it refuses.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = ExpectFields::json_schema(generator);
+        schema.insert(
+            "description".into(),
+            "What an HTTP answer must show.".into(),
+        );
+        crate::scenario::schema::without(schema, &["exit-code", "stdout-contains"])
+    }
+}
+
+impl schemars::JsonSchema for CommandExpect {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CommandExpect".into()
+    }
+
+    /// The block as written, without the HTTP `status` it refuses.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = ExpectFields::json_schema(generator);
+        let text = "What a command must show: its `exit-code` (0 by default) and its stdout.";
+        schema.insert("description".into(), text.into());
+        crate::scenario::schema::without(schema, &["status"])
+    }
 }
 
 impl TryFrom<ExpectFields> for Expect {
@@ -256,7 +300,7 @@ impl std::fmt::Display for Css {
 }
 
 /// One check on a JSON document, by JSON pointer.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JsonExpect {
     /// The JSON pointer, e.g. `/data/result/0/value/1` (`""` is the whole document).

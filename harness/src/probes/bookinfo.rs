@@ -425,7 +425,7 @@ fn read_tailwind_review(s: ElementRef<'_>) -> Review {
 
 /// An expected split of `reviews` versions over many product pages, in percent, each within
 /// `tolerance` percentage points. A version not in `weights` is expected at 0 %.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ReviewsSplit {
     /// Percent per version key (`v1`, `v2`, `v3`, `ratings-unavailable`, `unavailable`,

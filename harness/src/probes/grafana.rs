@@ -23,7 +23,7 @@ use crate::Outputs;
 use crate::error::StepError;
 
 /// What Grafana must show.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GrafanaCheck {
     /// The dashboard search query (`/api/search?query=…`), default `Istio`.

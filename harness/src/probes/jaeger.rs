@@ -24,7 +24,7 @@ use crate::Outputs;
 use crate::error::StepError;
 
 /// What Jaeger must show.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JaegerCheck {
     /// The query service's base path (`QUERY_BASE_PATH`), default `/jaeger`.

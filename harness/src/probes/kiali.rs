@@ -29,7 +29,7 @@ use crate::Outputs;
 use crate::error::StepError;
 
 /// What Kiali must show.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KialiCheck {
     /// Kiali's web root (`server.web_root`), default `/kiali`.

@@ -39,7 +39,7 @@ pub const VOLATILE_LABELS: [&str; 5] = [
 ];
 
 /// An instant query and what its result must show.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PromQuery {
     /// PromQL, e.g. `istio_requests_total{reporter="destination"}`.
@@ -50,7 +50,7 @@ pub struct PromQuery {
 }
 
 /// Expectations on an instant query's result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PromExpect {
     /// At least this many series (default 1; `0` accepts an empty result).

@@ -44,7 +44,7 @@ pub const MAX_REQUESTS: u32 = 100_000;
 pub const MAX_CONCURRENCY: u32 = 256;
 
 /// What traffic to send and what it must show.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "TrafficFields", into = "TrafficFields")]
 pub struct TrafficSpec {
     /// The URL to GET, e.g. `http://127.0.0.1:8080/productpage`.
@@ -85,28 +85,43 @@ pub enum TrafficMode {
 }
 
 /// A traffic block as written: `requests`, `background` and `rate` side by side.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(
+    description = "GET requests to `url`: a number of `requests`, or traffic in the `background` until its `traffic-stop` step.",
+    extend("oneOf" = [{ "required": ["requests"] }, { "required": ["background"] }])
+)]
 struct TrafficFields {
+    /// The URL to GET, e.g. `${forward.url}/productpage`.
     url: String,
+    /// Exactly this many requests; the step checks them when they are done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     requests: Option<u32>,
+    /// Traffic across the steps that follow, until the `traffic-stop` step with this name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     background: Option<String>,
+    /// Background traffic: at most this many requests per second in all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rate: Option<u32>,
+    /// How many requests may be in flight at once.
     #[serde(default = "default_concurrency")]
     concurrency: Templated<u32>,
+    /// Extra request headers (e.g. `end-user: jason` for a header-matched route).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     headers: BTreeMap<String, String>,
+    /// A `Host` header to send instead of the URL's host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     host: Option<String>,
+    /// The status that counts as a success; any 2xx when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expect_status: Option<Templated<u16>>,
+    /// At least this many requests must succeed (a count or a percentage, `"95%"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     min_success: Option<Threshold>,
+    /// At most this many requests may fail (a count or a percentage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_failures: Option<Threshold>,
+    /// The split of `reviews` versions the product pages must show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reviews_split: Option<ReviewsSplit>,
 }
@@ -282,7 +297,7 @@ impl TrafficSpec {
 }
 
 /// A number of requests, or a percentage of all of them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "ThresholdRepr", into = "ThresholdRepr")]
 pub enum Threshold {
     /// That many requests (`95`).
@@ -310,11 +325,12 @@ impl fmt::Display for Threshold {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum ThresholdRepr {
     Count(u64),
-    Text(String),
+    /// A percentage, `"95%"` (or a count as text).
+    Text(#[schemars(pattern(r"^\s*([0-9]+|[0-9.]+\s*%)\s*$"))] String),
 }
 
 /// A threshold that is neither a count nor a percentage.
@@ -767,7 +783,7 @@ pub struct BackgroundReport {
 }
 
 /// What a `traffic-stop` step checks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BackgroundExpect {
     /// At most this many failed requests (a count or a percentage); 0 unless set.
@@ -777,6 +793,7 @@ pub struct BackgroundExpect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_requests: Option<u64>,
     /// The 99th percentile of latency must not exceed this (`500ms`, `2s`).
+    #[schemars(with = "Option<crate::scenario::parse::HumanDuration>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -23,6 +23,7 @@ pub mod condition;
 pub mod names;
 pub mod parse;
 pub mod resolve;
+pub mod schema;
 pub mod template;
 pub mod validate;
 pub mod vars;
@@ -42,7 +43,7 @@ pub use template::Templated;
 pub use validate::{Diagnostic, validate};
 
 /// A whole scenario file, parsed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Scenario {
     /// Short name; trial names and snapshot names start with it.
@@ -75,9 +76,11 @@ pub struct Scenario {
     #[serde(default)]
     pub params: BTreeMap<String, String>,
     /// Deadline for the whole scenario, setup and steps (not teardown).
+    #[schemars(with = "Option<parse::HumanDuration>")]
     #[serde(default, with = "parse::opt_duration")]
     pub timeout: Option<Duration>,
     /// The steps, in order, each with its place in the file.
+    #[schemars(with = "Vec<Step>")]
     pub steps: Vec<Located<Step>>,
 }
 
@@ -87,7 +90,7 @@ fn default_namespace() -> String {
 
 /// The cluster a scenario runs on. Every field can be overridden from the command line or the
 /// environment (`ISTIO_E2E_PROVIDER`, `ISTIO_E2E_K8S_VERSION`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ClusterSpec {
     /// The provider used unless overridden: `kind` (the default), `minikube`, `k3s`,
@@ -131,7 +134,7 @@ impl ClusterSpec {
 }
 
 /// Which Istio a scenario uses.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IstioSpec {
     /// Release version, e.g. `1.30.3` (overridable with `ISTIO_E2E_ISTIO_VERSION`).
@@ -147,7 +150,7 @@ pub struct IstioSpec {
 }
 
 /// The Gateway API release a scenario uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayApiSpec {
     /// Release tag, e.g. `v1.5.1`.
@@ -158,7 +161,7 @@ pub struct GatewayApiSpec {
 /// run with (either may be left to the scenario's own), on every provider or only on those
 /// `providers` names (`{ kubernetes: v1.34, istio: 1.30.3, providers: [lab] }`: the lab has
 /// nodes of its own versions). A provider no row names runs the scenario's own versions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixRow {
     /// Kubernetes version, e.g. `v1.34`.

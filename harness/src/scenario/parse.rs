@@ -182,7 +182,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// A duration written as humantime text: `30s`, `5m`, `1h 30m`.
 #[derive(Debug, Clone, Copy)]
-struct HumanDuration(Duration);
+pub(crate) struct HumanDuration(Duration);
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -28,6 +28,18 @@ pub struct AbsentSpec {
     pub target: Target,
 }
 
+impl schemars::JsonSchema for AbsentSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AbsentSpec".into()
+    }
+
+    /// The target fields as `assert` has them, without `count`.
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let fields = <TargetSpec as schemars::JsonSchema>::json_schema(generator);
+        crate::scenario::schema::without(fields, &["count"])
+    }
+}
+
 impl TryFrom<TargetSpec> for AbsentSpec {
     type Error = super::SpecError;
     fn try_from(raw: TargetSpec) -> Result<Self, super::SpecError> {

@@ -11,10 +11,11 @@ use crate::context::Context;
 use crate::error::StepError;
 
 /// Spec of an `apply` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApplySpec {
     /// Files or directories; `${istio.dir}` and other variables allowed.
+    #[schemars(with = "crate::scenario::schema::OneOrMany")]
     #[serde(deserialize_with = "crate::expect::one_or_many")]
     pub files: Vec<String>,
     /// Namespace for namespaced objects that name none (the scenario's by default).

@@ -73,7 +73,7 @@ pub struct Target {
 }
 
 /// Spec of an `assert` step: a [`Target`] and how many objects must match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "TargetSpec", into = "TargetSpec")]
 pub struct AssertSpec {
     /// Which objects and what they must hold.
@@ -83,19 +83,30 @@ pub struct AssertSpec {
 }
 
 /// The fields of `assert` and `absent` as written: `name` or `selector` become [`Select`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(
+    description = "Objects of a kind, chosen by `name` or by `selector`, and the tree they hold (`match`).",
+    extend("oneOf" = [{ "required": ["name"] }, { "required": ["selector"] }])
+)]
 pub(crate) struct TargetSpec {
+    /// apiVersion, e.g. `apps/v1`, `gateway.networking.k8s.io/v1`, `v1`.
     api_version: String,
+    /// Kind, e.g. `Deployment`.
     kind: String,
+    /// The object of this name (or give `selector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+    /// Every object whose labels match this selector (`app=x`, `app in (a,b)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     selector: Option<String>,
+    /// Namespace (the scenario's when not given; cluster-scoped kinds have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     namespace: Option<String>,
+    /// The expected tree, a partial match: only the fields written are compared.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     expected: Option<Value>,
+    /// Exactly this many objects must match; at least one when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) count: Option<Templated<usize>>,
 }

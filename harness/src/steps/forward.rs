@@ -13,7 +13,7 @@ use crate::error::StepError;
 use crate::forwarder::{Forwarder, ForwarderConfig};
 
 /// Spec of a `forward` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ForwardSpec {
     /// Listen address, `127.0.0.1:0` (a free loopback port) by default. Another address, e.g.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Spec of a `grafana` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GrafanaSpec {
     /// Base URL, e.g. `${grafana.url}`.

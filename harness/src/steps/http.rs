@@ -13,7 +13,7 @@ use crate::error::StepError;
 use crate::expect::Expect;
 
 /// Spec of an `http` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HttpSpec {
     /// The URL, e.g. `${forward.url}/productpage`.

@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::error::StepError;
 
 /// Spec of an `ingress` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IngressSpec {
     /// The Service, `istio-ingressgateway` by default.

@@ -11,7 +11,7 @@ use crate::error::StepError;
 use crate::istio::{InstallPlan, InstalledControlPlane};
 
 /// Spec of an `istio-install` step.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IstioInstallSpec {
     /// Profile; the scenario's `istio.profile` (or `demo`) when not given.

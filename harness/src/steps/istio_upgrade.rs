@@ -42,7 +42,7 @@ pub enum UpgradeMode {
 }
 
 /// Spec of an `istio-upgrade` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IstioUpgradeSpec {
     /// The version to move to, e.g. `1.30.3`.
@@ -79,6 +79,21 @@ impl std::fmt::Display for UpgradeMode {
         f.write_str(match self {
             UpgradeMode::InPlace => "in-place",
             UpgradeMode::Canary => "canary",
+        })
+    }
+}
+
+impl schemars::JsonSchema for UpgradeMode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UpgradeMode".into()
+    }
+
+    /// The names [`UpgradeMode::from_str`](std::str::FromStr) reads.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "How the upgrade is done: `in-place` or `canary`.",
+            "type": "string",
+            "enum": ["in-place", "canary"],
         })
     }
 }

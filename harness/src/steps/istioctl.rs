@@ -12,7 +12,7 @@ use crate::error::StepError;
 use crate::expect::CommandExpect;
 
 /// Spec of an `istioctl` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IstioctlSpec {
     /// Arguments after `istioctl` (the run's `--kubeconfig` is added).

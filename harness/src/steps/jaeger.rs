@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Spec of a `jaeger` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JaegerSpec {
     /// Base URL, e.g. `${tracing.url}`.

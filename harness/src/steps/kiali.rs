@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Spec of a `kiali` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KialiSpec {
     /// Base URL, e.g. `${kiali.url}`.

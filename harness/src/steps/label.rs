@@ -15,7 +15,7 @@ use crate::error::StepError;
 use crate::scenario::StringMap;
 
 /// Spec of a `label` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LabelSpec {
     /// The namespace (the scenario's when not given).

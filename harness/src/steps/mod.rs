@@ -4,8 +4,9 @@
 //! A newcomer finds the code of a walkthrough step by its name here.
 //!
 //! Adding a kind is one new file (the spec and `impl Kind`) and one line in the
-//! `step_kinds!` list below; the enum, the list of names, parsing, validation and dispatch
-//! all come from that list, the module declaration (`pub mod <kind>;`) included.
+//! `step_kinds!` list below; the enum, the list of names, parsing, validation, dispatch and
+//! the kind's place in the scenario schema (`istio-e2e schema`) all come from that list, the
+//! module declaration (`pub mod <kind>;`) included.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -69,8 +70,9 @@ pub trait Kind: std::fmt::Debug + Send + Sync {
 }
 
 /// Declares every step kind from one list: `"name" => Variant(module::Spec)`, with the
-/// variant's doc comment. Generates [`StepKind`], [`STEP_KINDS`], and the dispatch to each
-/// kind's [`Kind`] implementation.
+/// variant's doc comment. Generates [`StepKind`], [`STEP_KINDS`], the dispatch to each
+/// kind's [`Kind`] implementation, and each kind's entry in the scenario schema (its spec
+/// type's schema, described by the variant's doc comment).
 macro_rules! step_kinds {
     ($( $(#[doc = $doc:literal])* $name:literal => $variant:ident($module:ident :: $spec:ident), )+) => {
         // Each kind's file, declared by its line in the list.
@@ -112,6 +114,14 @@ macro_rules! step_kinds {
                 match self {
                     $( StepKind::$variant(s) => Ok(StepKind::$variant(crate::scenario::Resolve::resolve(s, vars)?)), )+
                 }
+            }
+
+            /// Each kind's name, its doc comment, and the schema of its spec, for the scenario
+            /// schema (see [`crate::scenario::schema`]).
+            pub(crate) fn schemas(
+                generator: &mut schemars::SchemaGenerator,
+            ) -> Vec<(&'static str, &'static str, schemars::Schema)> {
+                vec![$( ($name, concat!($($doc),*), generator.subschema_for::<$module::$spec>()), )+]
             }
 
             /// Reads the value of key `name` as that kind's spec; `None` when no kind has

@@ -17,6 +17,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use serde_json::Map;
 
 use super::SpecError;
 use crate::Outputs;
@@ -26,7 +27,7 @@ use crate::kubeops::patch::{Change, Target};
 
 /// Spec of a `patch` step: the object, and exactly one change (`merge` or `json`), checked
 /// and parsed when the file is read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "PatchFields", into = "PatchFields")]
 pub struct PatchSpec {
     /// The object's kind, e.g. `Deployment`.
@@ -42,18 +43,30 @@ pub struct PatchSpec {
 }
 
 /// The block as written: `merge` and `json` side by side, before "exactly one" is checked.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(
+    description = "An existing object and exactly one change: `merge` or `json`.",
+    extend("oneOf" = [{ "required": ["merge"] }, { "required": ["json"] }])
+)]
 struct PatchFields {
+    /// The object's kind, e.g. `Deployment`.
     kind: String,
+    /// Its apiVersion; the cluster's preferred version of the kind when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     api_version: Option<String>,
+    /// Its name.
     name: String,
+    /// Its namespace (the scenario's by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     namespace: Option<String>,
+    /// A strategic merge patch, written as YAML (a map).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Map<String, serde_json::Value>>")]
     merge: Option<serde_json::Value>,
+    /// JSON patch operations, e.g. `- { op: remove, path: /spec/x }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<Map<String, serde_json::Value>>>")]
     json: Option<serde_json::Value>,
 }
 

@@ -11,7 +11,7 @@ use crate::context::Context;
 use crate::error::StepError;
 
 /// Spec of a `port-forward` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PortForwardSpec {
     /// The Service.

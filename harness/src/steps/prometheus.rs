@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::error::StepError;
 
 /// Spec of a `prometheus` step: instant queries with expectations, polled until they hold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PrometheusSpec {
     /// Base URL, e.g. `${prometheus.url}`.

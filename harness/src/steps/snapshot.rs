@@ -13,7 +13,7 @@ use crate::context::Context;
 use crate::error::StepError;
 
 /// Spec of a `snapshot` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SnapshotSpec {
     /// The snapshot's name; the file is `snapshots/<scenario>__<name>.snap`.

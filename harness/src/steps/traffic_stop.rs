@@ -12,7 +12,7 @@ use crate::error::StepError;
 use crate::probes::traffic::BackgroundExpect;
 
 /// Spec of a `traffic-stop` step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrafficStopSpec {
     /// The `background` name of the traffic to stop.

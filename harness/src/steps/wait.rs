@@ -16,7 +16,7 @@ use crate::scenario::Templated;
 /// Spec of a `wait` step: exactly one of `pods`, `deployments`, `condition`, written as that
 /// one key (`wait: { pods: { ... } }`). A block with none or several is refused when the file
 /// is read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", try_from = "WaitFields")]
 pub enum WaitSpec {
     /// Pods ready.
@@ -28,13 +28,22 @@ pub enum WaitSpec {
 }
 
 /// The block as written, before "exactly one of" is checked.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(
+    description = "Wait for exactly one of `pods`, `deployments`, `condition`.",
+    extend("oneOf" = [
+        { "required": ["pods"] }, { "required": ["deployments"] }, { "required": ["condition"] }
+    ])
+)]
 struct WaitFields {
+    /// Pods ready.
     #[serde(default)]
     pods: Option<PodsWait>,
+    /// Deployments rolled out.
     #[serde(default)]
     deployments: Option<DeploymentsWait>,
+    /// Any object's condition.
     #[serde(default)]
     condition: Option<ConditionWait>,
 }
@@ -62,7 +71,7 @@ impl TryFrom<WaitFields> for WaitSpec {
 }
 
 /// Pods ready: all pods matching `selector` (or all in the namespace).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PodsWait {
     /// Namespace (the scenario's when not given).
@@ -79,6 +88,7 @@ pub struct PodsWait {
     pub min: Option<Templated<usize>>,
     /// How long an image pull may keep failing (`ErrImagePull`, `ImagePullBackOff`) before
     /// the wait fails with the image and the last pull error (`30s`, `5m`; 2m by default).
+    #[schemars(with = "Option<crate::scenario::parse::HumanDuration>")]
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -93,7 +103,7 @@ pub struct PodsWait {
 }
 
 /// Deployments rolled out (`kubectl rollout status`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DeploymentsWait {
     /// Namespace (the scenario's when not given).
@@ -105,7 +115,7 @@ pub struct DeploymentsWait {
 }
 
 /// An object's status condition, e.g. a CRD's `Established`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ConditionWait {
     /// apiVersion, e.g. `apps/v1`.
