@@ -408,7 +408,7 @@ async fn background_traffic_counts_failures_by_step() {
     );
     let lenient = BackgroundExpect {
         max_failures: Some(Threshold::Percent(100.0)),
-        min_requests: Some(total + 1),
+        min_requests: Some(Templated::Literal(total + 1)),
         latency_p99: Some(Duration::from_nanos(1)),
     };
     let msg = report.check(&lenient).unwrap_err().to_string();
@@ -419,7 +419,7 @@ async fn background_traffic_counts_failures_by_step() {
     assert!(msg.contains("latency p99 was"), "{msg}");
     let ok = BackgroundExpect {
         max_failures: Some(Threshold::Count(failed)),
-        min_requests: Some(total),
+        min_requests: Some(Templated::Literal(total)),
         latency_p99: Some(Duration::from_secs(10)),
     };
     report.check(&ok).unwrap();

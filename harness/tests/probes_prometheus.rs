@@ -82,7 +82,7 @@ async fn prometheus_queries_poll_until_the_series_appear_and_check_them() {
     let q = PromQuery {
         query: "istio_requests_total{reporter=\"destination\"}".into(),
         expect: PromExpect {
-            min_results: Some(3),
+            min_results: Some(harness::scenario::Templated::Literal(3)),
             labels: [
                 (
                     "destination_service_name".to_string(),
@@ -91,7 +91,7 @@ async fn prometheus_queries_poll_until_the_series_appear_and_check_them() {
                 ("response_code".to_string(), "200".to_string()),
             ]
             .into(),
-            value_min: Some(40.0),
+            value_min: Some(harness::scenario::Templated::Literal(40.0)),
             value_equals: None,
         },
     };
@@ -120,7 +120,7 @@ async fn prometheus_queries_poll_until_the_series_appear_and_check_them() {
     let sum = PromQuery {
         query: "sum(istio_requests_total{reporter=\"destination\"})".into(),
         expect: PromExpect {
-            value_equals: Some(99.0),
+            value_equals: Some(harness::scenario::Templated::Literal(99.0)),
             ..Default::default()
         },
     };
@@ -243,7 +243,7 @@ async fn envoy_counters_reach_prometheus_after_traffic_through_envoy() {
         query: "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"upstream\"}".into(),
         expect: PromExpect {
             labels: [("job".to_string(), "envoy".to_string())].into(),
-            value_min: Some(30.0),
+            value_min: Some(harness::scenario::Templated::Literal(30.0)),
             ..Default::default()
         },
     };
@@ -259,7 +259,7 @@ async fn envoy_counters_reach_prometheus_after_traffic_through_envoy() {
         query: "envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix=\"ingress_http\"}"
             .into(),
         expect: PromExpect {
-            value_min: Some(30.0),
+            value_min: Some(harness::scenario::Templated::Literal(30.0)),
             ..Default::default()
         },
     };
@@ -270,7 +270,7 @@ async fn envoy_counters_reach_prometheus_after_traffic_through_envoy() {
     // More than was sent never shows up.
     let too_many = PromQuery {
         expect: PromExpect {
-            value_min: Some(1000.0),
+            value_min: Some(harness::scenario::Templated::Literal(1000.0)),
             ..Default::default()
         },
         ..q

@@ -27,6 +27,7 @@ use super::{PollError, ProbeError, fmt_duration, get_text, join_url, poll};
 use crate::Outputs;
 use crate::error::StepError;
 use crate::expect::{Mismatch, excerpt};
+use crate::scenario::Templated;
 
 /// Labels left out of the outputs' label sets: they name a pod or a scrape address, which
 /// change every deploy.
@@ -55,17 +56,17 @@ pub struct PromQuery {
 pub struct PromExpect {
     /// At least this many series (default 1; `0` accepts an empty result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_results: Option<usize>,
+    pub min_results: Option<Templated<usize>>,
     /// Some series must carry these labels with these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// The sum of the values of the series with `labels` (all series when `labels` is empty)
     /// must be at least this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_min: Option<f64>,
+    pub value_min: Option<Templated<f64>>,
     /// That sum must equal this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_equals: Option<f64>,
+    pub value_equals: Option<Templated<f64>>,
 }
 
 impl PromExpect {
@@ -91,10 +92,13 @@ impl PromQuery {
             out.push("query is empty".to_string());
         }
         for (name, v) in [
-            ("value-min", self.expect.value_min),
-            ("value-equals", self.expect.value_equals),
+            ("value-min", &self.expect.value_min),
+            ("value-equals", &self.expect.value_equals),
         ] {
-            if v.is_some_and(|v| !v.is_finite()) {
+            if v.as_ref()
+                .and_then(Templated::literal)
+                .is_some_and(|v| !v.is_finite())
+            {
                 out.push(format!("{name} must be a finite number"));
             }
         }
@@ -202,7 +206,7 @@ pub fn parse_result(doc: &Value) -> Result<Vec<Series>, ProbeError> {
 /// Every expectation that `series` does not meet.
 pub fn check(series: &[Series], expect: &PromExpect) -> Vec<Mismatch> {
     let mut out = Vec::new();
-    let min = expect.min_results.unwrap_or(1);
+    let min = expect.min_results.as_ref().map_or(1, Templated::value);
     if series.len() < min {
         out.push(Mismatch {
             what: "min-results".into(),
@@ -240,7 +244,7 @@ pub fn check(series: &[Series], expect: &PromExpect) -> Vec<Mismatch> {
         format!("{} series with those labels", matching.len())
     };
     // Written so that a NaN sum fails every bound.
-    if let Some(min) = expect.value_min
+    if let Some(min) = expect.value_min.as_ref().map(Templated::value)
         && sum.partial_cmp(&min).is_none_or(|o| o.is_lt())
     {
         out.push(Mismatch {
@@ -248,7 +252,7 @@ pub fn check(series: &[Series], expect: &PromExpect) -> Vec<Mismatch> {
             message: format!("expected the sum over {over} to be at least {min}, got {sum}"),
         });
     }
-    if let Some(want) = expect.value_equals
+    if let Some(want) = expect.value_equals.as_ref().map(Templated::value)
         && (sum - want)
             .abs()
             .partial_cmp(&1e-9)
@@ -274,10 +278,10 @@ pub fn outputs(q: &PromQuery, series: &[Series]) -> Outputs {
         "series".into(),
         Value::Array(sets.into_iter().map(Value::from).collect()),
     );
-    if let Some(m) = q.expect.value_min {
+    if let Some(m) = q.expect.value_min.as_ref().map(Templated::value) {
         out.insert("value-min".into(), Value::from(m));
     }
-    if let Some(v) = q.expect.value_equals {
+    if let Some(v) = q.expect.value_equals.as_ref().map(Templated::value) {
         out.insert("value".into(), Value::from(v));
     }
     out
@@ -456,13 +460,13 @@ mod tests {
         ];
         let mut e = PromExpect {
             labels: [("code".to_string(), "200".to_string())].into(),
-            value_min: Some(7.0),
-            value_equals: Some(7.0),
+            value_min: Some(Templated::Literal(7.0)),
+            value_equals: Some(Templated::Literal(7.0)),
             ..Default::default()
         };
         assert!(check(&s, &e).is_empty());
-        e.value_min = Some(8.0);
-        e.min_results = Some(4);
+        e.value_min = Some(Templated::Literal(8.0));
+        e.min_results = Some(Templated::Literal(4));
         let m: Vec<String> = check(&s, &e).iter().map(|m| m.to_string()).collect();
         assert_eq!(
             m,
@@ -475,7 +479,7 @@ mod tests {
         let m = check(
             &s,
             &PromExpect {
-                min_results: Some(0),
+                min_results: Some(Templated::Literal(0)),
                 ..e.clone()
             },
         );
@@ -499,7 +503,7 @@ mod tests {
         let q = PromQuery {
             query: "m".into(),
             expect: PromExpect {
-                value_min: Some(5.0),
+                value_min: Some(Templated::Literal(5.0)),
                 ..Default::default()
             },
         };

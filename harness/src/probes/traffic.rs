@@ -791,7 +791,7 @@ pub struct BackgroundExpect {
     pub max_failures: Option<Threshold>,
     /// At least this many requests must have been sent, so the check means something.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_requests: Option<u64>,
+    pub min_requests: Option<Templated<u64>>,
     /// The 99th percentile of latency must not exceed this (`500ms`, `2s`).
     #[schemars(with = "Option<crate::scenario::parse::HumanDuration>")]
     #[serde(
@@ -918,7 +918,7 @@ impl BackgroundReport {
                 "{failed} of {total} requests failed (at most {max} allowed)"
             ));
         }
-        if let Some(min) = expect.min_requests
+        if let Some(min) = expect.min_requests.as_ref().map(Templated::value)
             && total < min
         {
             problems.push(format!(
