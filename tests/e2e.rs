@@ -103,8 +103,7 @@ fn run_entry(entry: Entry, parallel: bool) -> Result<Completion, Failed> {
             result.status
         )));
     }
-    let provider = entry.file.scenario.cluster.provider().to_string();
-    let own = harness::snapshot::Own::of(&entry.file.scenario, &provider);
+    let own = harness::snapshot::Own::of(&entry.file.scenario);
     harness::snapshot::assert_run(&result, own);
     Ok(Completion::Completed)
 }

@@ -394,8 +394,7 @@ async fn run(paths: &[PathBuf], opts: &RunOptions, check_snapshots: bool) -> u8 
                 eprintln!("{}: passed", f.scenario.name);
                 if check_snapshots {
                     let r = result.clone();
-                    let provider = f.scenario.cluster.provider().to_string();
-                    let own = crate::snapshot::Own::of(&f.scenario, &provider);
+                    let own = crate::snapshot::Own::of(&f.scenario);
                     if std::panic::catch_unwind(|| {
                         crate::snapshot::assert_run(&r, own);
                     })

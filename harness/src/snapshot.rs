@@ -197,10 +197,10 @@ pub struct Own<'a> {
 }
 
 impl<'a> Own<'a> {
-    /// The own provider, Istio version and parameters of `s` (`provider`: its display name).
-    pub fn of(s: &'a crate::scenario::Scenario, provider: &'a str) -> Self {
+    /// The own provider, Istio version and parameters of `s`.
+    pub fn of(s: &'a crate::scenario::Scenario) -> Self {
         Own {
-            provider: Some(provider),
+            provider: Some(s.cluster.provider().name()),
             istio: s.istio.as_ref().and_then(|i| i.version.as_deref()),
             params: Some(&s.params),
         }
