@@ -31,6 +31,7 @@ pub mod istio;
 pub mod kubeops;
 pub mod matrix;
 pub mod probes;
+pub mod process;
 pub mod report;
 pub mod results;
 pub mod retry;

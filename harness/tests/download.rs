@@ -574,7 +574,10 @@ async fn kind_binary_is_verified_executable_and_cached() {
     );
     assert_eq!(mode(&v.path), 0o755);
     assert_eq!(v.sha256, sha(bin));
-    let out = std::process::Command::new(&v.path).output().unwrap();
+    // Through the harness's own runner: another test's thread may be forking right now.
+    let out = harness::process::output(&mut tokio::process::Command::new(&v.path))
+        .await
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "kind v0.99.0 go1.24 linux/amd64\n"

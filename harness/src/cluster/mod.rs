@@ -312,10 +312,12 @@ pub async fn run_cmd(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().await.map_err(|source| ClusterError::Spawn {
-        program: program.to_path_buf(),
-        source,
-    })?;
+    let out = crate::process::output(&mut cmd)
+        .await
+        .map_err(|source| ClusterError::Spawn {
+            program: program.to_path_buf(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(ClusterError::CommandFailed {
             command: format!("{} {}", program.display(), args.join(" ")),

@@ -253,7 +253,7 @@ pub async fn run_istioctl(
             .unwrap_or_default(),
     );
     let left = deadline.saturating_duration_since(Instant::now());
-    let out = tokio::time::timeout(left, cmd.output())
+    let out = tokio::time::timeout(left, crate::process::output(&mut cmd))
         .await
         .map_err(|_| IstioError::Timeout {
             argv: argv.join(" "),
