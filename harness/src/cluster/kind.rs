@@ -3,7 +3,7 @@
 //! Kubernetes version. The node address is the control-plane container's IP on the `kind`
 //! Docker network (reachable from the host on Linux).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 
@@ -91,6 +91,20 @@ pub fn preload_candidates(docker_images: &str) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+/// Loads the images the host's Docker already has (Istio's, Bookinfo's, the addons') into the
+/// node instead of pulling them again; returns how many. A speed-up on reruns and only that, so
+/// the caller only warns when it fails: `kind load docker-image` fails on multi-platform images
+/// under Docker's containerd image store, the default of Docker Engine 29
+/// (kubernetes-sigs/kind#3795, #3996), and then the node pulls them as it would have anyway.
+pub async fn preload(kind: &Path, docker: &Path, name: &str) -> Result<usize, ClusterError> {
+    let format = ["images", "--format", "{{.Repository}}:{{.Tag}}"].map(String::from);
+    let images = preload_candidates(&run_cmd(docker, &format, &[]).await?);
+    if !images.is_empty() {
+        run_cmd(kind, &load_args(name, &images), &[]).await?;
+    }
+    Ok(images.len())
 }
 
 /// The argv of `kind load docker-image` for a cluster.
@@ -216,23 +230,13 @@ impl Provider for Kind {
                 &[],
             )
             .await?;
-            if preload_enabled() {
-                // Images the host's Docker already has (Istio's, Bookinfo's, the addons') go
-                // into the node now instead of being pulled again: a large speed-up on reruns.
-                let listed = run_cmd(
-                    &docker,
-                    &[
-                        "images".into(),
-                        "--format".into(),
-                        "{{.Repository}}:{{.Tag}}".into(),
-                    ],
-                    &[],
-                )
-                .await?;
-                let images = preload_candidates(&listed);
-                if !images.is_empty() {
-                    run_cmd(&kind, &load_args(&name, &images), &[]).await?;
-                }
+            if preload_enabled()
+                && let Err(e) = preload(&kind, &docker, &name).await
+            {
+                tracing::warn!(
+                    "preloading images into kind failed; the node pulls them instead \
+                     (ISTIO_E2E_KIND_PRELOAD=0 skips the preload): {e}"
+                );
             }
             Ok(ClusterInfo {
                 provider: "kind".into(),
@@ -360,5 +364,41 @@ mod tests {
                 "{d}"
             );
         }
+    }
+
+    /// Writes an executable script `name` into `dir` that logs its arguments and runs `body`.
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(name);
+        let log = dir.join(format!("{name}.log"));
+        let text = format!("#!/bin/sh\necho \"$@\" >> '{}'\n{body}\n", log.display());
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// The preload loads only the wanted images, and a failing `kind load` is an error the
+    /// caller can turn into a warning (kind#3795: multi-platform images, containerd store).
+    #[tokio::test]
+    async fn preload_loads_the_wanted_images_and_reports_a_failed_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = script(
+            dir.path(),
+            "docker",
+            "printf 'istio/proxyv2:1.30.3\\nbusybox:1\\n<none>:<none>\\n'",
+        );
+        let kind = script(dir.path(), "kind", "exit 0");
+        assert_eq!(preload(&kind, &docker, "istio-e2e-r1").await.unwrap(), 1);
+        let log = std::fs::read_to_string(dir.path().join("kind.log")).unwrap();
+        assert_eq!(
+            log,
+            "load docker-image --name istio-e2e-r1 istio/proxyv2:1.30.3\n"
+        );
+
+        let refused = "ERROR: failed to load image: ctr: content digest sha256:1: not found";
+        let kind = script(dir.path(), "kind", &format!("echo '{refused}' >&2; exit 1"));
+        let e = preload(&kind, &docker, "istio-e2e-r1").await.unwrap_err();
+        assert!(e.to_string().contains("load docker-image"), "{e}");
+        assert!(format!("{e:?}").contains("content digest"), "{e:?}");
     }
 }
