@@ -309,21 +309,19 @@ async fn restore_labels(
     }
 }
 
-/// `istioctl uninstall --purge -y`, then the `istio-system` namespace (watched until gone).
+/// `istioctl uninstall --purge -y` (`x uninstall` before 1.15), then the `istio-system`
+/// namespace (watched until gone).
 async fn uninstall_istio(ctx: &mut Context) -> Vec<String> {
     let mut lines = Vec::new();
     let (Some(istioctl), Some(cluster)) = (ctx.istio.istioctl.clone(), ctx.cluster.clone()) else {
         return lines;
     };
-    let argv = crate::istio::istioctl_argv(
-        &crate::istio::uninstall_args(),
-        &cluster.kubeconfig,
-        cluster.context.as_deref(),
-    );
+    let args = crate::istio::uninstall_args(ctx.istio.version.as_deref());
+    let argv = crate::istio::istioctl_argv(&args, &cluster.kubeconfig, cluster.context.as_deref());
     let deadline = Instant::now() + Duration::from_secs(300);
     lines.push(
         match crate::istio::run_istioctl(&istioctl, &argv, deadline).await {
-            Ok(r) if r.exit_code == 0 => "uninstalled Istio (istioctl uninstall --purge -y)".into(),
+            Ok(r) if r.exit_code == 0 => format!("uninstalled Istio (istioctl {})", args.join(" ")),
             Ok(r) => format!(
                 "istioctl uninstall exited {}: {}",
                 r.exit_code,

@@ -277,16 +277,23 @@ pub fn upgrade_args(profile: &str, set: &[String]) -> Vec<String> {
     v
 }
 
-/// The argv that removes one control plane revision after a canary upgrade:
-/// `istioctl uninstall --revision <rev> -y` (`default` is the revision of an install that named
-/// none).
-pub fn uninstall_revision_args(revision: &str) -> Vec<String> {
-    vec![
-        "uninstall".into(),
-        "--revision".into(),
-        revision.into(),
-        "-y".into(),
-    ]
+/// How the istioctl of `version` spells uninstall: `uninstall` from 1.15, `x uninstall` before
+/// (istio/istio#40362 promoted it out of `experimental`; 1.12's istioctl answers `unknown
+/// command "uninstall"`). An unknown version gets today's spelling.
+fn uninstall_command(version: Option<&str>) -> Vec<String> {
+    match version.and_then(minor_of) {
+        Some(v) if v < (1, 15) => vec!["x".into(), "uninstall".into()],
+        _ => vec!["uninstall".into()],
+    }
+}
+
+/// The argv that removes one control plane revision after a canary upgrade, for the istioctl
+/// of `version`: `istioctl uninstall --revision <rev> -y` (`default` is the revision of an
+/// install that named none).
+pub fn uninstall_revision_args(revision: &str, version: &str) -> Vec<String> {
+    let mut v = uninstall_command(Some(version));
+    v.extend(["--revision".into(), revision.into(), "-y".into()]);
+    v
 }
 
 /// The revision name Istio's docs use for a version: `1.30.3` -> `1-30-3`.
@@ -333,9 +340,12 @@ pub async fn run_checked(
     Ok(res)
 }
 
-/// The argv of the uninstall used on existing clusters: `istioctl uninstall --purge -y`.
-pub fn uninstall_args() -> Vec<String> {
-    vec!["uninstall".into(), "--purge".into(), "-y".into()]
+/// The argv of the uninstall used on existing clusters, for the istioctl of `version`:
+/// `istioctl uninstall --purge -y` (`x uninstall` before 1.15).
+pub fn uninstall_args(version: Option<&str>) -> Vec<String> {
+    let mut v = uninstall_command(version);
+    v.extend(["--purge".into(), "-y".into()]);
+    v
 }
 
 /// Adds `istioctl analyze -A` and `istioctl proxy-status` output to a diagnostics bundle
@@ -424,6 +434,37 @@ mod tests {
                 "--kubeconfig",
                 "/tmp/run/kubeconfig"
             ]
+        );
+    }
+
+    /// `uninstall` left `experimental` in 1.15 (istio/istio#40362): 1.12's istioctl has only
+    /// `x uninstall`.
+    #[test]
+    fn uninstall_is_experimental_before_1_15() {
+        assert_eq!(
+            uninstall_args(Some("1.12.1")),
+            ["x", "uninstall", "--purge", "-y"]
+        );
+        assert_eq!(
+            uninstall_args(Some("1.14.6")),
+            ["x", "uninstall", "--purge", "-y"]
+        );
+        assert_eq!(
+            uninstall_args(Some("1.15.0")),
+            ["uninstall", "--purge", "-y"]
+        );
+        assert_eq!(
+            uninstall_args(Some("1.30.3")),
+            ["uninstall", "--purge", "-y"]
+        );
+        assert_eq!(uninstall_args(None), ["uninstall", "--purge", "-y"]);
+        assert_eq!(
+            uninstall_revision_args("1-12-1", "1.13.9"),
+            ["x", "uninstall", "--revision", "1-12-1", "-y"]
+        );
+        assert_eq!(
+            uninstall_revision_args("default", "1.30.3"),
+            ["uninstall", "--revision", "default", "-y"]
         );
     }
 }

@@ -157,6 +157,7 @@ pub fn plan(
             if s.remove_old.value() {
                 v.push(crate::istio::uninstall_revision_args(
                     old_revision.unwrap_or("default"),
+                    &s.to,
                 ));
             }
             v

@@ -3,7 +3,8 @@
 //! control plane's images under Istio's real names:
 //! - `install|upgrade [--set k=v]... [--revision R] [-y]`: the release's CRDs, then the objects
 //!   of the profile ([`profile`]), then waits until they are ready, printing istioctl's lines;
-//! - `uninstall --revision R | --purge [-y]`: removes what install made;
+//! - `uninstall --revision R | --purge [-y]`: removes what install made (`x uninstall` before
+//!   1.15, as the real one);
 //! - `version [--remote=false|--short]`, `analyze [-n NS|-A]` (two of istioctl's analyzers,
 //!   computed from the cluster: IST0102 and IST0103), `proxy-status`.
 //!
@@ -72,6 +73,8 @@ pub struct Args {
     pub namespace: Option<String>,
     /// Flags given without a value (`-y`, `--purge`, `--remote=false`, `-A`, ...).
     pub flags: Vec<String>,
+    /// The subcommand came under `x` (`experimental`): `istioctl x uninstall`.
+    pub experimental: bool,
 }
 
 /// Parses istioctl's arguments (the flags istio-e2e and the walkthrough use).
@@ -94,6 +97,10 @@ pub fn parse(argv: &[String]) -> Result<Args, IstioctlError> {
             s if s.starts_with("--revision=") => a.revision = Some(s["--revision=".len()..].into()),
             s if s.starts_with('-') => a.flags.push(s.into()),
             s if a.command.is_empty() => a.command = s.into(),
+            s if matches!(a.command.as_str(), "x" | "experimental") && !a.experimental => {
+                a.experimental = true;
+                a.command = s.into();
+            }
             s => a.flags.push(s.into()),
         }
     }
@@ -253,8 +260,28 @@ const KINDS: [(&str, &str); 7] = [
     ),
 ];
 
-/// `uninstall --revision R` or `uninstall --purge`.
+/// Refuses `uninstall` outside `x` before 1.15, with the real istioctl's words.
+fn uninstall_spelled_for(args: &Args, version: IstioVersion) -> Result<(), IstioctlError> {
+    let promoted = IstioVersion {
+        major: 1,
+        minor: 15,
+        patch: 0,
+    };
+    if args.experimental || version >= promoted {
+        return Ok(());
+    }
+    Err(IstioctlError::Usage(format!(
+        "unknown command \"uninstall\" for \"istioctl\" (istioctl {version} has `x uninstall`)\n\
+         Run 'istioctl --help' for usage."
+    )))
+}
+
+/// `uninstall --revision R` or `uninstall --purge`; before 1.15 only as `x uninstall`, as
+/// the real one (istio/istio#40362 promoted it out of `experimental` in 1.15).
 pub async fn uninstall(args: &Args) -> Result<(), IstioctlError> {
+    if let Ok(release) = Release::from_env() {
+        uninstall_spelled_for(args, release.version)?;
+    }
     let owner = format!("{}=installed-state", profile::OWNER_LABEL);
     let selector = match (&args.revision, args.flags.iter().any(|f| f == "--purge")) {
         (Some(r), _) => format!("{owner},istio.io/rev={r}"),
@@ -270,4 +297,40 @@ pub async fn uninstall(args: &Args) -> Result<(), IstioctlError> {
     println!("  Removed {n} objects.");
     println!("✔ Uninstall complete");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Args {
+        parse(&line.split(' ').map(String::from).collect::<Vec<_>>()).unwrap()
+    }
+
+    /// `uninstall` left `experimental` in 1.15: 1.12's istioctl knows only `x uninstall`.
+    #[test]
+    fn uninstall_is_x_uninstall_before_1_15() {
+        let v = |s: &str| s.parse::<IstioVersion>().unwrap();
+        let x = args("x uninstall --purge -y --kubeconfig /k");
+        assert_eq!(
+            (x.command.as_str(), x.experimental, x.flags.as_slice()),
+            (
+                "uninstall",
+                true,
+                ["--purge".to_string(), "-y".into()].as_slice()
+            )
+        );
+        assert_eq!(x.kubeconfig.as_deref(), Some(Path::new("/k")));
+        let plain = args("uninstall --revision default -y");
+        assert!(!plain.experimental);
+        assert!(uninstall_spelled_for(&x, v("1.12.1")).is_ok());
+        assert!(uninstall_spelled_for(&plain, v("1.15.0")).is_ok());
+        let e = uninstall_spelled_for(&plain, v("1.12.1")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("unknown command \"uninstall\" for \"istioctl\""),
+            "{e}"
+        );
+        assert_eq!(args("experimental uninstall --purge").command, "uninstall");
+    }
 }
