@@ -250,15 +250,64 @@ fn is_executable(p: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// True when a Docker daemon answers on its socket (`DOCKER_HOST` or /var/run/docker.sock).
+/// Where the Docker daemon is asked for: `DOCKER_HOST` (`unix://` or `tcp://`), else the
+/// default socket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DockerEndpoint {
+    /// A Unix socket.
+    Unix(PathBuf),
+    /// A TCP address (`host:port`).
+    Tcp(String),
+}
+
+impl DockerEndpoint {
+    /// From the value of `DOCKER_HOST`, if set.
+    pub fn from_docker_host(host: Option<&str>) -> Self {
+        match host {
+            Some(h) if h.starts_with("tcp://") => Self::Tcp(h["tcp://".len()..].into()),
+            Some(h) if h.starts_with("unix://") => Self::Unix(h["unix://".len()..].into()),
+            _ => Self::Unix("/var/run/docker.sock".into()),
+        }
+    }
+
+    fn answers(&self) -> std::io::Result<()> {
+        match self {
+            Self::Unix(p) => std::os::unix::net::UnixStream::connect(p).map(drop),
+            Self::Tcp(a) => std::net::TcpStream::connect(a.trim_end_matches('/')).map(drop),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Unix(p) => p.display().to_string(),
+            Self::Tcp(a) => format!("tcp://{a}"),
+        }
+    }
+}
+
+/// True when a Docker daemon answers at `DOCKER_HOST` or the default socket, or, failing
+/// both, when `docker version` reaches one through the CLI's current context (Docker Desktop
+/// for Linux has no /var/run/docker.sock: its context points at ~/.docker/desktop).
 pub fn docker_available() -> Result<(), ClusterError> {
-    let socket = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(String::from))
-        .unwrap_or_else(|| "/var/run/docker.sock".into());
-    match std::os::unix::net::UnixStream::connect(&socket) {
-        Ok(_) => Ok(()),
-        Err(source) => Err(ClusterError::NoDocker { socket, source }),
+    let endpoint = DockerEndpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref());
+    let Err(source) = endpoint.answers() else {
+        return Ok(());
+    };
+    let through_context = std::env::var_os("DOCKER_HOST").is_none()
+        && which("docker").is_some_and(|docker| {
+            crate::process::output_blocking(
+                std::process::Command::new(docker)
+                    .args(["version", "--format", "{{.Server.Version}}"])
+                    .stdin(std::process::Stdio::null()),
+            )
+            .is_ok_and(|o| o.status.success())
+        });
+    match through_context {
+        true => Ok(()),
+        false => Err(ClusterError::NoDocker {
+            socket: endpoint.describe(),
+            source,
+        }),
     }
 }
 
@@ -438,6 +487,28 @@ mod tests {
     use clap::ValueEnum;
 
     use super::*;
+
+    /// `DOCKER_HOST=tcp://...` is a TCP address, not the default socket.
+    #[test]
+    fn docker_host_names_the_endpoint() {
+        use DockerEndpoint::{Tcp, Unix};
+        let at = DockerEndpoint::from_docker_host;
+        assert_eq!(at(None), Unix("/var/run/docker.sock".into()));
+        assert_eq!(
+            at(Some("unix:///run/user/1000/docker.sock")),
+            Unix("/run/user/1000/docker.sock".into())
+        );
+        assert_eq!(at(Some("tcp://10.0.0.5:2375")), Tcp("10.0.0.5:2375".into()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = Tcp(listener.local_addr().unwrap().to_string());
+        assert!(open.answers().is_ok());
+        drop(listener);
+        assert!(
+            open.answers().is_err(),
+            "{open:?} answers with nothing listening"
+        );
+        assert_eq!(at(Some("tcp://h:2375")).describe(), "tcp://h:2375");
+    }
 
     #[test]
     fn provider_names_round_trip_through_text_serde_and_clap() {
