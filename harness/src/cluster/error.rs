@@ -145,13 +145,13 @@ pub enum ClusterError {
     /// `existing`: the kubeconfig named does not exist.
     #[error("kubeconfig {} does not exist", .0.display())]
     KubeconfigMissing(PathBuf),
-    /// `existing`: the kubeconfig could not be copied into the run's artifacts.
-    #[error("cannot copy kubeconfig {}: {source}", .path.display())]
-    CopyKubeconfig {
+    /// `existing`: a kubeconfig could not be read.
+    #[error("cannot read kubeconfig {}: {source}", .path.display())]
+    ReadKubeconfig {
         /// The user's kubeconfig.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: kube::config::KubeconfigError,
     },
     /// Talking to the new cluster failed.
     #[error(transparent)]
