@@ -198,6 +198,15 @@ async fn server_version(info: &ClusterInfo) -> Option<String> {
     Some(asked.await.ok()?.ok()?.git_version)
 }
 
+/// How long past its deadline a step may take to report: a step that honours its deadline
+/// (a watch that gives up at it) says then what it saw (an assert's diff, a wait's pods), and
+/// cutting it off at the same instant would replace that with a bare "timed out". A tenth of
+/// the time it was given (its timeout, or less when the scenario's ends first), between 100 ms
+/// and 10 s; a step that ignores its deadline is cut off after it.
+fn report_grace(timeout: Duration) -> Duration {
+    (timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+
 /// " (timeouts scaled x2)" when they are, for messages about a timeout.
 fn scaled_note(scale: TimeoutScale) -> String {
     if scale.is_one() {
@@ -790,7 +799,9 @@ impl<'f> Run<'f> {
                 deadline = deadline.min(sd);
             }
             let fut = exec.execute(&kind, &mut self.ctx, deadline);
-            let err = match guarded(fut, deadline, &mut self.interrupt).await {
+            let cut_off =
+                deadline + report_grace(deadline.saturating_duration_since(Instant::now()));
+            let err = match guarded(fut, cut_off, &mut self.interrupt).await {
                 Outcome::Interrupted => {
                     self.interrupted = true;
                     return (attempts, Err("interrupted by Ctrl-C (or SIGTERM)".into()));
