@@ -1321,7 +1321,7 @@ fn assert_list_semantics_on_deployment_conditions() -> Result<(), Failed> {
         )?;
         let msg = step_failure(&info, "assert: {api-version: apps/v1, kind: Deployment, name: ratings-v1, match: {status: {conditions: [{type: Available, status: \"False\"}]}}}", 2).await?;
         ensure(
-            msg.contains("\nratings-v1: status.conditions[type=Available].status: expected \"False\", found \"True\"\n"),
+            msg.contains("\nratings-v1: status.conditions[type=Available].status: expected \"False\", found \"True\" (MinimumReplicasAvailable: Deployment has minimum availability.)\n"),
             msg.clone(),
         )
     })

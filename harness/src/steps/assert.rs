@@ -625,6 +625,7 @@ mod tests {
                     path: "spec.replicas".into(),
                     expected: "2".into(),
                     found: "1".into(),
+                    why: None,
                 },
                 diff: "--- expected\n+++ Deployment/b\n".into(),
                 event: Some("ScalingReplicaSet: Scaled down".into()),

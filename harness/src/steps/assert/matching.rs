@@ -25,6 +25,9 @@ pub struct Mismatch {
     pub expected: String,
     /// What the object has there (`"False"`, `nothing`).
     pub found: String,
+    /// Why, when the object says: the `reason` and `message` of the condition the field is in
+    /// (`AddressNotAssigned: ... address pending for hostname ...`).
+    pub why: Option<String>,
 }
 
 impl fmt::Display for Mismatch {
@@ -33,7 +36,11 @@ impl fmt::Display for Mismatch {
             f,
             "{}: expected {}, found {}",
             self.path, self.expected, self.found
-        )
+        )?;
+        match &self.why {
+            Some(why) => write!(f, " ({why})"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -57,6 +64,7 @@ fn mismatch_at(path: &str, expected: &Value, actual: Option<&Value>) -> Option<M
             },
             expected: render(expected),
             found,
+            why: None,
         })
     };
     let Some(actual) = actual else {
@@ -89,11 +97,15 @@ fn element_mismatch(path: &str, i: usize, expected: &Value, actual: &[Value]) ->
     if let Some((key, id)) = identity(expected) {
         let label = format!("{path}[{key}={}]", scalar_text(id));
         return match actual.iter().find(|a| a.get(key) == Some(id)) {
-            Some(a) => mismatch_at(&label, expected, Some(a)),
+            Some(a) => mismatch_at(&label, expected, Some(a)).map(|m| Mismatch {
+                why: m.why.or_else(|| reason_of(a)),
+                ..m
+            }),
             None => Some(Mismatch {
                 path: label,
                 expected: render(expected),
                 found: format!("no element with {key}={}", scalar_text(id)),
+                why: None,
             }),
         };
     }
@@ -103,7 +115,17 @@ fn element_mismatch(path: &str, i: usize, expected: &Value, actual: &[Value]) ->
             path: format!("{path}[{i}]"),
             expected: render(expected),
             found: "an empty list".into(),
+            why: None,
         }),
+    }
+}
+
+/// A condition's own explanation: `reason: message` (either alone when the other is absent).
+fn reason_of(element: &Value) -> Option<String> {
+    let text = |k: &str| element.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    match (text("reason"), text("message")) {
+        (Some(r), Some(m)) => Some(format!("{r}: {m}")),
+        (r, m) => r.or(m).map(String::from),
     }
 }
 
@@ -304,7 +326,8 @@ mod tests {
             "spec": {"replicas": 1},
             "status": {"conditions": [
                 {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
-                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}
+                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                 "message": "Deployment does not have minimum availability."}
             ]}
         })
     }
@@ -367,8 +390,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             m.to_string(),
-            r#"status.conditions[type=Available].status: expected "True", found "False""#
+            r#"status.conditions[type=Available].status: expected "True", found "False" (MinimumReplicasUnavailable: Deployment does not have minimum availability.)"#
         );
+        let m = first_mismatch(
+            &json!({"status": {"conditions": [{"type": "Progressing", "status": "False"}]}}),
+            &d,
+        )
+        .unwrap();
+        assert_eq!(m.why.as_deref(), Some("NewReplicaSetAvailable"), "a reason alone");
         let m = first_mismatch(
             &json!({"status": {"conditions": [{"type": "Programmed"}]}}),
             &d,
