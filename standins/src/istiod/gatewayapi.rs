@@ -9,8 +9,16 @@
 //!   default);
 //! - what `deploymentcontroller.go` and its `kube-gateway.yaml` template make for a Gateway:
 //!   ServiceAccount, Deployment and Service `<name>-istio` (Service ports named after the
-//!   listeners; the stand-in Envoy listens on 8080, so they target 8080), owned by the Gateway;
-//! - the Gateway's status (`Accepted`, `Programmed`, `listeners[].attachedRoutes`).
+//!   listeners; the stand-in Envoy listens on 8080, so they target 8080), owned by the Gateway,
+//!   the Service of the type the Gateway's `networking.istio.io/service-type` annotation names,
+//!   `LoadBalancer` by default (followed: `templates/service.yaml`);
+//! - the Gateway's status (`Accepted`, `Programmed`, `listeners[].attachedRoutes`), where
+//!   `Programmed` is computed from that Service as `ResolveGatewayInstances` (`context.go`) and
+//!   `setProgrammedCondition` (`conditions.go`) do: a `LoadBalancer` Service with no
+//!   `status.loadBalancer.ingress` (kind, minikube and the lab have no load balancer) leaves the
+//!   Gateway `Programmed=False`, reason `AddressNotAssigned`, "address pending for hostname".
+//!   Istio also writes the status again when the Service gets an address; this stand-in does
+//!   on the next Gateway or HTTPRoute change (the lab never assigns one).
 
 use std::collections::BTreeMap;
 
@@ -33,6 +41,37 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 pub const CLASS: &str = "istio";
 /// The label Istio puts on a Gateway's pods.
 pub const NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+/// The Gateway annotation that picks its Service's type (`LoadBalancer` when absent).
+pub const SERVICE_TYPE: &str = "networking.istio.io/service-type";
+
+/// Where a Gateway's Service can be reached from, as `ResolveGatewayInstances` sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Address {
+    /// Only inside the cluster (`ClusterIP` or `NodePort`): its hostname is reported.
+    Internal,
+    /// A `LoadBalancer` whose load balancer has given it no address yet.
+    Pending,
+    /// The load balancer's addresses.
+    External(Vec<String>),
+}
+
+impl Address {
+    /// From the live Service: its type and `status.loadBalancer.ingress`.
+    pub fn of_service(service: &Value) -> Self {
+        let external: Vec<String> = service["status"]["loadBalancer"]["ingress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()))
+            .map(String::from)
+            .collect();
+        match service["spec"]["type"].as_str() {
+            _ if !external.is_empty() => Address::External(external),
+            Some("LoadBalancer") => Address::Pending,
+            _ => Address::Internal,
+        }
+    }
+}
 
 /// `Gateway.spec` (Gateway API): the fields read.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -274,10 +313,12 @@ fn path_match(m: &Value) -> HttpMatch {
 }
 
 /// What Istio's deployment controller makes for a Gateway: ServiceAccount, Deployment and
-/// Service `<name>-istio`, owned by the Gateway. `owner` is the Gateway's (uid, apiVersion);
-/// `proxy_config` the mesh's `defaultConfig`; `istiod` the istiod Service's name.
+/// Service `<name>-istio` of type `service_type`, owned by the Gateway. `owner` is the
+/// Gateway's (uid, apiVersion); `proxy_config` the mesh's `defaultConfig`; `istiod` the istiod
+/// Service's name.
 pub fn deployment_objects(
     gw: &Config<KubeGatewaySpec>,
+    service_type: &str,
     owner: (&str, &str),
     proxy_image: &str,
     proxy_config: &Value,
@@ -298,7 +339,7 @@ pub fn deployment_objects(
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}),
         gateway_deployment(&meta, &gw.name, proxy_image, proxy_config, istiod),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
-            "spec": {"type": "LoadBalancer", "selector": {NAME_LABEL: gw.name}, "ports": ports}}),
+            "spec": {"type": service_type, "selector": {NAME_LABEL: gw.name}, "ports": ports}}),
     ]
 }
 
@@ -350,12 +391,14 @@ fn gateway_deployment(
                         {"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}]}}}})
 }
 
-/// The Gateway's status: Accepted and Programmed, each listener's attached routes.
+/// The Gateway's status: Accepted, Programmed (as `address` allows), each listener's attached
+/// routes.
 pub fn status(
     gw: &Config<KubeGatewaySpec>,
     generation: i64,
     routes: &[Config<HttpRouteSpec>],
     gateways: &[Config<KubeGatewaySpec>],
+    address: &Address,
     now: &str,
 ) -> Value {
     let condition = |t: &str| {
@@ -377,9 +420,33 @@ pub fn status(
                 "conditions": [condition("Accepted"), condition("Programmed"), condition("ResolvedRefs")]})
         })
         .collect();
+    let host = format!("{}-istio.{}.svc.cluster.local", gw.name, gw.namespace);
+    let mut programmed = condition("Programmed");
+    if *address == Address::Pending {
+        let assigned: Vec<String> = gw
+            .spec
+            .listeners
+            .iter()
+            .map(|l| format!("{host}:{}", l.port))
+            .collect();
+        programmed["status"] = json!("False");
+        programmed["reason"] = json!("AddressNotAssigned");
+        programmed["message"] = json!(format!(
+            "Assigned to service(s) {}, but failed to assign to all requested addresses: \
+             address pending for hostname {host:?} (stand-in istiod)",
+            assigned.join(" and ")
+        ));
+    }
+    let addresses: Vec<Value> = match address {
+        Address::External(a) => a
+            .iter()
+            .map(|v| json!({"type": "IPAddress", "value": v}))
+            .collect(),
+        _ => vec![json!({"type": "Hostname", "value": host})],
+    };
     json!({"status": {
-        "addresses": [{"type": "Hostname", "value": format!("{}-istio.{}.svc.cluster.local", gw.name, gw.namespace)}],
-        "conditions": [condition("Accepted"), condition("Programmed")],
+        "addresses": addresses,
+        "conditions": [condition("Accepted"), programmed],
         "listeners": listeners}})
 }
 
@@ -420,8 +487,15 @@ async fn reconcile(
             continue;
         };
         let uid = object.metadata.uid.clone().unwrap_or_default();
+        let service_type = object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SERVICE_TYPE))
+            .map_or("LoadBalancer", String::as_str);
         for o in deployment_objects(
             gw,
+            service_type,
             (&uid, &ar.api_version),
             &settings.proxy_image,
             &proxy_config,
@@ -431,7 +505,8 @@ async fn reconcile(
         }
         let generation = object.metadata.generation.unwrap_or(0);
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        let desired = status(gw, generation, &routes, &gateways, &now);
+        let address = service_address(client, gw).await?;
+        let desired = status(gw, generation, &routes, &gateways, &address, &now);
         if object.data.get("status").map(status_key) != Some(status_key(&desired["status"])) {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &gw.namespace, &ar);
             api.patch_status(&gw.name, &PatchParams::default(), &Patch::Merge(&desired))
@@ -446,6 +521,23 @@ async fn reconcile(
         }
     }
     Ok(())
+}
+
+/// The Gateway's Service as it is now (after the apply above), as an [`Address`].
+async fn service_address(
+    client: &kube::Client,
+    gw: &Config<KubeGatewaySpec>,
+) -> Result<Address, IstiodError> {
+    let name = format!("{}-istio", gw.name);
+    let api: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), &gw.namespace);
+    let service = api
+        .get(&name)
+        .await
+        .map_err(|e| IstiodError::kube(format!("reading Service {}/{name}", gw.namespace), e))?;
+    Ok(Address::of_service(
+        &serde_json::to_value(service).unwrap_or_default(),
+    ))
 }
 
 /// What a status says, without the times (so that writing it again is no change).
@@ -520,7 +612,7 @@ mod tests {
         };
         let gws = [gw.clone()];
         let at = |t: &str, routes: &[Config<HttpRouteSpec>]| {
-            status(&gw, 2, routes, &gws, t)["status"].clone()
+            status(&gw, 2, routes, &gws, &Address::Internal, t)["status"].clone()
         };
         let one = at("2026-01-01T00:00:00Z", std::slice::from_ref(&route));
         assert_eq!(one["listeners"][0]["attachedRoutes"], 1);

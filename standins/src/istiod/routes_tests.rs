@@ -464,6 +464,7 @@ fn the_gateway_api_bookinfo_gateway_is_deployed_programmed_and_routed_like_the_c
     let routes: Vec<Config<HttpRouteSpec>> = vec![config(&parse("HTTPRoute")).unwrap()];
     let made = gatewayapi::deployment_objects(
         &gateways[0],
+        "LoadBalancer",
         ("uid", "gateway.networking.k8s.io/v1"),
         "proxyv2",
         &json!({}),
@@ -506,15 +507,70 @@ fn the_gateway_api_bookinfo_gateway_is_deployed_programmed_and_routed_like_the_c
     assert_eq!(got.routes, expected);
     assert!(got.notes.is_empty(), "{:?}", got.notes);
 
-    let status = gatewayapi::status(&gateways[0], 1, &routes, &gateways, "2026-01-01T00:00:00Z");
-    assert_eq!(status["status"]["listeners"][0]["attachedRoutes"], 1);
-    let types: Vec<_> = status["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
-        .collect();
-    assert_eq!(types, [("Accepted", "True"), ("Programmed", "True")]);
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    let status_with = |address: &gatewayapi::Address| {
+        gatewayapi::status(
+            &gateways[0],
+            1,
+            &routes,
+            &gateways,
+            address,
+            "2026-01-01T00:00:00Z",
+        )["status"]
+            .clone()
+    };
+    let conditions = |status: &serde_json::Value| -> Vec<(String, String, String)> {
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap().to_string();
+                (s("type"), s("status"), s("reason"))
+            })
+            .collect()
+    };
+    let as_made = gatewayapi::Address::of_service(service);
+    assert_eq!(as_made, gatewayapi::Address::Pending);
+    let pending = status_with(&as_made);
+    assert_eq!(pending["listeners"][0]["attachedRoutes"], 1);
+    assert_eq!(
+        conditions(&pending)[1],
+        (
+            "Programmed".into(),
+            "False".into(),
+            "AddressNotAssigned".into()
+        )
+    );
+    assert!(
+        pending["conditions"][1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Assigned to service(s) bookinfo-gateway-istio.default.svc.cluster.local:80, but failed to assign to all requested addresses: address pending for hostname \"bookinfo-gateway-istio.default.svc.cluster.local\""),
+        "{pending}"
+    );
+    let mut node_port = service.clone();
+    node_port["spec"]["type"] = json!("NodePort");
+    let internal = status_with(&gatewayapi::Address::of_service(&node_port));
+    assert_eq!(
+        conditions(&internal),
+        [
+            ("Accepted".into(), "True".into(), "Accepted".into()),
+            ("Programmed".into(), "True".into(), "Programmed".into())
+        ]
+    );
+    assert_eq!(
+        internal["addresses"],
+        json!([{"type": "Hostname", "value": "bookinfo-gateway-istio.default.svc.cluster.local"}])
+    );
+    let mut balanced = service.clone();
+    balanced["status"] = json!({"loadBalancer": {"ingress": [{"ip": "172.18.0.200"}]}});
+    let external = status_with(&gatewayapi::Address::of_service(&balanced));
+    assert_eq!(conditions(&external)[1].1, "True");
+    assert_eq!(
+        external["addresses"],
+        json!([{"type": "IPAddress", "value": "172.18.0.200"}])
+    );
     // A route of another namespace does not attach to a `Same` listener.
     let mut foreign = routes[0].clone();
     foreign.namespace = "other".into();
