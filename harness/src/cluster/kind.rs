@@ -280,12 +280,17 @@ impl Provider for Kind {
         else {
             return vec![];
         };
+        let scratch = super::ScratchKubeconfig::new();
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .filter(|c| c.starts_with("istio-e2e-"))
             .map(|c| Leftover {
+                // `kind delete cluster` removes the cluster's context from the kubeconfig it
+                // is given (else $KUBECONFIG or ~/.kube/config): a throwaway one, never the
+                // user's.
                 removed: std::process::Command::new(&kind)
-                    .args(["delete", "cluster", "--name", c])
+                    .args(["delete", "cluster", "--name", c, "--kubeconfig"])
+                    .arg(scratch.path())
                     .status()
                     .is_ok_and(|s| s.success()),
                 what: format!("kind cluster {c}"),

@@ -13,8 +13,10 @@ pub struct Minikube {
     created: Option<(PathBuf, String, PathBuf)>,
 }
 
-/// The argv of `minikube start`.
-pub fn start_args(profile: &str, k8s: Option<&str>) -> Vec<String> {
+/// The argv of `minikube start`. As root, minikube's docker driver stops with `DRV_AS_ROOT`
+/// unless given `--force` (kubernetes/minikube#7903); root is how CI machines and containers
+/// run it, and the cluster is still a rootless-in-Docker node.
+pub fn start_args(profile: &str, k8s: Option<&str>, as_root: bool) -> Vec<String> {
     let mut v: Vec<String> = vec![
         "start".into(),
         "-p".into(),
@@ -24,7 +26,29 @@ pub fn start_args(profile: &str, k8s: Option<&str>) -> Vec<String> {
     if let Some(k) = k8s {
         v.push(format!("--kubernetes-version={k}"));
     }
+    if as_root {
+        v.push("--force".into());
+    }
     v
+}
+
+/// True when this process runs as root.
+fn as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The profiles a run left (`istio-e2e-*`), from `minikube profile list -o json`: valid ones
+/// and invalid ones (a start killed halfway leaves its profile under `invalid`).
+pub fn leftover_profiles(list: &serde_json::Value) -> Vec<String> {
+    ["valid", "invalid"]
+        .iter()
+        .filter_map(|k| list.get(k).and_then(|x| x.as_array()))
+        .flatten()
+        .filter_map(|p| p.get("Name").and_then(|x| x.as_str()))
+        .filter(|n| n.starts_with("istio-e2e-"))
+        .map(String::from)
+        .collect()
 }
 
 impl Provider for Minikube {
@@ -54,7 +78,8 @@ impl Provider for Minikube {
                 kubeconfig.to_string_lossy().into_owned(),
             )];
             self.created = Some((mk.clone(), profile.clone(), kubeconfig.clone()));
-            run_cmd(&mk, &start_args(&profile, req.kubernetes.as_deref()), &env).await?;
+            let start = start_args(&profile, req.kubernetes.as_deref(), as_root());
+            run_cmd(&mk, &start, &env).await?;
             let ip = run_cmd(&mk, &["ip".into(), "-p".into(), profile.clone()], &env).await?;
             Ok(ClusterInfo {
                 provider: "minikube".into(),
@@ -94,16 +119,16 @@ impl Provider for Minikube {
         else {
             return vec![];
         };
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        v.get("valid")
-            .and_then(|x| x.as_array())
+        let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        // `minikube delete` removes the profile's context from $KUBECONFIG (else
+        // ~/.kube/config): point it at a throwaway file, never the user's.
+        let scratch = super::ScratchKubeconfig::new();
+        leftover_profiles(&list)
             .into_iter()
-            .flatten()
-            .filter_map(|p| p.get("Name").and_then(|x| x.as_str()))
-            .filter(|n| n.starts_with("istio-e2e-"))
             .map(|name| Leftover {
                 removed: std::process::Command::new(&mk)
-                    .args(["delete", "-p", name])
+                    .args(["delete", "-p", &name])
+                    .env("KUBECONFIG", scratch.path())
                     .status()
                     .is_ok_and(|s| s.success()),
                 what: format!("minikube profile {name}"),
@@ -120,7 +145,7 @@ mod tests {
     #[test]
     fn start_uses_the_docker_driver_and_the_requested_version() {
         assert_eq!(
-            start_args("istio-e2e-r1", Some("v1.33.1")),
+            start_args("istio-e2e-r1", Some("v1.33.1"), false),
             [
                 "start",
                 "-p",
@@ -130,8 +155,23 @@ mod tests {
             ]
         );
         assert_eq!(
-            start_args("p", None),
+            start_args("p", None, false),
             ["start", "-p", "p", "--driver=docker"]
         );
+        assert_eq!(
+            start_args("p", None, true),
+            ["start", "-p", "p", "--driver=docker", "--force"]
+        );
+    }
+
+    /// Invalid profiles (a start killed halfway) are leftovers too; others' profiles are not.
+    #[test]
+    fn leftovers_are_the_runs_valid_and_invalid_profiles() {
+        let list = serde_json::json!({
+            "valid": [{"Name": "istio-e2e-r1", "Status": "Running"}, {"Name": "minikube"}],
+            "invalid": [{"Name": "istio-e2e-r2"}, {"Name": "mine"}]
+        });
+        assert_eq!(leftover_profiles(&list), ["istio-e2e-r1", "istio-e2e-r2"]);
+        assert!(leftover_profiles(&serde_json::json!({})).is_empty());
     }
 }

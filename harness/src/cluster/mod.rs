@@ -311,6 +311,41 @@ pub fn docker_available() -> Result<(), ClusterError> {
     }
 }
 
+/// A kubeconfig path in a directory of its own under the temporary directory, removed when
+/// dropped: what `clean` gives `kind delete` and `minikube delete`, which edit the kubeconfig
+/// they are pointed at (the user's `~/.kube/config` when pointed at none).
+pub struct ScratchKubeconfig(PathBuf);
+
+impl ScratchKubeconfig {
+    /// A new one, unique to this process and moment.
+    pub fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("istio-e2e-clean-{}-{nanos}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        Self(dir)
+    }
+
+    /// The file's path (the tools create it).
+    pub fn path(&self) -> PathBuf {
+        self.0.join("kubeconfig")
+    }
+}
+
+impl Default for ScratchKubeconfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ScratchKubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The ids of Docker containers, running or not, that match a `docker ps --filter` (e.g.
 /// `label=io.istio-e2e.run`); none when docker is missing or fails.
 pub fn docker_ids(filter: &str) -> Vec<String> {
@@ -487,6 +522,19 @@ mod tests {
     use clap::ValueEnum;
 
     use super::*;
+
+    /// `clean`'s kubeconfig for `kind delete`/`minikube delete` is its own, never the user's,
+    /// and goes with its directory.
+    #[test]
+    fn the_scratch_kubeconfig_is_private_and_removed() {
+        let (a, b) = (ScratchKubeconfig::new(), ScratchKubeconfig::new());
+        assert_ne!(a.path(), b.path());
+        assert!(a.path().starts_with(std::env::temp_dir()));
+        let dir = a.path().parent().unwrap().to_path_buf();
+        std::fs::write(a.path(), "apiVersion: v1\nkind: Config\n").unwrap();
+        drop(a);
+        assert!(!dir.exists(), "{dir:?} left behind");
+    }
 
     /// `DOCKER_HOST=tcp://...` is a TCP address, not the default socket.
     #[test]
