@@ -319,11 +319,13 @@ pub struct ScratchKubeconfig(PathBuf);
 impl ScratchKubeconfig {
     /// A new one, unique to this process and moment.
     pub fn new() -> Self {
+        static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir =
-            std::env::temp_dir().join(format!("istio-e2e-clean-{}-{nanos}", std::process::id()));
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("istio-e2e-clean-{pid}-{nanos}-{n}"));
         let _ = std::fs::create_dir_all(&dir);
         Self(dir)
     }
