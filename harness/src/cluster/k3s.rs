@@ -8,6 +8,10 @@ use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
 
 use super::{ClusterError, ClusterInfo, ClusterRequest, Leftover, Provider, RUN_LABEL};
 
+/// `k3s` arguments: testcontainers-modules' default (`server --snapshotter=native`) and no
+/// traefik.
+pub const K3S_SERVER_ARGS: [&str; 3] = ["server", "--snapshotter=native", "--disable=traefik"];
+
 /// The k3s provider.
 #[derive(Default)]
 pub struct K3s {
@@ -44,8 +48,12 @@ impl Provider for K3s {
             });
             let conf = req.artifacts.join("k3s");
             std::fs::create_dir_all(&conf).ok();
+            // The module's own command, plus traefik disabled, as Istio's k3d setup page does
+            // (`--disable=traefik`): it is a second ingress whose servicelb pod competes with
+            // istio-ingressgateway's for the node's ports 80/443.
             let mut image = K3sImage::default()
                 .with_conf_mount(&conf)
+                .with_cmd(K3S_SERVER_ARGS)
                 .with_privileged(true)
                 .with_userns_mode("host")
                 .with_label(RUN_LABEL, req.run_id.clone());
